@@ -1,0 +1,35 @@
+# kdsuite: `make demo` and `make test` each set up .venv first (torch/torchvision from the registry).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kdsuite-installed
+
+.PHONY: install demo test test-fast slurm-install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# the main job: a small taxonomy grid on the embedded digits data, ending in a comparison table
+demo: install
+	$(VENV)/bin/kdsuite demo
+
+slurm-install:
+	bash slurm/local_cluster.sh install
+
+# the whole suite; the Slurm tests start (and stop) a real one-node cluster on localhost
+test: install slurm-install
+	OMP_NUM_THREADS=2 WANDB_MODE=offline $(PY) -m pytest -q -ra
+
+test-fast: install
+	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm and not slow"
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs wandb .pytest_cache

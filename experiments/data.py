@@ -1,0 +1,237 @@
+"""Data sets: the embedded default (scikit-learn's handwritten digits), CIFAR-10/100 through
+torchvision with the standard recipe, and ImageNet-style folders.
+
+Role in the flow: ``experiments.run`` calls :func:`build_data` with the config's ``dataset``
+section and hands the loaders to the trainer.
+
+Digits and other small tensor data sets are served by :class:`TensorLoader`: the whole set lives
+in one tensor (on the training device), batches are sliced from a shuffled index, and random
+crop / flip run batched on that device — no worker processes, no per-image Python.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from methods.hparams import ConfigError
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
+CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2675, 0.2565, 0.2761)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataBundle:
+    train: Any
+    val: Any
+    num_classes: int
+    input_shape: Tuple[int, int, int]
+    num_train: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    name: str
+
+
+# ---- in-memory, device-resident batches ------------------------------------------------------
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Batched RandomCrop(size, padding=pad) + RandomHorizontalFlip on ``x`` (B, C, H, W), drawn
+    from ``generator`` (which lives on ``x``'s device)."""
+    b, _, h, w = x.shape
+    if pad > 0:
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
+        dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
+        idx_b = torch.arange(b, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        do = torch.rand(b, device=x.device, generator=generator) < 0.5
+        x = torch.where(do[:, None, None, None], x.flip(3), x)
+    return x.contiguous()
+
+
+class TensorLoader:
+    """Shuffled mini-batches from tensors held in memory (optionally on the GPU).
+
+    ``set_epoch_seed`` fixes the order and augmentation of the coming epoch (exact resume)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
+                 crop_pad: int = 0, flip: bool = False, drop_last: bool = False):
+        if len(x) != len(y):
+            raise ValueError("x and y differ in length")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
+        self.generator = torch.Generator(device=x.device)
+        self.generator.manual_seed(0)
+
+    def to(self, device) -> "TensorLoader":
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator).item())
+        self.generator = torch.Generator(device=self.x.device)
+        self.generator.manual_seed(seed)
+        return self
+
+    def set_epoch_seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        order = torch.randperm(n, device=self.x.device, generator=self.generator) if self.shuffle \
+            else torch.arange(n, device=self.x.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb = self.x[idx]
+            if self.crop_pad or self.flip:
+                xb = random_crop_flip(xb, self.crop_pad, self.flip, self.generator)
+            yield xb, self.y[idx]
+
+
+# ---- digits: the embedded default -------------------------------------------------------------
+def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_seed: int = 0):
+    """scikit-learn's 1,797 8×8 digits as 3-channel ``image_size``² images, a fixed stratified
+    train/test split, normalised with the training set's statistics."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = x.repeat(1, 3, 1, 1)
+    y = torch.tensor(d.target, dtype=torch.long)
+    tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=split_seed,
+                              stratify=d.target)
+    tr, te = torch.as_tensor(np.sort(tr)), torch.as_tensor(np.sort(te))
+    mean = float(x[tr].mean())
+    std = float(x[tr].std())
+    x = (x - mean) / std
+    return x[tr], y[tr], x[te], y[te], (mean,) * 3, (std,) * 3
+
+
+# ---- CIFAR through torchvision ---------------------------------------------------------------
+def cifar_class(name: str):
+    """torchvision's CIFAR reader with the checksum check as an explicit option.
+
+    torchvision always compares each batch file's MD5 with the official files; ``verify=False``
+    keeps every other part of its reading (pickled batches, ``data``/``labels`` layout) and only
+    checks that the files exist — for locally converted or regenerated copies."""
+    import torchvision
+
+    base = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+
+    class CIFAR(base):
+        def __init__(self, root, train=True, transform=None, download=False, verify_checksums=True):
+            self.verify_checksums = verify_checksums
+            super().__init__(root, train=train, transform=transform, download=download)
+
+        def _check_integrity(self) -> bool:
+            if self.verify_checksums:
+                return super()._check_integrity()
+            folder = os.path.join(self.root, self.base_folder)
+            return all(os.path.isfile(os.path.join(folder, f)) for f, _ in self.train_list + self.test_list)
+
+    CIFAR.__name__ = base.__name__
+    return CIFAR
+
+
+def build_cifar(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
+    name = cfg["name"]
+    cls = cifar_class(name)
+    root = os.path.expanduser(cfg["root"])
+    try:
+        train = cls(root, train=True, download=cfg["download"], verify_checksums=cfg["verify_checksums"])
+        test = cls(root, train=False, download=False, verify_checksums=cfg["verify_checksums"])
+    except RuntimeError as e:
+        hint = (" The files exist but fail torchvision's MD5 check: set dataset.verify_checksums: false for "
+                "a local copy that is not byte-identical to the official one."
+                if os.path.isdir(os.path.join(root, cls.base_folder)) else "")
+        raise ConfigError(f"dataset.root = '{root}': cannot read {name} ({e}).{hint}") from e
+    mean, std = CIFAR_MEAN[name], CIFAR_STD[name]
+    classes = 10 if name == "cifar10" else 100
+    bs, ebs = cfg["batch_size"], cfg["eval_batch_size"]
+    augment = cfg["augment"] if cfg["augment"] is not None else True
+
+    def to_tensor(ds):
+        x = torch.tensor(ds.data).permute(0, 3, 1, 2).float().div_(255)
+        m, s = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
+        return (x - m) / s, torch.tensor(ds.targets, dtype=torch.long)
+
+    if cfg["pipeline"] == "tensor":
+        # the whole set as one normalised tensor (on the GPU when training there); crop+flip batched
+        xtr, ytr = to_tensor(train)
+        xte, yte = to_tensor(test)
+        tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment).to(device)
+        vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
+    else:
+        import torchvision.transforms as T
+
+        norm = T.Normalize(mean, std)
+        ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
+        train.transform = T.Compose(ttf + [T.ToTensor(), norm])
+        test.transform = T.Compose([T.ToTensor(), norm])
+        tl, vl = _loaders(train, test, cfg, device)
+    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name)
+
+
+def _loaders(train, test, cfg, device):
+    g = torch.Generator()
+    g.manual_seed(0)
+    common = dict(num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
+                  persistent_workers=cfg["num_workers"] > 0)
+    tl = torch.utils.data.DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=g,
+                                     drop_last=False, **common)
+    vl = torch.utils.data.DataLoader(test, batch_size=cfg["eval_batch_size"], shuffle=False, **common)
+    return tl, vl
+
+
+def build_imagefolder(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
+    import torchvision
+    import torchvision.transforms as T
+
+    root = os.path.expanduser(cfg["root"])
+    for split in ("train", "val"):
+        if not os.path.isdir(os.path.join(root, split)):
+            raise ConfigError(f"dataset.root = '{root}': an image-folder data set needs '{split}/' with one "
+                              f"sub-folder per class")
+    size = cfg["image_size"] or 224
+    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    augment = cfg["augment"] if cfg["augment"] is not None else True
+    ttf = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if augment else [T.Resize(int(size * 8 / 7)),
+                                                                                 T.CenterCrop(size)]
+    train = torchvision.datasets.ImageFolder(os.path.join(root, "train"), T.Compose(ttf + [T.ToTensor(), norm]))
+    val = torchvision.datasets.ImageFolder(os.path.join(root, "val"), T.Compose(
+        [T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
+    if train.classes != val.classes:
+        raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
+    tl, vl = _loaders(train, val, cfg, device)
+    return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
+                      "imagefolder")
+
+
+def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu") -> DataBundle:
+    """``cfg``: the validated ``dataset`` section of a run config."""
+    device = torch.device(device)
+    name = cfg["name"]
+    if name == "digits":
+        size = cfg["image_size"] or 16
+        xtr, ytr, xte, yte, mean, std = load_digits_split(size)
+        augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
+        tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0).to(device)
+        vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
+        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits")
+    if name in ("cifar10", "cifar100"):
+        return build_cifar(cfg, device)
+    if name == "imagefolder":
+        return build_imagefolder(cfg, device)
+    raise ConfigError(f"dataset.name = {name!r} is not one of {list(DATASETS)}")

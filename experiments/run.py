@@ -1,0 +1,152 @@
+"""The single-run entry point: config -> zoo -> method plugin -> trainer -> run record (+ W&B).
+
+:func:`run` is what the CLI, the local executor and every Slurm job call. It is idempotent: a run
+whose folder already holds a finished record returns that record without training again, and an
+interrupted run resumes from its last epoch checkpoint.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+
+import zoo
+from analysis.records import provenance, read_record, write_record
+from analysis.wandb_log import WandbMirror
+from experiments.config import ConfigError, config_hash, validate
+from experiments.data import build_data
+from methods.base import BuildContext
+from methods.progress import Reporter
+from methods.registry import CATEGORIES, get_method
+from methods.trainer import Trainer, TrainSettings, derive_seed, seed_everything
+from zoo.teachers import load_teacher, read_teacher_meta, save_teacher
+
+
+def resolve_teachers(cfg: Dict[str, Any]) -> None:
+    """Fill each ``teachers[i]`` with the architecture and identity from its record; a named
+    architecture that differs from the record's is an error."""
+    for i, t in enumerate(cfg["teachers"]):
+        field = f"teachers[{i}].checkpoint"
+        meta = read_teacher_meta(t["checkpoint"], field)
+        if t.get("arch") and t["arch"] != meta["arch"]:
+            raise ConfigError(f"teachers[{i}].arch = {t['arch']!r} but the record at '{t['checkpoint']}' holds a "
+                              f"{meta['arch']!r}")
+        t["arch"] = meta["arch"]
+        t["sha256"] = meta["sha256"]
+        if meta.get("config_hash"):
+            t["config_hash"] = meta["config_hash"]
+        if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
+            raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
+                              f"{cfg['dataset']['name']!r}")
+
+
+def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
+    """Validate and resolve ``raw``; returns ``(cfg, config_hash, run_dir)``. Nothing is written."""
+    cfg = validate(raw)
+    resolve_teachers(cfg)
+    h = config_hash(cfg)
+    return cfg, h, run_dir_for(cfg, h)
+
+
+def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
+    label = f"{cfg['method']['name']}-{zoo.display_name(cfg['student']['arch'])}-s{cfg['seed']}-{h[:10]}"
+    return Path(cfg["output"]["root"]) / label
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device = {name!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device = {name!r} but CUDA is not available on this machine")
+    return dev
+
+
+def pair_label(student: str, teachers: List[str]) -> str:
+    s = zoo.display_name(student)
+    return f"{'+'.join(zoo.display_name(t) for t in teachers)}→{s}" if teachers else s
+
+
+def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporter: Optional[Reporter] = None,
+        prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
+    cfg, h, run_dir = prepared or prepare(raw)
+    existing = read_record(run_dir)
+    if existing is not None and existing.get("status") == "finished":
+        return existing
+    cls = get_method(cfg["method"]["name"])
+    device = pick_device(cfg["device"])
+    if cfg["deterministic"]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    data = build_data(cfg["dataset"], device)
+    in_chans = data.input_shape[0]
+
+    def build(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
+        return zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
+
+    seed_everything(derive_seed(cfg["seed"], "init"))
+    student = build(cfg["student"]["arch"], **cfg["student"]["kwargs"])
+    teachers, teacher_meta = [], []
+    for i, t in enumerate(cfg["teachers"]):
+        model, meta = load_teacher(t["checkpoint"], build, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
+                                   num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
+        teachers.append(model)
+        teacher_meta.append(meta)
+    batch = cfg["dataset"]["batch_size"]
+    steps = cfg["max_steps_per_epoch"] or (len(data.train) if data.train is not None else 1)
+    ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
+                       steps_per_epoch=steps, batch_size=batch, num_train=data.num_train, build_model=build,
+                       data_mean=data.mean, data_std=data.std)
+    from types import SimpleNamespace
+
+    method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
+    teacher_archs = [t["arch"] for t in cfg["teachers"]]
+    record: Dict[str, Any] = {
+        "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
+        "name": cfg["name"], "method": cls.name, "category": cls.category, "scheme": cls.scheme,
+        "category_title": CATEGORIES[cls.category].title, "paper": cls.paper,
+        "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
+        "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
+        "pair": pair_label(cfg["student"]["arch"], teacher_archs), "run_dir": str(run_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(),
+    }
+    write_record(run_dir, record)
+    tags = [cls.category, cls.name, record["pair"], data.name]
+    mirror = WandbMirror(cfg, h, str(run_dir), tags=tags, group=cfg["name"], name=run_dir.name)
+    settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
+                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=cfg["precision"],
+                             channels_last=cfg["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
+                             max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
+    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
+                      run_dir=run_dir, log_fn=mirror.log,
+                      reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
+    t0 = time.time()
+    try:
+        res = trainer.fit(stop_after_epochs=stop_after_epochs)
+    except BaseException as e:
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20),
+                      wall_time_s=time.time() - t0)
+        write_record(run_dir, record)
+        mirror.finish({"status": "failed"}, exit_code=1)
+        raise
+    metrics = dict(res.metrics)
+    metrics["student_params"] = zoo.count_params(student)
+    metrics["wall_time_s"] = time.time() - t0
+    metrics["teacher_record_top1"] = [m.get("top1") for m in teacher_meta]
+    record.update(status=res.status, metrics=metrics, history=res.history, stage_results=res.stage_results,
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if res.status == "finished" and cfg["export_teacher"]:
+        meta = save_teacher(student, run_dir, {
+            "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": in_chans,
+            "model_kwargs": cfg["student"]["kwargs"], "dataset": data.name, "image_size": data.input_shape[-1],
+            "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
+        record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
+    write_record(run_dir, record)
+    mirror.finish({f"final/{k}": v for k, v in metrics.items() if not isinstance(v, list)})
+    return record

@@ -1,0 +1,178 @@
+"""The method plugin API: a :class:`Distiller` wraps student, teacher(s) and its own extra modules.
+
+Role in the flow: the run entry point builds models with the zoo, instantiates the plugin, and the
+shared trainer (``methods.trainer``) drives it. A plugin is one file that declares
+
+- ``name``, ``category`` (a registry category), ``scheme`` (offline / online / self / data_free),
+  ``paper`` and ``equation`` (what it implements);
+- ``hparams``: ``{name: HParam(default, range...)}``, overridable per run;
+- ``student_taps`` / ``teacher_taps``: the intermediate features it needs (see ``zoo.taps``);
+- ``num_teachers``: how many frozen teachers it takes (``0``, an exact count, or ``(min, None)``);
+- extra trainable modules, created in ``__init__`` as attributes (connectors, regressors, heads,
+  memory banks as buffers, peers, generators, discriminators ...);
+
+and implements :meth:`forward_train` returning a dict of named, already-weighted losses. The
+trainer sums them, back-propagates, steps the optimizer and logs each term.
+
+Methods whose scheme needs more than one optimizer (online peers, generators, discriminators)
+override :meth:`optim_groups` to name several parameter groups and :meth:`train_step` to alternate
+``trainer.optimize(group, losses)`` calls; multi-stage methods (hint/initialisation stages,
+born-again generations) override :meth:`stages` and :meth:`on_stage_start`. The trainer still owns
+the optimizers, schedules, precision, checkpoints and evaluation.
+
+Teachers are frozen and are not sub-modules: they never enter an optimizer or a checkpoint (they
+are reloaded from their own records), and ``Distiller.train()`` never flips them out of eval mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from zoo import taps as ztaps
+
+
+@dataclass
+class Stage:
+    """One phase of training. ``optimizers``: the groups stepped in this stage (None = all)."""
+    name: str
+    epochs: int
+    optimizers: Optional[Sequence[str]] = None
+    evaluate: bool = True
+
+
+@dataclass
+class OptimGroup:
+    """Parameters stepped by one optimizer. ``defaults`` override the run's ``optim`` section for
+    this group (e.g. a generator's Adam), and the run's ``optimizers.<name>`` overrides both;
+    ``schedule`` likewise overrides the run's ``schedule`` section."""
+    params: List[nn.Parameter]
+    defaults: Dict[str, Any] = field(default_factory=dict)
+    schedule: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildContext:
+    """What a plugin may know about the run when it builds its modules."""
+    num_classes: int
+    input_shape: Tuple[int, int, int]
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    num_train: int = 0
+    build_model: Optional[Callable[..., nn.Module]] = None  # zoo factory (online peers, generators ...)
+    data_mean: Tuple[float, ...] = ()
+    data_std: Tuple[float, ...] = ()
+
+
+@dataclass
+class Progress:
+    """Where training is; the trainer updates it before every step."""
+    stage: str = "main"
+    stage_index: int = 0
+    epoch: int = 0            # 0-based epoch within the stage
+    epoch_float: float = 0.0  # epoch + fraction of it done
+    step: int = 0             # global optimisation step within the stage
+    total_epochs: int = 1
+
+
+class Distiller(nn.Module):
+    name: str = ""
+    category: str = ""
+    scheme: str = "offline"
+    paper: str = ""
+    equation: str = ""
+    hparams: Mapping[str, Any] = {}
+    student_taps: Sequence[str] = ()
+    teacher_taps: Sequence[str] = ()
+    num_teachers: Union[int, Tuple[int, Optional[int]]] = 1
+    needs_train_data: bool = True
+
+    def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], hp: SimpleNamespace, ctx: BuildContext):
+        super().__init__()
+        self.student = student
+        object.__setattr__(self, "_teachers", list(teachers))
+        self.hp = hp
+        self.ctx = ctx
+        self.progress = Progress(total_epochs=ctx.epochs)
+        self.s_taps = ztaps.resolve(student, self.student_taps)
+        self.t_taps = [ztaps.resolve(t, self.teacher_taps) for t in self._teachers]
+
+    # ---- class-level helpers -------------------------------------------------------------
+    @classmethod
+    def teacher_count_ok(cls, n: int) -> bool:
+        spec = cls.num_teachers
+        if isinstance(spec, int):
+            return n == spec
+        low, high = spec
+        return n >= low and (high is None or n <= high)
+
+    @classmethod
+    def teacher_count_text(cls) -> str:
+        spec = cls.num_teachers
+        if isinstance(spec, int):
+            return f"exactly {spec}"
+        low, high = spec
+        return f"at least {low}" if high is None else f"{low} to {high}"
+
+    # ---- models --------------------------------------------------------------------------
+    @property
+    def teachers(self) -> List[nn.Module]:
+        return self._teachers
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teachers[0]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for t in self._teachers:
+            t.eval()
+        return self
+
+    def student_forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        return ztaps.extract(self.student, x, self.s_taps)
+
+    def teacher_forward(self, x: torch.Tensor, index: int = 0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Frozen teacher ``index`` on ``x``: no graph is kept."""
+        with torch.no_grad():
+            return ztaps.extract(self._teachers[index], x, self.t_taps[index])
+
+    def student_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        return ztaps.probe_shapes(self.student, self.s_taps, self.ctx.input_shape)
+
+    def teacher_shapes(self, index: int = 0) -> Dict[str, Tuple[int, ...]]:
+        return ztaps.probe_shapes(self._teachers[index], self.t_taps[index], self.ctx.input_shape)
+
+    # ---- what the trainer calls ----------------------------------------------------------
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def train_step(self, batch, trainer) -> Dict[str, torch.Tensor]:
+        """One optimisation step. Default: one loss dict, one optimizer (``student``)."""
+        x, y = batch
+        losses = self.forward_train(x, y)
+        trainer.optimize("student", losses)
+        return losses
+
+    def optim_groups(self) -> Dict[str, OptimGroup]:
+        """Default: every trainable parameter of the plugin (student + extra modules) in one group."""
+        return {"student": OptimGroup([p for p in self.parameters() if p.requires_grad])}
+
+    def stages(self) -> List[Stage]:
+        return [Stage("main", self.ctx.epochs)]
+
+    def on_stage_start(self, stage: Stage, trainer) -> None:
+        """Called when a stage begins (not again when a run resumes inside it). Create every module
+        in ``__init__`` (a checkpoint is loaded into that structure); stage hooks only change
+        values (copy weights, re-initialise, freeze)."""
+
+    def on_epoch_end(self, trainer) -> None:
+        """Called after each training epoch, before evaluation and the checkpoint."""
+
+    def eval_models(self) -> Dict[str, nn.Module]:
+        """Models evaluated each eval epoch; ``student`` is the headline metric."""
+        return {"student": self.student}

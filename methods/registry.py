@@ -1,0 +1,112 @@
+"""The method registry: survey category -> method plugins.
+
+Role in the flow: a config names a method; :func:`get_method` returns its plugin class, which the
+single-run entry point instantiates around the zoo's student/teachers and hands to the trainer.
+
+Categories follow Gou et al. 2021 ("Knowledge Distillation: A Survey"): the knowledge types
+(response / feature / relation, with attention split out as the survey's §2.2 sub-family) and the
+distillation schemes / algorithms (§3–§4). The set is open: :func:`register_category` adds one.
+
+Third-party packages add methods through the ``kdsuite.methods`` entry-point group: each entry
+point names a module (or object) whose import registers its plugins with :func:`register_method`.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Dict, List, Type
+
+ENTRY_POINT_GROUP = "kdsuite.methods"
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    title: str
+    survey_section: str
+    knowledge: str  # the survey's knowledge type / algorithm family this category belongs to
+
+
+CATEGORIES: Dict[str, Category] = {}
+_METHODS: Dict[str, type] = {}
+_discovered = False
+
+
+def register_category(name: str, title: str, survey_section: str, knowledge: str) -> Category:
+    cat = Category(name, title, survey_section, knowledge)
+    CATEGORIES[name] = cat
+    return cat
+
+
+register_category("baseline", "Baseline (no distillation)", "-", "none")
+register_category("response", "Response-based knowledge", "§2.1", "knowledge type")
+register_category("feature", "Feature-based knowledge", "§2.2", "knowledge type")
+register_category("attention", "Attention-based knowledge", "§2.2 / §5.2", "knowledge type")
+register_category("relation", "Relation-based knowledge", "§2.3", "knowledge type")
+register_category("multi_teacher", "Multi-teacher distillation", "§5.3", "algorithm")
+register_category("online", "Online distillation", "§3.2", "scheme")
+register_category("self", "Self-distillation", "§3.3", "scheme")
+register_category("data_free", "Data-free distillation", "§5.6", "algorithm")
+register_category("adversarial", "Adversarial distillation", "§5.1", "algorithm")
+
+SCHEMES = ("offline", "online", "self", "data_free")
+
+
+def register_method(cls: type) -> type:
+    """Class decorator: add a :class:`methods.base.Distiller` subclass to the registry."""
+    from methods.base import Distiller  # local import: base imports nothing from here
+
+    if not (isinstance(cls, type) and issubclass(cls, Distiller)):
+        raise TypeError(f"register_method expects a Distiller subclass, got {cls!r}")
+    for field in ("name", "category", "scheme", "paper", "equation"):
+        if not getattr(cls, field, None):
+            raise ValueError(f"method plugin {cls.__name__} must set the class attribute '{field}'")
+    if cls.category not in CATEGORIES:
+        raise ValueError(f"method '{cls.name}': unknown category '{cls.category}'; "
+                         f"known: {', '.join(sorted(CATEGORIES))} (add one with register_category)")
+    if cls.scheme not in SCHEMES:
+        raise ValueError(f"method '{cls.name}': scheme '{cls.scheme}' not in {SCHEMES}")
+    other = _METHODS.get(cls.name)
+    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+        raise ValueError(f"method name '{cls.name}' is registered twice ({other.__module__} and {cls.__module__})")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def discover() -> None:
+    """Import every plugin module of this package and every ``kdsuite.methods`` entry point."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import methods
+
+    skip = {"registry", "base", "losses", "trainer", "hparams", "progress", "optim"}
+    for mod in pkgutil.iter_modules(methods.__path__):
+        if mod.name not in skip and not mod.name.startswith("_"):
+            importlib.import_module(f"methods.{mod.name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def get_method(name: str) -> type:
+    discover()
+    if name not in _METHODS:
+        raise KeyError(f"unknown method '{name}'; registered methods: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def list_methods(category: str | None = None) -> List[type]:
+    discover()
+    out = [m for m in _METHODS.values() if category is None or m.category == category]
+    return sorted(out, key=lambda m: (list(CATEGORIES).index(m.category), m.name))
+
+
+def methods_by_category() -> Dict[str, List[type]]:
+    discover()
+    grouped: Dict[str, List[type]] = {c: [] for c in CATEGORIES}
+    for m in list_methods():
+        grouped[m.category].append(m)
+    return grouped

@@ -1,0 +1,48 @@
+"""Backbones: any timm model by name, plus the CIFAR-style KD family registered into timm's registry
+under a ``cifar_`` prefix (``import zoo`` registers it), feature taps and teacher checkpoints.
+
+Role in the flow: ``experiments.run`` asks :func:`create_model` for the student (and online peers);
+teachers come from :mod:`zoo.teachers` records; method plugins read features through :mod:`zoo.taps`.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import List
+
+import timm
+import torch.nn as nn
+
+import zoo.cifar  # noqa: F401  (registers the cifar_* family into timm)
+from zoo.cifar import LITERATURE_NAMES
+
+_TIMM_NAMES = None
+
+
+def list_models(pattern: str = "*") -> List[str]:
+    """Every model name ``create_model`` accepts that matches ``pattern`` (timm's listing)."""
+    return timm.list_models(pattern)
+
+
+def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
+    """``timm.create_model`` with a clear error for unknown names (closest matches listed)."""
+    from methods.hparams import ConfigError
+
+    global _TIMM_NAMES
+    if _TIMM_NAMES is None:
+        _TIMM_NAMES = set(timm.list_models())
+    if arch not in _TIMM_NAMES:
+        close = difflib.get_close_matches(arch, _TIMM_NAMES, n=5, cutoff=0.6)
+        raise ConfigError(f"unknown model '{arch}': not in timm's registry. The CIFAR KD family: "
+                          f"{', '.join(sorted(LITERATURE_NAMES))}"
+                          + (f"; closest timm names: {', '.join(close)}" if close else "")
+                          + " (list all with `kdsuite models`)")
+    return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def display_name(arch: str) -> str:
+    """The literature's table name (resnet8x4, wrn_40_2, MobileNetV2 ...) or the timm name."""
+    return LITERATURE_NAMES.get(arch, arch)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
