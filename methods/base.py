@@ -90,6 +90,10 @@ class Distiller(nn.Module):
     teacher_taps: Sequence[str] = ()
     num_teachers: Union[int, Tuple[int, Optional[int]]] = 1
     needs_train_data: bool = True
+    # hyper-parameters that make tiny smoke runs (contract test, demo) meaningful, e.g. small memory banks
+    smoke_hparams: Mapping[str, Any] = {}
+    # loss keys that must go down over a few dozen steps (contract test); None = every key but "ce"
+    distill_terms: Optional[Sequence[str]] = None
 
     def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], hp: SimpleNamespace, ctx: BuildContext):
         super().__init__()
