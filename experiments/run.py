@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -73,12 +75,23 @@ def pair_label(student: str, teachers: List[str]) -> str:
     return f"{'+'.join(zoo.display_name(t) for t in teachers)}→{s}" if teachers else s
 
 
-def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporter: Optional[Reporter] = None,
-        prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
-    cfg, h, run_dir = prepared or prepare(raw)
-    existing = read_record(run_dir)
-    if existing is not None and existing.get("status") == "finished":
-        return existing
+@dataclass
+class RunParts:
+    """Everything :func:`build` makes from a resolved config, before training starts."""
+    cfg: Dict[str, Any]
+    hash: str
+    run_dir: Path
+    method: Any
+    trainer: Trainer
+    data: Any
+    student: torch.nn.Module
+    teacher_meta: List[Dict[str, Any]]
+    device: torch.device
+
+
+def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporter] = None,
+          log_fn=None) -> RunParts:
+    """Data, student, teachers (checked against their records), the method plugin and the trainer."""
     cls = get_method(cfg["method"]["name"])
     device = pick_device(cfg["device"])
     if cfg["deterministic"]:
@@ -87,25 +100,42 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     data = build_data(cfg["dataset"], device)
     in_chans = data.input_shape[0]
 
-    def build(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
+    def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
         return zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
 
     seed_everything(derive_seed(cfg["seed"], "init"))
-    student = build(cfg["student"]["arch"], **cfg["student"]["kwargs"])
+    student = build_model(cfg["student"]["arch"], **cfg["student"]["kwargs"])
     teachers, teacher_meta = [], []
     for i, t in enumerate(cfg["teachers"]):
-        model, meta = load_teacher(t["checkpoint"], build, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
+        model, meta = load_teacher(t["checkpoint"], build_model, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
                                    num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
         teachers.append(model)
         teacher_meta.append(meta)
-    batch = cfg["dataset"]["batch_size"]
     steps = cfg["max_steps_per_epoch"] or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
-                       steps_per_epoch=steps, batch_size=batch, num_train=data.num_train, build_model=build,
-                       data_mean=data.mean, data_std=data.std)
-    from types import SimpleNamespace
-
+                       steps_per_epoch=steps, batch_size=cfg["dataset"]["batch_size"], num_train=data.num_train,
+                       build_model=build_model, data_mean=data.mean, data_std=data.std)
     method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
+    settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
+                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=cfg["precision"],
+                             channels_last=cfg["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
+                             max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
+    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
+                      run_dir=run_dir, log_fn=log_fn,
+                      reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
+    return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device)
+
+
+def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporter: Optional[Reporter] = None,
+        prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
+    """Train one run to completion (or ``stop_after_epochs``) and return its record."""
+    cfg, h, run_dir = prepared or prepare(raw)
+    existing = read_record(run_dir)
+    if existing is not None and existing.get("status") == "finished":
+        return existing
+    mirror_box: List[Any] = []
+    parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
+    cls, data, method = type(parts.method), parts.data, parts.method
     teacher_archs = [t["arch"] for t in cfg["teachers"]]
     record: Dict[str, Any] = {
         "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
@@ -119,16 +149,10 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]
     mirror = WandbMirror(cfg, h, str(run_dir), tags=tags, group=cfg["name"], name=run_dir.name)
-    settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
-                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=cfg["precision"],
-                             channels_last=cfg["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
-                             max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
-    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
-                      run_dir=run_dir, log_fn=mirror.log,
-                      reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
+    mirror_box.append(mirror)
     t0 = time.time()
     try:
-        res = trainer.fit(stop_after_epochs=stop_after_epochs)
+        res = parts.trainer.fit(stop_after_epochs=stop_after_epochs)
     except BaseException as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20),
                       wall_time_s=time.time() - t0)
@@ -136,14 +160,14 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
         mirror.finish({"status": "failed"}, exit_code=1)
         raise
     metrics = dict(res.metrics)
-    metrics["student_params"] = zoo.count_params(student)
+    metrics["student_params"] = zoo.count_params(parts.student)
     metrics["wall_time_s"] = time.time() - t0
-    metrics["teacher_record_top1"] = [m.get("top1") for m in teacher_meta]
+    metrics["teacher_record_top1"] = [m.get("top1") for m in parts.teacher_meta]
     record.update(status=res.status, metrics=metrics, history=res.history, stage_results=res.stage_results,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
-        meta = save_teacher(student, run_dir, {
-            "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": in_chans,
+        meta = save_teacher(parts.student, run_dir, {
+            "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
             "model_kwargs": cfg["student"]["kwargs"], "dataset": data.name, "image_size": data.input_shape[-1],
             "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
         record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
