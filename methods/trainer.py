@@ -230,6 +230,18 @@ class Trainer:
         self._schedules = {n: self._group_schedule(n) for n in names}
         self._stage_epochs = stage.epochs
 
+    def enter_stage(self, index: int = -1) -> Stage:
+        """Build the optimizers of stage ``index`` and run the plugin's stage hook, as ``fit`` does
+        at a stage boundary (tests and tools that drive single steps use this)."""
+        stages = self.method.stages()
+        index = index % len(stages)
+        stage = stages[index]
+        self._start_stage(stage)
+        seed_everything(derive_seed(self.s.seed, index, "stage-start"))
+        self.method.progress.stage, self.method.progress.stage_index = stage.name, index
+        self.method.on_stage_start(stage, self)
+        return stage
+
     def autocast(self):
         if self.s.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
