@@ -1,0 +1,143 @@
+"""Data sets: the digits default, CIFAR through torchvision's real reader on files written here in the
+official pickled layout, batched crop/flip, image folders."""
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.config import ConfigError
+from experiments.data import TensorLoader, build_data, load_digits_split, random_crop_flip
+from experiments.config import DEFAULTS
+
+
+def _ds(**kw):
+    d = dict(DEFAULTS["dataset"])
+    d.update(kw)
+    return d
+
+
+def test_digits_split_is_fixed_stratified_and_normalised():
+    xtr, ytr, xte, yte, mean, std = load_digits_split(16)
+    assert xtr.shape == (1437, 3, 16, 16) and xte.shape == (360, 3, 16, 16)
+    again = load_digits_split(16)
+    assert torch.equal(xtr, again[0]) and torch.equal(yte, again[3])
+    counts_tr = torch.bincount(ytr, minlength=10).float()
+    counts_te = torch.bincount(yte, minlength=10).float()
+    assert (counts_te / counts_tr).std() < 0.02  # same class proportions in both splits
+    assert abs(float(xtr.mean())) < 1e-4 and abs(float(xtr.std()) - 1) < 1e-3
+    # no image is in both splits
+    flat_tr = {hashlib.md5(x.numpy().tobytes()).hexdigest() for x in xtr}
+    dup = sum(hashlib.md5(x.numpy().tobytes()).hexdigest() in flat_tr for x in xte)
+    assert dup <= 2  # the digits set itself holds a couple of identical images
+
+
+def test_tensor_loader_epoch_seed_fixes_order_and_covers_every_sample():
+    x = torch.arange(10).float()[:, None, None, None].expand(10, 1, 2, 2).contiguous()
+    y = torch.arange(10)
+    tl = TensorLoader(x, y, 4, shuffle=True)
+    tl.set_epoch_seed(3)
+    a = torch.cat([b for _, b in tl])
+    tl.set_epoch_seed(3)
+    b = torch.cat([b for _, b in tl])
+    tl.set_epoch_seed(4)
+    c = torch.cat([b for _, b in tl])
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert sorted(a.tolist()) == list(range(10)) and len(tl) == 3
+
+
+def test_random_crop_flip_is_a_crop_of_the_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 8, 8, generator=g)
+    out = random_crop_flip(x, pad=2, flip=True, generator=torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(6):
+        found = False
+        for dy in range(5):
+            for dx in range(5):
+                crop = padded[i, :, dy:dy + 8, dx:dx + 8]
+                if torch.equal(out[i], crop) or torch.equal(out[i], crop.flip(2)):
+                    found = True
+        assert found, f"sample {i} is not a (flipped) crop of its padded image"
+
+
+def _write_cifar(root, name, n_train=20, n_test=10):
+    """Files in the official layout: pickled dicts with uint8 `data` (N, 3072) and labels."""
+    rng = np.random.default_rng(0)
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        key, meta_name, meta_key, classes = "labels", "batches.meta", "label_names", 10
+    else:
+        folder = root / "cifar-100-python"
+        folder.mkdir(parents=True)
+        files = ["train", "test"]
+        key, meta_name, meta_key, classes = "fine_labels", "meta", "fine_label_names", 100
+    labels_seen = {}
+    for f in files:
+        n = n_test if "test" in f else n_train
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, classes, size=n).tolist()
+        labels_seen[f] = (data, labels)
+        with open(folder / f, "wb") as fh:
+            pickle.dump({"data": data, key: labels}, fh)
+    with open(folder / meta_name, "wb") as fh:
+        pickle.dump({meta_key: [f"c{i}" for i in range(classes)]}, fh)
+    return labels_seen
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reads_official_layout_without_checksums(tmp_path, name):
+    written = _write_cifar(tmp_path, name)
+    data = build_data(_ds(name=name, root=str(tmp_path), download=False, verify_checksums=False,
+                          batch_size=8, augment=False), "cpu")
+    assert data.num_classes == (10 if name == "cifar10" else 100) and data.input_shape == (3, 32, 32)
+    n_train = 100 if name == "cifar10" else 20
+    assert data.num_train == n_train
+    x, y = next(iter(data.val))
+    test_data, test_labels = written["test_batch" if name == "cifar10" else "test"]
+    # first test image, decoded by hand from the row-major (3, 32, 32) layout and normalised
+    from experiments.data import CIFAR_MEAN, CIFAR_STD
+    img = test_data[0].reshape(3, 32, 32).astype(np.float64) / 255
+    want = (img - np.array(CIFAR_MEAN[name])[:, None, None]) / np.array(CIFAR_STD[name])[:, None, None]
+    assert np.allclose(x[0].numpy(), want, atol=1e-5)
+    assert y[:len(test_labels)].tolist() == test_labels[:len(y)]
+
+
+def test_cifar_checksum_check_stays_on_by_default(tmp_path):
+    _write_cifar(tmp_path, "cifar10")
+    with pytest.raises(ConfigError, match="verify_checksums"):
+        build_data(_ds(name="cifar10", root=str(tmp_path), download=False), "cpu")
+
+
+def test_cifar_tensor_pipeline_matches_loader_pipeline(tmp_path):
+    _write_cifar(tmp_path, "cifar100")
+    a = build_data(_ds(name="cifar100", root=str(tmp_path), download=False, verify_checksums=False,
+                       augment=False, pipeline="tensor", eval_batch_size=10), "cpu")
+    b = build_data(_ds(name="cifar100", root=str(tmp_path), download=False, verify_checksums=False,
+                       augment=False, pipeline="loader", eval_batch_size=10), "cpu")
+    xa, ya = next(iter(a.val))
+    xb, yb = next(iter(b.val))
+    assert torch.allclose(xa, xb, atol=1e-6) and torch.equal(ya, yb)
+
+
+def test_imagefolder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            d = tmp_path / split / c
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((40, 40, 3), 40 * i + (c == "dog") * 100, dtype=np.uint8)).save(d / f"{i}.png")
+    data = build_data(_ds(name="imagefolder", root=str(tmp_path), image_size=32, batch_size=2), "cpu")
+    assert data.num_classes == 2 and data.input_shape == (3, 32, 32)
+    x, y = next(iter(data.val))
+    assert x.shape[1:] == (3, 32, 32) and set(y.tolist()) <= {0, 1}
+
+
+def test_missing_imagefolder_split_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="train/"):
+        build_data(_ds(name="imagefolder", root=str(tmp_path)), "cpu")
