@@ -27,7 +27,7 @@ DEFAULTS: Dict[str, Any] = {
     "seed": 0,
     "dataset": {"name": "digits", "root": "data", "download": True, "verify_checksums": True,
                 "batch_size": 64, "eval_batch_size": 256, "num_workers": 0, "image_size": None,
-                "augment": None, "pipeline": "loader"},
+                "augment": None, "pipeline": "auto"},
     "student": {"arch": "cifar_resnet8", "kwargs": {}},
     "teachers": [],
     "method": {"name": "vanilla", "hparams": {}},
@@ -36,8 +36,10 @@ DEFAULTS: Dict[str, Any] = {
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup_epochs": 0, "min_lr_ratio": 0.0},
     "optimizers": {},
     "eval_every": 1,
-    "precision": "fp32",
-    "channels_last": False,
+    "fast_path": "auto",     # auto = on with CUDA, off on CPU; sets the three "auto" fields below
+    "precision": "auto",     # fp32 | bf16 | auto (bf16 with the fast path)
+    "channels_last": "auto",  # true | false | auto (true with the fast path)
+    "compile": False,        # torch.compile student and teachers
     "grad_clip": None,
     "max_steps_per_epoch": None,
     "device": "auto",
@@ -122,14 +124,17 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("dataset.batch_size", ds["batch_size"], HParam(64, low=1))
     _check("dataset.eval_batch_size", ds["eval_batch_size"], HParam(256, low=1))
     _check("dataset.num_workers", ds["num_workers"], HParam(0, low=0))
-    _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("loader", "tensor")))
+    _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("auto", "loader", "tensor")))
     if ds["image_size"] is not None:
         _check("dataset.image_size", ds["image_size"], HParam(16, low=8))
     _check("seed", cfg["seed"], HParam(0, low=0))
     _check("epochs", cfg["epochs"], HParam(1, low=0))
     _check("eval_every", cfg["eval_every"], HParam(1, low=1))
     _check("log_every", cfg["log_every"], HParam(1, low=1))
-    _check("precision", cfg["precision"], HParam("fp32", choices=("fp32", "bf16")))
+    _check("precision", cfg["precision"], HParam("fp32", choices=("auto", "fp32", "bf16")))
+    _check("fast_path", cfg["fast_path"], HParam("auto", choices=("auto", True, False), kind=object))
+    _check("channels_last", cfg["channels_last"], HParam("auto", choices=("auto", True, False), kind=object))
+    _check("compile", cfg["compile"], HParam(False))
     _check("device", cfg["device"], HParam("auto", kind=str))
     _check("progress", cfg["progress"], HParam("auto", choices=("auto", "bar", "lines", "none")))
     if cfg["max_steps_per_epoch"] is not None:
@@ -201,6 +206,21 @@ def _check_schedule(s: Mapping[str, Any], where: str, epochs: int) -> None:
     ms = s.get("milestones", [])
     if not isinstance(ms, list) or any(not isinstance(v, int) or v < 1 for v in ms) or ms != sorted(ms):
         raise ConfigError(f"{where}.milestones = {ms!r}: expected an increasing list of epochs (integers >= 1)")
+
+
+def effective(cfg: Mapping[str, Any], device_type: str) -> Dict[str, Any]:
+    """The fast-path switches as they apply on ``device_type`` ("cuda" / "cpu"): ``fast_path: auto``
+    is on with CUDA; each ``auto`` field then follows it. Recorded in every run record."""
+    fast = cfg["fast_path"] is True or (cfg["fast_path"] == "auto" and device_type == "cuda")
+    small = cfg["dataset"]["name"] in ("digits", "cifar10", "cifar100")
+    return {
+        "fast_path": fast,
+        "precision": cfg["precision"] if cfg["precision"] != "auto" else ("bf16" if fast else "fp32"),
+        "channels_last": cfg["channels_last"] if cfg["channels_last"] != "auto" else fast,
+        "pipeline": cfg["dataset"]["pipeline"] if cfg["dataset"]["pipeline"] != "auto"
+        else ("tensor" if fast and small else "loader"),
+        "compile": bool(cfg["compile"]),
+    }
 
 
 def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:

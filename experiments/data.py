@@ -217,9 +217,12 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
                       "imagefolder")
 
 
-def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu") -> DataBundle:
-    """``cfg``: the validated ``dataset`` section of a run config."""
+def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None) -> DataBundle:
+    """``cfg``: the validated ``dataset`` section of a run config; ``pipeline`` overrides its
+    ``pipeline`` field (``loader``: torchvision transforms in a DataLoader; ``tensor``: the whole set
+    as one tensor on ``device`` with crop/flip done there in batches)."""
     device = torch.device(device)
+    cfg = dict(cfg, pipeline=pipeline or (cfg["pipeline"] if cfg["pipeline"] != "auto" else "loader"))
     name = cfg["name"]
     if name == "digits":
         size = cfg["image_size"] or 16

@@ -18,7 +18,7 @@ import torch
 import zoo
 from analysis.records import provenance, read_record, write_record
 from analysis.wandb_log import WandbMirror
-from experiments.config import ConfigError, config_hash, validate
+from experiments.config import ConfigError, config_hash, effective, validate
 from experiments.data import build_data
 from methods.base import BuildContext
 from methods.progress import Reporter
@@ -87,6 +87,7 @@ class RunParts:
     student: torch.nn.Module
     teacher_meta: List[Dict[str, Any]]
     device: torch.device
+    effective: Dict[str, Any]
 
 
 def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporter] = None,
@@ -97,7 +98,8 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     if cfg["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    data = build_data(cfg["dataset"], device)
+    eff = effective(cfg, device.type)
+    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"])
     in_chans = data.input_shape[0]
 
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
@@ -117,13 +119,18 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
                        build_model=build_model, data_mean=data.mean, data_std=data.std)
     method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
     settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
-                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=cfg["precision"],
-                             channels_last=cfg["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
+                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=eff["precision"],
+                             channels_last=eff["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
                              max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
                       run_dir=run_dir, log_fn=log_fn,
                       reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
-    return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device)
+    if eff["compile"]:
+        # in place (Module.compile): module identity and state-dict keys stay, so checkpoints and
+        # optimizer groups are the same with and without it; feature-tap traversals stay eager
+        for model in [student, *teachers]:
+            model.compile()
+    return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device, eff)
 
 
 def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporter: Optional[Reporter] = None,
@@ -144,7 +151,7 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
         "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
         "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
         "pair": pair_label(cfg["student"]["arch"], teacher_archs), "run_dir": str(run_dir),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
     }
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]
