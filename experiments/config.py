@@ -40,6 +40,7 @@ DEFAULTS: Dict[str, Any] = {
     "precision": "auto",     # fp32 | bf16 | auto (bf16 with the fast path)
     "channels_last": "auto",  # true | false | auto (true with the fast path)
     "compile": False,        # torch.compile student and teachers
+    "teacher_cache": "auto",  # reuse teacher logits across epochs: auto = when valid (no random augmentation)
     "grad_clip": None,
     "max_steps_per_epoch": None,
     "device": "auto",
@@ -135,6 +136,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("fast_path", cfg["fast_path"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("channels_last", cfg["channels_last"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("compile", cfg["compile"], HParam(False))
+    _check("teacher_cache", cfg["teacher_cache"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("device", cfg["device"], HParam("auto", kind=str))
     _check("progress", cfg["progress"], HParam("auto", choices=("auto", "bar", "lines", "none")))
     if cfg["max_steps_per_epoch"] is not None:

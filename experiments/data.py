@@ -36,6 +36,7 @@ class DataBundle:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     name: str
+    augmented: bool = False  # random augmentation of training images (rules out the teacher cache)
 
 
 # ---- in-memory, device-resident batches ------------------------------------------------------
@@ -57,26 +58,58 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Gen
     return x.contiguous()
 
 
+BATCH_FIELDS = ("x", "y", "index", "pair_x")
+
+
+def check_fields(fields) -> tuple:
+    fields = tuple(fields)
+    if fields[:2] != ("x", "y") or any(f not in BATCH_FIELDS for f in fields):
+        raise ValueError(f"batch_fields {fields} must start with ('x', 'y') and use only {BATCH_FIELDS}")
+    return fields
+
+
 class TensorLoader:
     """Shuffled mini-batches from tensors held in memory (optionally on the GPU).
 
-    ``set_epoch_seed`` fixes the order and augmentation of the coming epoch (exact resume)."""
+    ``set_epoch_seed`` fixes the order and augmentation of the coming epoch (exact resume).
+    ``fields`` adds each sample's index (``index``) and another random image of its class
+    (``pair_x``, augmented independently) to every batch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
-                 crop_pad: int = 0, flip: bool = False, drop_last: bool = False):
+                 crop_pad: int = 0, flip: bool = False, drop_last: bool = False, fields=("x", "y")):
         if len(x) != len(y):
             raise ValueError("x and y differ in length")
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
+        self.fields = check_fields(fields)
         self.generator = torch.Generator(device=x.device)
         self.generator.manual_seed(0)
+        self._index_by_class()
+
+    def _index_by_class(self) -> None:
+        # samples sorted by class, with each class's start and size: a same-class partner is
+        # by_class[start[y] + floor(u * count[y])] for a uniform u, drawn for the whole batch at once
+        order = torch.argsort(self.y, stable=True)
+        counts = torch.bincount(self.y)
+        self._by_class, self._count = order, counts
+        self._start = torch.cumsum(counts, 0) - counts
 
     def to(self, device) -> "TensorLoader":
         self.x, self.y = self.x.to(device), self.y.to(device)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator).item())
         self.generator = torch.Generator(device=self.x.device)
         self.generator.manual_seed(seed)
+        self._index_by_class()
         return self
+
+    def with_fields(self, fields) -> "TensorLoader":
+        """A loader over the same tensors (no copy) yielding ``fields``."""
+        other = TensorLoader.__new__(TensorLoader)
+        other.__dict__.update(self.__dict__)
+        other.fields = check_fields(fields)
+        other.generator = torch.Generator(device=self.x.device)
+        other.generator.set_state(self.generator.get_state())
+        return other
 
     def set_epoch_seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
@@ -85,16 +118,62 @@ class TensorLoader:
         n = len(self.x)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.crop_pad or self.flip:
+            return random_crop_flip(xb, self.crop_pad, self.flip, self.generator)
+        return xb
+
     def __iter__(self):
         n = len(self.x)
         order = torch.randperm(n, device=self.x.device, generator=self.generator) if self.shuffle \
             else torch.arange(n, device=self.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb = self.x[idx]
-            if self.crop_pad or self.flip:
-                xb = random_crop_flip(xb, self.crop_pad, self.flip, self.generator)
-            yield xb, self.y[idx]
+            out = [self._augment(self.x[idx]), self.y[idx]]
+            if "index" in self.fields:
+                out.append(idx)
+            if "pair_x" in self.fields:
+                yb = self.y[idx]
+                u = torch.rand(len(idx), device=self.x.device, generator=self.generator)
+                partner = self._by_class[self._start[yb] + (u * self._count[yb]).long()]
+                out.append(self._augment(self.x[partner]))
+            yield tuple(out)
+
+
+class FieldsDataset(torch.utils.data.Dataset):
+    """Wraps a map-style data set to return ``(x, y, index[, pair_x])`` for a DataLoader; the
+    same-class partner is drawn from torch's RNG, which the trainer re-seeds every epoch (in worker
+    processes it is seeded from the loader's per-epoch generator), so epochs replay exactly."""
+
+    def __init__(self, base, targets, fields):
+        self.base, self.fields = base, check_fields(fields)
+        self.targets = torch.as_tensor(targets)
+        self.by_class = {int(c): torch.nonzero(self.targets == c).flatten() for c in torch.unique(self.targets)}
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        out = [x, y]
+        if "index" in self.fields:
+            out.append(i)
+        if "pair_x" in self.fields:
+            members = self.by_class[int(y)]
+            out.append(self.base[int(members[torch.randint(len(members), (1,))])][0])
+        return tuple(out)
+
+
+def cache_loader(train, batch_size: int):
+    """A loader over the training set in order, without shuffling, yielding (x, y, index): the
+    teacher-output cache is filled from it (valid only when training images are not augmented)."""
+    if isinstance(train, TensorLoader):
+        out = train.with_fields(("x", "y", "index"))
+        out.shuffle, out.batch_size = False, batch_size
+        return out
+    base = train.dataset.base if isinstance(train.dataset, FieldsDataset) else train.dataset
+    return torch.utils.data.DataLoader(FieldsDataset(base, base.targets, ("x", "y", "index")),
+                                       batch_size=batch_size, shuffle=False, num_workers=train.num_workers)
 
 
 # ---- digits: the embedded default -------------------------------------------------------------
@@ -143,7 +222,7 @@ def cifar_class(name: str):
     return CIFAR
 
 
-def build_cifar(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
+def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -> DataBundle:
     name = cfg["name"]
     cls = cifar_class(name)
     root = os.path.expanduser(cfg["root"])
@@ -169,7 +248,8 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
         # the whole set as one normalised tensor (on the GPU when training there); crop+flip batched
         xtr, ytr = to_tensor(train)
         xte, yte = to_tensor(test)
-        tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment).to(device)
+        tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment,
+                          fields=fields).to(device)
         vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
     else:
         import torchvision.transforms as T
@@ -178,13 +258,15 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
         ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
         train.transform = T.Compose(ttf + [T.ToTensor(), norm])
         test.transform = T.Compose([T.ToTensor(), norm])
-        tl, vl = _loaders(train, test, cfg, device)
-    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name)
+        tl, vl = _loaders(train, test, cfg, device, fields)
+    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment)
 
 
-def _loaders(train, test, cfg, device):
+def _loaders(train, test, cfg, device, fields=("x", "y")):
     g = torch.Generator()
     g.manual_seed(0)
+    if tuple(fields) != ("x", "y"):
+        train = FieldsDataset(train, train.targets, fields)
     common = dict(num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
                   persistent_workers=cfg["num_workers"] > 0)
     tl = torch.utils.data.DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=g,
@@ -193,7 +275,7 @@ def _loaders(train, test, cfg, device):
     return tl, vl
 
 
-def build_imagefolder(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
+def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -> DataBundle:
     import torchvision
     import torchvision.transforms as T
 
@@ -212,15 +294,17 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device) -> DataBundle:
         [T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
-    tl, vl = _loaders(train, val, cfg, device)
+    tl, vl = _loaders(train, val, cfg, device, fields)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
-                      "imagefolder")
+                      "imagefolder", augment)
 
 
-def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None) -> DataBundle:
+def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None,
+               fields=("x", "y")) -> DataBundle:
     """``cfg``: the validated ``dataset`` section of a run config; ``pipeline`` overrides its
     ``pipeline`` field (``loader``: torchvision transforms in a DataLoader; ``tensor``: the whole set
-    as one tensor on ``device`` with crop/flip done there in batches)."""
+    as one tensor on ``device`` with crop/flip done there in batches); ``fields``: what each training
+    batch holds (see :data:`BATCH_FIELDS`)."""
     device = torch.device(device)
     cfg = dict(cfg, pipeline=pipeline or (cfg["pipeline"] if cfg["pipeline"] != "auto" else "loader"))
     name = cfg["name"]
@@ -228,11 +312,12 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
         size = cfg["image_size"] or 16
         xtr, ytr, xte, yte, mean, std = load_digits_split(size)
         augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
-        tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0).to(device)
+        tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
+                          fields=fields).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
-        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits")
+        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment)
     if name in ("cifar10", "cifar100"):
-        return build_cifar(cfg, device)
+        return build_cifar(cfg, device, fields)
     if name == "imagefolder":
-        return build_imagefolder(cfg, device)
+        return build_imagefolder(cfg, device, fields)
     raise ConfigError(f"dataset.name = {name!r} is not one of {list(DATASETS)}")

@@ -19,7 +19,7 @@ import zoo
 from analysis.records import provenance, read_record, write_record
 from analysis.wandb_log import WandbMirror
 from experiments.config import ConfigError, config_hash, effective, validate
-from experiments.data import build_data
+from experiments.data import build_data, cache_loader
 from methods.base import BuildContext
 from methods.progress import Reporter
 from methods.registry import CATEGORIES, get_method
@@ -99,7 +99,10 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     eff = effective(cfg, device.type)
-    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"])
+    fields = tuple(cls.batch_fields)
+    if cfg["teacher_cache"] is not False and "index" not in fields:
+        fields += ("index",)  # cache look-ups go by sample index; harmless when the cache stays off
+    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"], fields=fields)
     in_chans = data.input_shape[0]
 
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
@@ -125,6 +128,17 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
                       run_dir=run_dir, log_fn=log_fn,
                       reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
+    trainer.batch_fields = fields
+    cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
+    if cfg["teacher_cache"] is True and not cache_ok:
+        raise ConfigError(f"teacher_cache = true, but teacher outputs cannot be reused here: it needs an offline "
+                          f"method that reads only teacher logits (method '{cls.name}', teacher taps "
+                          f"{method.t_taps}) and training images without random augmentation "
+                          f"(dataset.augment = {cfg['dataset']['augment']!r}); use auto or false")
+    eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False)  # noqa: E712
+    if eff["teacher_cache"]:
+        trainer.teacher_cache_loader = cache_loader(data.train, cfg["dataset"]["eval_batch_size"])
+        trainer.teacher_cache_size = data.num_train
     if eff["compile"]:
         # in place (Module.compile): module identity and state-dict keys stay, so checkpoints and
         # optimizer groups are the same with and without it; feature-tap traversals stay eager

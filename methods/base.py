@@ -90,6 +90,10 @@ class Distiller(nn.Module):
     teacher_taps: Sequence[str] = ()
     num_teachers: Union[int, Tuple[int, Optional[int]]] = 1
     needs_train_data: bool = True
+    # what each training batch holds: ("x", "y") plus, on request, "index" (the samples' positions in
+    # the training set) and "pair_x" (for each sample another training image of the same class);
+    # the extras reach the plugin as ``self.batch_extras[name]`` before each ``train_step``
+    batch_fields: Sequence[str] = ("x", "y")
     # hyper-parameters that make tiny smoke runs (contract test, demo) meaningful, e.g. small memory banks
     smoke_hparams: Mapping[str, Any] = {}
     # loss keys that must go down over a few dozen steps (contract test); None = every key but "ce"
@@ -104,6 +108,8 @@ class Distiller(nn.Module):
         self.progress = Progress(total_epochs=ctx.epochs)
         self.s_taps = ztaps.resolve(student, self.student_taps)
         self.t_taps = [ztaps.resolve(t, self.teacher_taps) for t in self._teachers]
+        self.batch_extras: Dict[str, torch.Tensor] = {}
+        object.__setattr__(self, "_logit_cache", None)  # [teacher] -> (N, C) logits, filled by the trainer
 
     # ---- class-level helpers -------------------------------------------------------------
     @classmethod
@@ -141,9 +147,22 @@ class Distiller(nn.Module):
         return ztaps.extract(self.student, x, self.s_taps)
 
     def teacher_forward(self, x: torch.Tensor, index: int = 0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Frozen teacher ``index`` on ``x``: no graph is kept."""
+        """Frozen teacher ``index`` on ``x``: no graph is kept. With the teacher-output cache on (the
+        trainer fills it once for methods that read only logits, when the training images are not
+        randomly augmented) the logits are looked up by the batch's sample indices instead."""
+        cache = self._logit_cache
+        if cache is not None and "index" in self.batch_extras:
+            return cache[index][self.batch_extras["index"]], {}
         with torch.no_grad():
             return ztaps.extract(self._teachers[index], x, self.t_taps[index])
+
+    @property
+    def teacher_cacheable(self) -> bool:
+        """Whether teacher outputs can be cached: an offline method that reads only teacher logits."""
+        return self.scheme == "offline" and bool(self._teachers) and all(t in ([], ["logits"]) for t in self.t_taps)
+
+    def set_teacher_cache(self, logits: Optional[List[torch.Tensor]]) -> None:
+        object.__setattr__(self, "_logit_cache", logits)
 
     def student_shapes(self) -> Dict[str, Tuple[int, ...]]:
         return ztaps.probe_shapes(self.student, self.s_taps, self.ctx.input_shape)
@@ -157,7 +176,7 @@ class Distiller(nn.Module):
 
     def train_step(self, batch, trainer) -> Dict[str, torch.Tensor]:
         """One optimisation step. Default: one loss dict, one optimizer (``student``)."""
-        x, y = batch
+        x, y = batch[0], batch[1]
         losses = self.forward_train(x, y)
         trainer.optimize("student", losses)
         return losses

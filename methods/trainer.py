@@ -187,6 +187,11 @@ class Trainer:
         self._schedules: Dict[str, Dict[str, Any]] = {}
         self._stage_epochs = 1
         self._n_stages = 1
+        # teacher-output cache: a loader over the training set yielding (x, y, index) without random
+        # augmentation, and the set's size; set by the run builder when the cache is valid
+        self.teacher_cache_loader: Optional[Iterable] = None
+        self.teacher_cache_size = 0
+        self.batch_fields: Sequence[str] = tuple(method.batch_fields)  # what the train loader yields
 
     # ---- set-up helpers ------------------------------------------------------------------
     def _check_groups(self) -> None:
@@ -260,6 +265,13 @@ class Trainer:
         if self.s.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.groups[group].params, self.s.grad_clip)
         opt.step()
+
+    def step(self, batch) -> Dict[str, torch.Tensor]:
+        """One training step of the plugin on a batch already on the device."""
+        if batch is not None:
+            self.method.batch_extras = dict(zip(self.batch_fields[2:], batch[2:]))
+        with self.autocast():
+            return self.method.train_step(batch, self)
 
     def lr(self, group: str) -> float:
         return self.optimizers[group].param_groups[0]["lr"]
@@ -341,6 +353,8 @@ class Trainer:
                                           "train_time", "images", "stage_started")}
         if state["teacher_eval"] is None:
             state["teacher_eval"] = self._eval_teachers()
+        if self.teacher_cache_loader is not None:
+            self._fill_teacher_cache()
         epochs_run = 0
         while state["stage_index"] < len(stages):
             si = state["stage_index"]
@@ -364,6 +378,24 @@ class Trainer:
             state["stage_started"] = False
             ckpt = None
         return self._result("finished", state, stages)
+
+    @torch.no_grad()
+    def _fill_teacher_cache(self) -> None:
+        """One inference pass of every teacher over the (unaugmented) training set, stored by sample
+        index; recomputed on resume (teachers are frozen, so it is the same)."""
+        method = self.method
+        caches: List[Optional[torch.Tensor]] = [None] * len(method.teachers)
+        for batch in self.teacher_cache_loader:
+            x, idx = batch[0].to(self.device), batch[2].to(self.device)
+            if self.s.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                for i, t in enumerate(method.teachers):
+                    logits = t(x).float()
+                    if caches[i] is None:
+                        caches[i] = torch.zeros(self.teacher_cache_size, logits.shape[1], device=self.device)
+                    caches[i][idx] = logits
+        method.set_teacher_cache(caches)
 
     def _eval_teachers(self) -> List[Dict[str, float]]:
         if not self.method.teachers or self.val_loader is None:
@@ -393,8 +425,7 @@ class Trainer:
             prog.epoch_float = epoch + step / steps
             self._set_lrs(prog.epoch_float)
             batch = self._to_device(batch)
-            with self.autocast():
-                losses = method.train_step(batch, self)
+            losses = self.step(batch)
             for k, v in losses.items():
                 v = v.detach().float()
                 sums[k] = sums[k] + v if k in sums else v

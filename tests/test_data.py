@@ -141,3 +141,31 @@ def test_imagefolder(tmp_path):
 def test_missing_imagefolder_split_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="train/"):
         build_data(_ds(name="imagefolder", root=str(tmp_path)), "cpu")
+
+
+def test_batch_fields_index_and_same_class_pair():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (30,), generator=g)
+    x = torch.arange(30).float()[:, None, None, None].expand(30, 1, 2, 2).contiguous()  # x encodes its index
+    tl = TensorLoader(x, y, 8, shuffle=True, fields=("x", "y", "index", "pair_x"))
+    tl.set_epoch_seed(1)
+    seen = []
+    for xb, yb, idx, pair in tl:
+        assert torch.equal(xb[:, 0, 0, 0].long(), idx) and torch.equal(y[idx], yb)
+        partner = pair[:, 0, 0, 0].long()
+        assert torch.equal(y[partner], yb)  # the partner is of the same class
+        seen += idx.tolist()
+    assert sorted(seen) == list(range(30))
+
+
+def test_fields_dataset_for_dataloaders():
+    from experiments.data import FieldsDataset
+
+    y = [0, 1, 0, 1, 2, 2]
+    base = [(torch.tensor([float(i)]), c) for i, c in enumerate(y)]
+    ds = FieldsDataset(base, y, ("x", "y", "index", "pair_x"))
+    for i in range(6):
+        x, c, idx, pair = ds[i]
+        assert idx == i and c == y[i] and y[int(pair.item())] == y[i]
+    with pytest.raises(ValueError, match="batch_fields"):
+        FieldsDataset(base, y, ("x", "index"))

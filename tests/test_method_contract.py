@@ -52,8 +52,7 @@ def _step(parts, batch, step):
     m.progress.epoch_float = step / 8
     tr._set_lrs(m.progress.epoch_float)
     torch.manual_seed(1000 + step)
-    with tr.autocast():
-        return m.train_step(batch, tr)
+    return tr.step(batch)
 
 
 def _state(module):
