@@ -23,7 +23,7 @@ slurm-install:
 
 # the whole suite; the Slurm tests start (and stop) a real one-node cluster on localhost
 test: install slurm-install
-	OMP_NUM_THREADS=2 WANDB_MODE=offline $(PY) -m pytest -q -ra
+	WANDB_MODE=disabled $(PY) -m pytest -q -ra
 
 test-fast: install
 	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm and not slow"
