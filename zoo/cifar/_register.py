@@ -1,0 +1,32 @@
+"""Registration of the CIFAR family into timm's registry (``cifar_`` prefix)."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from timm.models import register_model
+
+LITERATURE_NAMES: Dict[str, str] = {}
+_TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "features_only", "drop_rate",
+                     "drop_path_rate", "global_pool")
+
+
+def cifar_model(name: str, literature: str, build: Callable[..., object]):
+    """Register ``build(num_classes, in_chans)`` as timm model ``name`` shown as ``literature``."""
+
+    def entry(pretrained: bool = False, num_classes: int = 100, in_chans: int = 3, **kwargs):
+        if pretrained:
+            raise ValueError(f"{name}: no pretrained weights exist for the CIFAR KD family; train a teacher "
+                             f"with `kdsuite train-teacher --arch {name}`")
+        for k in _TIMM_ONLY_KWARGS:
+            kwargs.pop(k, None)
+        if kwargs:
+            raise TypeError(f"{name}: unexpected arguments {sorted(kwargs)}")
+        return build(num_classes=num_classes, in_chans=in_chans)
+
+    entry.__name__ = name
+    entry.__qualname__ = name
+    entry.__doc__ = f"{literature} (CIFAR variant of the KD benchmark literature)"
+    entry.__module__ = build.__module__ if hasattr(build, "__module__") else __name__
+    register_model(entry)
+    LITERATURE_NAMES[name] = literature
+    return entry
