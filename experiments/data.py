@@ -177,9 +177,12 @@ def cache_loader(train, batch_size: int):
 
 
 # ---- digits: the embedded default -------------------------------------------------------------
-def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_seed: int = 0):
+def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_seed: int = 0,
+                      train_fraction: float = 1.0):
     """scikit-learn's 1,797 8×8 digits as 3-channel ``image_size``² images, a fixed stratified
-    train/test split, normalised with the training set's statistics."""
+    train/test split, normalised with the (full) training split's statistics. ``train_fraction`` < 1
+    keeps a fixed stratified subset of the training split (a small transfer set); the test split and
+    the normalisation stay the same."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -195,6 +198,10 @@ def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_se
     mean = float(x[tr].mean())
     std = float(x[tr].std())
     x = (x - mean) / std
+    if train_fraction < 1.0:
+        keep, _ = train_test_split(tr.numpy(), train_size=train_fraction, random_state=split_seed,
+                                   stratify=d.target[tr.numpy()])
+        tr = torch.as_tensor(np.sort(keep))
     return x[tr], y[tr], x[te], y[te], (mean,) * 3, (std,) * 3
 
 
@@ -310,12 +317,15 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
     name = cfg["name"]
     if name == "digits":
         size = cfg["image_size"] or 16
-        xtr, ytr, xte, yte, mean, std = load_digits_split(size)
+        xtr, ytr, xte, yte, mean, std = load_digits_split(size, train_fraction=cfg["train_fraction"])
         augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
         tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
                           fields=fields).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
         return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment)
+    if cfg["train_fraction"] != 1.0:
+        raise ConfigError(f"dataset.train_fraction = {cfg['train_fraction']} is supported for digits only; "
+                          f"use 1.0 for {name}")
     if name in ("cifar10", "cifar100"):
         return build_cifar(cfg, device, fields)
     if name == "imagefolder":
