@@ -195,20 +195,25 @@ class Trainer:
 
     # ---- set-up helpers ------------------------------------------------------------------
     def _check_groups(self) -> None:
-        seen: Dict[int, str] = {}
-        for name, g in self.groups.items():
-            for p in g.params:
-                if id(p) in seen:
-                    raise ValueError(f"method '{self.method.name}': a parameter is in optimizer groups "
-                                     f"'{seen[id(p)]}' and '{name}'")
-                seen[id(p)] = name
         teacher_ids = {id(p) for t in self.method.teachers for p in t.parameters()}
-        if teacher_ids & set(seen):
-            raise ValueError(f"method '{self.method.name}' put frozen teacher parameters in an optimizer")
+        for name, g in self.groups.items():
+            if teacher_ids & {id(p) for p in g.params}:
+                raise ValueError(f"method '{self.method.name}' put frozen teacher parameters in optimizer '{name}'")
         unknown = sorted(set(self.s.optimizers) - set(self.groups))
         if unknown:
             raise ConfigError(f"optimizers: {unknown} name no parameter group of method '{self.method.name}'; "
                               f"its groups: {sorted(self.groups)}")
+
+    def _check_disjoint(self, names: Sequence[str]) -> None:
+        """Groups stepped in the same stage must not share parameters (a stage-1 group may train a
+        subset of what a later stage's group trains)."""
+        seen: Dict[int, str] = {}
+        for name in names:
+            for p in self.groups[name].params:
+                if id(p) in seen:
+                    raise ValueError(f"method '{self.method.name}': a parameter is in optimizer groups "
+                                     f"'{seen[id(p)]}' and '{name}', both active in one stage")
+                seen[id(p)] = name
 
     def _group_spec(self, name: str) -> Dict[str, Any]:
         spec = dict(self.s.optim)
@@ -227,6 +232,7 @@ class Trainer:
         missing = [n for n in names if n not in self.groups]
         if missing:
             raise ValueError(f"stage '{stage.name}' names unknown optimizer groups {missing}")
+        self._check_disjoint(names)
         self._active = names
         self.optimizers = {n: build_optimizer(self.groups[n].params, self._group_spec(n)) for n in names}
         for opt in self.optimizers.values():

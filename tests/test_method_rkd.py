@@ -1,0 +1,42 @@
+import itertools
+import math
+
+import torch
+
+from methods.rkd import angle_potential, distance_potential
+
+
+def _huber(a, b):
+    d = abs(a - b)
+    return 0.5 * d * d if d < 1 else d - 0.5
+
+
+def test_rkd_potentials_and_losses_match_the_paper():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    n = 4
+
+    def dist(e):
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+        mu = sum(float((e[i] - e[j]).norm()) for i, j in pairs) / len(pairs)
+        return {(i, j): float((e[i] - e[j]).norm()) / mu for i in range(n) for j in range(n)}
+
+    def angle(e):
+        out = {}
+        for i, j, k in itertools.product(range(n), repeat=3):
+            a, b = e[i] - e[j], e[k] - e[j]
+            na, nb = float(a.norm()), float(b.norm())
+            out[(i, j, k)] = float(a @ b) / (na * nb) if na > 0 and nb > 0 else 0.0
+        return out
+
+    ds, dt = dist(s), dist(t)
+    got = distance_potential(s)
+    for (i, j), v in ds.items():
+        assert abs(got[i, j].item() - v) < 1e-9
+    want_d = sum(_huber(ds[k], dt[k]) for k in ds) / len(ds)
+    assert abs(torch.nn.functional.smooth_l1_loss(distance_potential(s), distance_potential(t)).item() - want_d) < 1e-9
+    as_, at_ = angle(s), angle(t)
+    want_a = sum(_huber(as_[k], at_[k]) for k in as_) / len(as_)
+    got_a = torch.nn.functional.smooth_l1_loss(angle_potential(s), angle_potential(t)).item()
+    assert abs(got_a - want_a) < 1e-9
+    assert not math.isnan(got_a)
