@@ -129,15 +129,13 @@ class TensorLoader:
             else torch.arange(n, device=self.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            out = [self._augment(self.x[idx]), self.y[idx]]
-            if "index" in self.fields:
-                out.append(idx)
+            out = {"x": self._augment(self.x[idx]), "y": self.y[idx], "index": idx}
             if "pair_x" in self.fields:
                 yb = self.y[idx]
                 u = torch.rand(len(idx), device=self.x.device, generator=self.generator)
                 partner = self._by_class[self._start[yb] + (u * self._count[yb]).long()]
-                out.append(self._augment(self.x[partner]))
-            yield tuple(out)
+                out["pair_x"] = self._augment(self.x[partner])
+            yield tuple(out[f] for f in self.fields)
 
 
 class FieldsDataset(torch.utils.data.Dataset):
@@ -155,13 +153,11 @@ class FieldsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         x, y = self.base[i]
-        out = [x, y]
-        if "index" in self.fields:
-            out.append(i)
+        out = {"x": x, "y": y, "index": i}
         if "pair_x" in self.fields:
             members = self.by_class[int(y)]
-            out.append(self.base[int(members[torch.randint(len(members), (1,))])][0])
-        return tuple(out)
+            out["pair_x"] = self.base[int(members[torch.randint(len(members), (1,))])][0]
+        return tuple(out[f] for f in self.fields)
 
 
 def cache_loader(train, batch_size: int):
