@@ -123,18 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the main job on the embedded digits data")
     s.add_argument("--output", default="runs/demo")
     s.set_defaults(fn=cmd_demo)
-    try:
-        from experiments import cli_grid
+    from analysis import cli_table
+    from experiments import cli_grid
 
-        cli_grid.add_commands(sub)
-    except ImportError:
-        pass
-    try:
-        from analysis import cli_table
-
-        cli_table.add_commands(sub)
-    except ImportError:
-        pass
+    cli_grid.add_commands(sub)
+    cli_table.add_commands(sub)
     return p
 
 

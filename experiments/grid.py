@@ -145,6 +145,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                     continue
                 points.append((f"{where}[{', '.join(f'{k}={v}' for k, v in p.items())}]", None, None, p))
         for label, key, explicit, p in points:
+            point_errors: List[str] = []
             try:
                 raw = copy.deepcopy(defaults)
                 if explicit is not None:
@@ -163,8 +164,9 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                             raw["teachers"] = []
                             for tk in v.get("teachers") or []:
                                 if tk not in teacher_runs:
-                                    raise ConfigError(f"teacher key {tk!r} is produced by no earlier stage "
-                                                      f"(known: {sorted(teacher_runs)})")
+                                    point_errors.append(f"teacher key {tk!r} is produced by no earlier stage "
+                                                        f"(known: {sorted(teacher_runs)})")
+                                    continue
                                 t = teacher_runs[tk]
                                 raw["teachers"].append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"],
                                                         "config_hash": t.hash})
@@ -185,7 +187,14 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 raw.setdefault("name", name)
                 if key is not None:
                     raw["export_teacher"] = True
-                cfg = validate(raw)
+                try:
+                    cfg = validate(raw)
+                except ConfigError as e:
+                    # a missing teacher also breaks the teacher count; report the cause, not that
+                    if not (point_errors and "teacher(s), the config gives" in str(e)):
+                        point_errors.append(str(e))
+                if point_errors:
+                    raise ConfigError("; ".join(point_errors))
                 h = config_hash(cfg)
                 spec_ = RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
                                 needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash")])

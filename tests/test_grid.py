@@ -1,0 +1,84 @@
+"""Grids: expansion counts, errors listed together, idempotent relaunch, the CLI; and a real launch
+through sbatch on the local one-node cluster (teacher array, then students waiting with afterok)."""
+import time
+
+import pytest
+import yaml
+
+from analysis.records import read_record
+from experiments.cli import main
+from experiments.config import ConfigError
+from experiments.grid import expand, load_grid
+from slurm.executors import load_profile, run_in_process, submit_slurm
+from tests.slurm_fixture import slurm_cluster  # noqa: F401
+
+
+def _spec(root, methods=("vanilla", "kd"), seeds=(0, 1)):
+    return {"name": "tiny", "output": str(root), "defaults": {
+        "dataset": {"name": "digits", "batch_size": 64}, "epochs": 1, "max_steps_per_epoch": 4, "progress": "none"},
+        "stages": {"teachers": {"runs": [{"key": "t", "student": "cifar_resnet14"}]},
+                   "students": {"needs": "teachers", "axes": {"method": list(methods),
+                                                            "pair": [{"teachers": ["t"], "student": "cifar_resnet8"}],
+                                                            "seed": list(seeds)}}}}
+
+
+def test_expansion_counts_and_dedup(tmp_path):
+    g = expand(_spec(tmp_path, methods=("vanilla", "kd", "dkd"), seeds=(0, 1, 2)))
+    assert len(g.stages["teachers"]) == 1
+    assert len(g.stages["students"]) == 3 * 3  # methods × seeds × 1 pair
+    g2 = expand(dict(_spec(tmp_path), stages=dict(_spec(tmp_path)["stages"], students=dict(
+        _spec(tmp_path)["stages"]["students"], axes={"method": ["vanilla"], "seed": [0],
+                                                     "pair": [{"teachers": ["t"], "student": "cifar_resnet8"},
+                                                              {"teachers": ["t"], "student": "cifar_resnet8"}]}))))
+    assert len(g2.stages["students"]) == 1  # identical configs are planned once
+
+
+def test_every_problem_is_listed_at_once(tmp_path):
+    spec = _spec(tmp_path, methods=("kd", "nope"))
+    spec["stages"]["students"]["axes"]["seed"] = [0, -1]
+    spec["stages"]["students"]["axes"]["pair"] = [{"teachers": ["ghost"], "student": "cifar_resnet8"}]
+    with pytest.raises(ConfigError) as e:
+        expand(spec)
+    msg = str(e.value)
+    assert "problem(s)" in msg and "nope" in msg and "seed = -1" in msg and "'ghost'" in msg
+
+
+def test_profile_missing_fields(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"cpus_per_task": 2, "colour": "red"}))
+    with pytest.raises(ConfigError, match="partition.*timeout_min.*colour|missing required field 'partition'"):
+        load_profile(p)
+
+
+def test_local_launch_is_idempotent_and_status_reports(tmp_path, capsys):
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump(_spec(tmp_path / "out", seeds=(0,)), sort_keys=False))
+    assert main(["grid", "plan", str(gfile)]) == 0
+    assert "stage students: 2 runs (0 already finished)" in capsys.readouterr().out
+    assert main(["grid", "launch", str(gfile), "--cluster", "local"]) == 0
+    first = {p: p.stat().st_mtime for p in (tmp_path / "out").rglob("record.json")}
+    assert len(first) == 3
+    assert main(["grid", "launch", str(gfile), "--cluster", "local"]) == 0
+    assert {p: p.stat().st_mtime for p in (tmp_path / "out").rglob("record.json")} == first  # nothing rerun
+    capsys.readouterr()
+    assert main(["grid", "status", str(gfile)]) == 0
+    assert "done: 3" in capsys.readouterr().out
+    assert main(["table", "--source", str(tmp_path / "out")]) == 0
+    assert "| kd |" in capsys.readouterr().out
+
+
+@pytest.mark.slurm
+def test_grid_runs_through_sbatch(slurm_cluster, tmp_path):
+    grid = expand(_spec(tmp_path / "out", seeds=(0, 1)))
+    jobs = submit_slurm(grid, "slurm/profiles/local_test.yaml")
+    assert len(jobs["teachers"]) == 1 and len(jobs["students"]) == 4
+    assert len({j.job_id.split("_")[0] for j in jobs["students"]}) == 1  # one array
+    deadline = time.time() + 300
+    while time.time() < deadline and not all(
+            (read_record(r.run_dir) or {}).get("status") == "finished" for r in grid.all_runs()):
+        time.sleep(2)
+    recs = [read_record(r.run_dir) for r in grid.all_runs()]
+    assert all(r and r["status"] == "finished" for r in recs), [j.stderr() for j in jobs["students"]][:1]
+    assert all(r["provenance"]["slurm_job_id"] for r in recs)
+    again = submit_slurm(grid, "slurm/profiles/local_test.yaml")
+    assert again == {"teachers": [], "students": []}  # a relaunch submits nothing new
