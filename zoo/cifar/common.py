@@ -23,6 +23,25 @@ import torch
 import torch.nn as nn
 
 
+def init_weights(model: nn.Module, linear_std: Optional[float] = None, zero_linear_bias: bool = False) -> None:
+    """The reference models' initialisation: convolutions He-normal over fan-out (std √(2/(k²·C_out)),
+    biases 0), batch norms 1 / 0, and, where the reference does, a N(0, linear_std) classifier and/or
+    a zero classifier bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear_std is not None:
+                nn.init.normal_(m.weight, 0, linear_std)
+            if linear_std is not None or zero_linear_bias:
+                nn.init.zeros_(m.bias)
+
+
 class CifarNet(nn.Module):
     """Base class; see the module docstring for the layout contract."""
 

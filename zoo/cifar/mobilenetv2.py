@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet
+from zoo.cifar.common import CifarNet, init_weights
 
 
 def _conv_bn(cin, cout, k, stride, groups=1, relu=True):
@@ -54,16 +54,7 @@ class CifarMobileNetV2(CifarNet):
         self.final = nn.Sequential(*_conv_bn(cin, self.num_features, 1, 1))
         self.fc = nn.Linear(self.num_features, num_classes)
         self._finish_init(int(32 * width), chans, (2, 4, 8, 16))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, (2.0 / n) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, linear_std=0.01)
 
 
 cifar_model("cifar_mobilenetv2", "MobileNetV2", CifarMobileNetV2)

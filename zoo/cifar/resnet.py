@@ -9,16 +9,7 @@ from functools import partial
 import torch.nn as nn
 
 from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet
-
-
-def _init(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+from zoo.cifar.common import CifarNet, init_weights
 
 
 class BasicBlock(nn.Module):
@@ -94,7 +85,7 @@ class CifarResNet(CifarNet):
         self.num_features = widths[3]
         self.fc = nn.Linear(widths[3], num_classes)
         self._finish_init(widths[0], widths[1:], (1, 2, 4))
-        _init(self)
+        init_weights(self)
 
 
 class CifarResNet50(CifarNet):
@@ -113,7 +104,7 @@ class CifarResNet50(CifarNet):
         self.num_features = cin
         self.fc = nn.Linear(cin, num_classes)
         self._finish_init(64, chans, (1, 2, 4, 8))
-        _init(self)
+        init_weights(self)
 
 
 for _d in (8, 14, 20, 32, 44, 56, 110):

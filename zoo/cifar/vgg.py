@@ -8,7 +8,7 @@ from functools import partial
 import torch.nn as nn
 
 from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet
+from zoo.cifar.common import CifarNet, init_weights
 
 CONFIGS = {
     "vgg8": [[64], [128], [256], [512], [512]],
@@ -43,17 +43,7 @@ class CifarVGG(CifarNet):
         self.num_features = cin
         self.fc = nn.Linear(cin, num_classes)
         self._finish_init(cfg[0][-1], [w[-1] for w in cfg[1:]], (2, 4, 8, 16))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, (2.0 / n) ** 0.5)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, linear_std=0.01)
 
 
 for _name, _cfg in CONFIGS.items():

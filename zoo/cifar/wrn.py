@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet
+from zoo.cifar.common import CifarNet, init_weights
 
 
 class PreActBlock(nn.Module):
@@ -53,14 +53,7 @@ class WideResNet(CifarNet):
         self.num_features = ch[3]
         self.fc = nn.Linear(ch[3], num_classes)
         self._finish_init(ch[0], ch[1:], (1, 2, 4))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_weights(self, zero_linear_bias=True)
 
     def preact_of(self, index, pre, post):
         if index == 0 or index > len(self.stages):
