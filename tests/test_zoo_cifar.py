@@ -108,3 +108,14 @@ def test_timm_models_get_taps_through_forward_intermediates():
     assert feats[names[0]].shape[1] == 512
     with pytest.raises(ValueError, match="pre-activation"):
         taps.resolve(m, ["feat2_pre"])
+
+
+def test_registration_files_models_under_zoo_modules_not_functools():
+    """timm appends each registered name to its function's module ``__all__``: that must be our module."""
+    import functools
+
+    import timm
+
+    assert not [n for n in getattr(functools, "__all__", []) if n.startswith("cifar_")]
+    mods = {m for m in timm.list_modules() if any(n.startswith("cifar_") for n in timm.list_models(module=m))}
+    assert mods and mods <= {"resnet", "wrn", "vgg", "mobilenetv2", "shufflenet"}, mods

@@ -1,6 +1,7 @@
 """Registration of the CIFAR family into timm's registry (``cifar_`` prefix)."""
 from __future__ import annotations
 
+import sys
 from typing import Callable, Dict
 
 from timm.models import register_model
@@ -26,7 +27,9 @@ def cifar_model(name: str, literature: str, build: Callable[..., object]):
     entry.__name__ = name
     entry.__qualname__ = name
     entry.__doc__ = f"{literature} (CIFAR variant of the KD benchmark literature)"
-    entry.__module__ = build.__module__ if hasattr(build, "__module__") else __name__
+    # timm files the model under (and appends its name to the __all__ of) the function's module: that
+    # must be the zoo module calling us, never ``functools`` (builds are often ``functools.partial``)
+    entry.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
     register_model(entry)
     LITERATURE_NAMES[name] = literature
     return entry
