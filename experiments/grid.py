@@ -2,31 +2,49 @@
 
 Role in the flow: a grid file (``experiments/grids/*.yaml``) expands into run configs, each
 identified by its config hash; executors (``slurm.executors``: local, debug, Slurm) run them stage by
-stage through :func:`experiments.run.run`.
+stage through :func:`experiments.run.run`; ``kdsuite grid plan|launch|status`` (``experiments.cli_grid``)
+drives them.
 
 Format::
 
     name: demo
-    output: runs/demo                 # run folders go here
-    defaults: {...}                   # merged into every run config (dataset, optim, schedule ...)
+    description: one line              # optional
+    output: runs/demo                  # run folders go here (and the Slurm launch manifest)
+    gpu_hours_per_run: 0.5             # optional: GPU-hours of one run, for `grid plan`'s estimate
+    resources: {...}                   # optional: cluster resources of every stage (see below)
+    defaults: {...}                    # merged into every run config (dataset, optim, schedule ...)
     stages:
-      teachers:                       # a stage of explicit runs
+      teachers:                        # a stage of explicit runs
         runs:
           - {key: wrn_16_2, student: cifar_wrn_16_2, epochs: 30}
-        resources: {...}              # per-stage cluster resources (slurm profiles)
+        resources: {gpus_per_node: 1, timeout_min: 600}   # per stage: overrides the profile's fields
+        gpu_hours_per_run: 2.0         # per stage: overrides the grid-wide estimate
       students:
-        needs: teachers               # runs wait for the teachers they name
-        axes:                         # crossed
+        needs: teachers                # runs wait for the teachers they name
+        axes:                          # crossed
           method: [vanilla, kd]
           pair: [{teachers: [wrn_16_2], student: cifar_resnet8}]
           seed: [0, 1]
-          "method.hparams.T": [2, 4]  # any dotted config path can be an axis
-        method_overrides: {kd: {method: {hparams: {alpha: 0.1}}}}
+          "method.hparams.T": [2, 4]   # any dotted config path can be an axis
+        student_overrides: {cifar_mobilenetv2: {optim: {lr: 0.01}}}   # merged into runs of that student
+        method_overrides: {kd: {method: {hparams: {alpha: 0.1}}}}      # merged into runs of that method
         method_pairs: {aver: [{teachers: [a, b], student: cifar_resnet8}]}   # replaces `pair` for a method
         exclude: [{method: kd, seed: 1}]
 
+Order of merging for one run: ``defaults`` < the run's own fields / axis values < ``student_overrides``
+(by student architecture) < ``method_overrides`` (by method name). ``student_overrides`` also applies
+to the explicit ``runs`` of a stage (e.g. a lower learning rate for every MobileNetV2).
+
+``resources`` (grid-wide, then per stage; each field overrides the Slurm profile's field of the same
+name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_per_node``,
+``tasks_per_node`` (processes per node; > 1 trains data-parallel with torch.distributed, one process
+per GPU — default: ``gpus_per_node`` when that is > 1), ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
+``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``slurm.packing``).
+
 A method that takes no teacher (vanilla, online, self) drops the pair's teachers; runs that end up
-identical (same config hash) are planned once.
+identical (same config hash) are planned once. Every problem of a grid (unknown method / model /
+dataset, values out of range, teacher keys no earlier stage produces, bad resources) is collected and
+raised together in one :class:`ConfigError`.
 """
 from __future__ import annotations
 
@@ -42,7 +60,40 @@ from experiments.config import ConfigError, apply_overrides, config_hash, deep_m
 from experiments.run import run_dir_for
 
 GRID_DIR = Path(__file__).parent / "grids"
-STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel"}
+STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
+              "student_overrides", "gpu_hours_per_run"}
+GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources"}
+# resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
+RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack")
+RESOURCE_FIELDS = RESOURCE_INT + ("partition", "account", "mem_gb", "constraint")
+
+
+def check_resources(res: Any, where: str) -> List[str]:
+    """Problems of a ``resources`` mapping (empty list when it is fine)."""
+    if res is None:
+        return []
+    if not isinstance(res, Mapping):
+        return [f"{where}: must be a mapping of {list(RESOURCE_FIELDS)}, got {res!r}"]
+    out = [f"{where}.{k}: unknown resource field (allowed: {', '.join(RESOURCE_FIELDS)})"
+           for k in res if k not in RESOURCE_FIELDS]
+    for k in RESOURCE_INT:
+        v = res.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "gpus_per_node" else 1)):
+            out.append(f"{where}.{k} = {v!r}: expected an integer >= {0 if k == 'gpus_per_node' else 1}")
+    v = res.get("mem_gb")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+        out.append(f"{where}.mem_gb = {v!r}: expected a number > 0")
+    for k in ("partition", "account", "constraint"):
+        v = res.get(k)
+        if v is not None and not isinstance(v, str):
+            out.append(f"{where}.{k} = {v!r}: expected a string")
+    return out
+
+
+def _check_hours(v: Any, where: str) -> List[str]:
+    if v is None or (not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0):
+        return []
+    return [f"{where} = {v!r}: expected a number of GPU-hours >= 0"]
 
 
 @dataclass
@@ -68,6 +119,24 @@ class Grid:
 
     def all_runs(self) -> List[RunSpec]:
         return [r for runs in self.stages.values() for r in runs]
+
+    @property
+    def output(self) -> Path:
+        return Path(self.spec.get("output") or f"runs/{self.name}")
+
+    def stage_spec(self, stage: str) -> Dict[str, Any]:
+        return (self.spec.get("stages") or {}).get(stage) or {}
+
+    def resources(self, stage: str) -> Dict[str, Any]:
+        """The grid-wide ``resources`` with the stage's own on top (profile fields they override)."""
+        return {**(self.spec.get("resources") or {}), **(self.stage_spec(stage).get("resources") or {})}
+
+    def gpu_hours_per_run(self, stage: str) -> Optional[float]:
+        v = self.stage_spec(stage).get("gpu_hours_per_run", self.spec.get("gpu_hours_per_run"))
+        return None if v is None else float(v)
+
+    def by_hash(self) -> Dict[str, RunSpec]:
+        return {r.hash: r for r in self.all_runs()}
 
 
 def find_grid(name_or_path: str) -> Path:
@@ -102,13 +171,39 @@ def _excluded(point: Mapping[str, Any], rules: List[Mapping[str, Any]]) -> bool:
     return any(all(point.get(k) == v for k, v in rule.items()) for rule in rules)
 
 
+def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
+    """``method_overrides`` / ``method_pairs`` must name registered methods, ``student_overrides``
+    known models (a typo there would silently apply nothing)."""
+    import zoo
+    from methods.registry import get_method
+
+    out = []
+    for sec in ("method_overrides", "method_pairs"):
+        for m in (st.get(sec) or {}):
+            try:
+                get_method(m)
+            except KeyError as e:
+                out.append(f"{where}.{sec}.{m}: {e.args[0]}")
+    so = st.get("student_overrides")
+    if so is not None and not isinstance(so, Mapping):
+        out.append(f"{where}.student_overrides must map model names to config overrides, got {so!r}")
+    for arch, over in (so or {}).items() if isinstance(so, Mapping) else ():
+        if arch not in zoo.list_models(str(arch)):
+            out.append(f"{where}.student_overrides.{arch}: no model of that name (see `kdsuite models`)")
+        if not isinstance(over, Mapping):
+            out.append(f"{where}.student_overrides.{arch} must be a mapping of config overrides, got {over!r}")
+    return out
+
+
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
     """Expand and validate every run of ``spec``; all problems are collected and raised together."""
     errors: List[str] = []
     name = spec.get("name") or (path.stem if path else "grid")
-    unknown = sorted(set(spec) - {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run"})
+    unknown = sorted(set(spec) - GRID_KEYS)
     if unknown:
-        errors.append(f"grid: unknown field(s) {unknown}")
+        errors.append(f"grid: unknown field(s) {unknown}; allowed: {sorted(GRID_KEYS)}")
+    errors += check_resources(spec.get("resources"), "resources")
+    errors += _check_hours(spec.get("gpu_hours_per_run"), "gpu_hours_per_run")
     output = spec.get("output") or f"runs/{name}"
     defaults = deep_merge(spec.get("defaults") or {}, {"output": {"root": output}})
     defaults = apply_overrides(defaults, overrides or [])
@@ -119,9 +214,17 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     stages: Dict[str, List[RunSpec]] = {}
     for sname, st in stages_spec.items():
         where = f"stages.{sname}"
+        if not isinstance(st, Mapping):
+            errors.append(f"{where}: must be a mapping with runs/axes, got {st!r}")
+            stages[sname] = []
+            continue
         bad = sorted(set(st) - STAGE_KEYS)
         if bad:
             errors.append(f"{where}: unknown field(s) {bad}; allowed: {sorted(STAGE_KEYS)}")
+        errors += check_resources(st.get("resources"), f"{where}.resources")
+        errors += _check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
+        errors += _check_override_keys(st, where)
+        student_over = st.get("student_overrides") or {}
         needs = st.get("needs")
         if needs is not None and needs not in stages:
             errors.append(f"{where}.needs = {needs!r}: no earlier stage has that name (earlier: {list(stages)})")
@@ -150,6 +253,10 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 raw = copy.deepcopy(defaults)
                 if explicit is not None:
                     raw = deep_merge(raw, explicit)
+                    st_arch = (raw.get("student") or {}).get("arch") if isinstance(raw.get("student"), Mapping) else None
+                    so = student_over.get(st_arch) if isinstance(student_over, Mapping) else None
+                    if so:
+                        raw = deep_merge(raw, so)
                 else:
                     dotted = []
                     for k, v in p.items():
@@ -173,6 +280,9 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                         else:
                             dotted.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
                     raw = apply_overrides(raw, dotted)
+                    so = student_over.get((raw.get("student") or {}).get("arch")) if isinstance(student_over, Mapping) else None
+                    if so:
+                        raw = deep_merge(raw, so)
                     mname = raw["method"]["name"]
                     mo = (st.get("method_overrides") or {}).get(mname)
                     if mo:

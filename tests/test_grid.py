@@ -43,6 +43,23 @@ def test_every_problem_is_listed_at_once(tmp_path):
     assert "problem(s)" in msg and "nope" in msg and "seed = -1" in msg and "'ghost'" in msg
 
 
+def test_overrides_merge_by_student_then_method_and_bad_resources_are_named(tmp_path):
+    spec = _spec(tmp_path)
+    st = spec["stages"]["students"]
+    st["student_overrides"] = {"cifar_resnet8": {"optim": {"lr": 0.01}, "epochs": 2}}
+    st["method_overrides"] = {"kd": {"epochs": 3}}
+    g = expand(spec)
+    by_method = {r.config["method"]["name"]: r.config for r in g.stages["students"]}
+    assert by_method["vanilla"]["optim"]["lr"] == 0.01 and by_method["kd"]["optim"]["lr"] == 0.01
+    assert by_method["vanilla"]["epochs"] == 2 and by_method["kd"]["epochs"] == 3  # method's override wins
+    spec["resources"] = {"gpus_per_node": -1, "colour": "red"}
+    st["method_overrides"] = {"kdd": {}}
+    with pytest.raises(ConfigError) as e:
+        expand(spec)
+    msg = str(e.value)
+    assert "resources.gpus_per_node = -1" in msg and "resources.colour" in msg and "method_overrides.kdd" in msg
+
+
 def test_profile_missing_fields(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump({"cpus_per_task": 2, "colour": "red"}))
