@@ -49,7 +49,7 @@ def test_overrides_merge_by_student_then_method_and_bad_resources_are_named(tmp_
     st["student_overrides"] = {"cifar_resnet8": {"optim": {"lr": 0.01}, "epochs": 2}}
     st["method_overrides"] = {"kd": {"epochs": 3}}
     g = expand(spec)
-    by_method = {r.config["method"]["name"]: r.config for r in g.stages["students"]}
+    by_method = {r.cfg["method"]["name"]: r.cfg for r in g.stages["students"]}
     assert by_method["vanilla"]["optim"]["lr"] == 0.01 and by_method["kd"]["optim"]["lr"] == 0.01
     assert by_method["vanilla"]["epochs"] == 2 and by_method["kd"]["epochs"] == 3  # method's override wins
     spec["resources"] = {"gpus_per_node": -1, "colour": "red"}
