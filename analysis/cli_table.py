@@ -1,43 +1,153 @@
-"""``kdsuite table --source runs/DIR``: the comparison table of local run records."""
+"""``kdsuite table`` and ``kdsuite plot``: paper tables and figures from local records or from W&B.
+
+Sources: ``--source runs/GRID`` (a folder of ``record.json`` files, searched recursively) or
+``--source wandb:ENTITY/PROJECT`` (finished runs through the W&B public API, server-side filters
+``--group`` / ``--tag``). Everything is checked and computed before anything is written, and files are
+written atomically: a bad source, a reference that does not exist or mixed datasets leave no file.
+"""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any, Dict, List
 
 from methods.checkpoint import atomic_write_text
 from methods.hparams import ConfigError
 
 
-def cmd_table(args) -> int:
-    from analysis.records import load_records
-    from analysis.tables import comparison, runs_frame, to_markdown
+def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
+    """Finished records of ``args.source``; ConfigError saying what was found when there are none."""
+    source = args.source
+    tags = list(getattr(args, "tag", None) or [])
+    group = getattr(args, "group", None)
+    if source.startswith("wandb:"):
+        from analysis.wandb_source import describe_filters, load_wandb_records
 
-    src = Path(args.source)
-    if not src.is_dir():
-        raise ConfigError(f"--source '{src}' is not a folder of run records")
-    records = load_records(src)
-    if not records:
-        raise ConfigError(f"--source '{src}': no finished run records (record.json) found")
-    datasets = sorted({r.get("dataset") for r in records})
-    if len(datasets) > 1:
-        raise ConfigError(f"--source '{src}' mixes records of datasets {datasets}; tables hold one dataset — "
-                          f"point --source at one grid's folder")
-    df = runs_frame(records)
-    if args.format == "csv":
-        text = df.to_csv(index=False)
+        records = list(load_wandb_records(source, group=group, tags=tags, history=history,
+                                          per_page=getattr(args, "per_page", 500)))
+        if not records:
+            raise ConfigError(f"--source {source}: no finished runs matching {describe_filters(group, tags)}; "
+                              f"needed: runs logged by kdsuite (WANDB_MODE=online, or offline and `wandb sync`ed)")
     else:
-        text = to_markdown(comparison(df, f"{args.metric}_top1")) + "\n"
+        from analysis.records import iter_records
+
+        src = Path(source)
+        if not src.exists():
+            raise ConfigError(f"--source '{src}' does not exist; expected a folder of run records (e.g. runs/demo) "
+                              f"or wandb:ENTITY/PROJECT")
+        if not src.is_dir():
+            raise ConfigError(f"--source '{src}' is a file; expected a folder of run records (e.g. runs/demo) "
+                              f"or wandb:ENTITY/PROJECT")
+        every = list(iter_records(src, status=None))
+        records = [r for r in every if r.get("status") == "finished"]
+        if not records:
+            found = Counter(str(r.get("status")) for r in every)
+            what = ", ".join(f"{n} {s}" for s, n in sorted(found.items())) if found else "no record.json at all"
+            raise ConfigError(f"--source '{src}': no finished run records (found: {what}); run a grid first "
+                              f"(`kdsuite grid launch GRID`) or point --source at its output folder")
+        if group:
+            records = [r for r in records if r.get("name") == group]
+            if not records:
+                raise ConfigError(f"--source '{src}' --group {group!r}: no finished record of that grid")
+        if tags:
+            raise ConfigError("--tag filters W&B runs; local records are filtered with --group (the grid name)")
+    datasets = Counter(str(r.get("dataset")) for r in records)
+    if len(datasets) > 1:
+        raise ConfigError(f"--source {source} mixes records of datasets {dict(sorted(datasets.items()))}; a table "
+                          f"holds one dataset: point --source at one grid's folder or filter with --group/--tag")
+    return records
+
+
+def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: str, reference: str = None) -> str:
+    from analysis import references, tables
+
+    df = tables.runs_frame(records)
+    metric = f"{metric}_top1"
+    if layout == "runs":
+        if fmt != "csv":
+            raise ConfigError(f"--layout runs is the long per-run table: use --format csv (got {fmt!r})")
+        return df.to_csv(index=False)
+    if layout == "categories":
+        rows = tables.category_summary(df, metric)
+        if fmt == "md":
+            return tables.summary_markdown(rows, metric) + "\n"
+        if fmt == "latex":
+            return tables.summary_latex(rows, metric) + "\n"
+        return tables.summary_frame(rows).to_csv(index=False)
+    table = tables.comparison(df, metric)
+    table = references.attach(table, reference, str(records[0].get("dataset")))
+    if fmt == "md":
+        return tables.to_markdown(table) + "\n"
+    if fmt == "latex":
+        return tables.to_latex(table) + "\n"
+    return tables.comparison_frame(table).to_csv(index=False)
+
+
+def cmd_table(args) -> int:
+    if args.reference:
+        from analysis.references import load
+
+        load(args.reference)  # an unknown name fails before any source is read
+    records = load_source(args)
+    text = render_table(records, args.layout, args.format, args.metric, args.reference)
     if args.out:
         atomic_write_text(args.out, text)
+        print(f"wrote {args.out} ({len(records)} runs)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
 
 
+def cmd_plot(args) -> int:
+    from analysis import plots, tables
+
+    kinds = list(plots.KINDS) if args.kind == "all" else [args.kind]
+    records = load_source(args, history="curves" in kinds)
+    df = tables.runs_frame(records)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in plots.FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"--formats {args.formats!r}: allowed {', '.join(plots.FORMATS)} (comma-separated)")
+    out = Path(args.out)
+    metric = f"{args.metric}_top1"
+    written = []
+    try:
+        for kind in kinds:
+            if kind == "gain":
+                written += plots.plot_gain(df, out, metric, formats)
+            elif kind == "pairs":
+                written += plots.plot_pairs(df, out, metric, formats)
+            else:
+                written += plots.plot_curves(records, out, formats)
+    except ValueError as e:
+        raise ConfigError(f"kdsuite plot --kind {args.kind}: {e}") from e
+    for p in written:
+        print(p)
+    return 0
+
+
+def _source_args(p) -> None:
+    p.add_argument("--source", required=True, help="folder of run records (e.g. runs/demo) or wandb:ENTITY/PROJECT")
+    p.add_argument("--group", help="only this grid (local: the record's grid name; W&B: the run group)")
+    p.add_argument("--tag", action="append", help="W&B only: runs carrying this tag (repeatable, all must match)")
+    p.add_argument("--per-page", type=int, default=500, help="W&B page size")
+    p.add_argument("--metric", choices=["last", "best"], default="last", help="last or best epoch's top-1")
+
+
 def add_commands(sub) -> None:
-    p = sub.add_parser("table", help="comparison table from run records")
-    p.add_argument("--source", required=True, help="folder of run records (e.g. runs/demo)")
-    p.add_argument("--metric", choices=["last", "best"], default="last")
-    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p = sub.add_parser("table", help="paper tables from run records or W&B")
+    _source_args(p)
+    p.add_argument("--layout", choices=["methods", "categories", "runs"], default="methods",
+                   help="methods: RepDistiller layout; categories: taxonomy summary; runs: one CSV row per run")
+    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.add_argument("--reference", help="published numbers beside each cell (e.g. repdistiller, dkd, dist, all)")
     p.add_argument("--out", help="write to this file (atomically) instead of stdout")
     p.set_defaults(fn=cmd_table)
+
+    q = sub.add_parser("plot", help="figures (PNG/PDF) from run records or W&B")
+    _source_args(q)
+    q.add_argument("--kind", choices=["gain", "pairs", "curves", "all"], default="all")
+    q.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf")
+    q.add_argument("--out", required=True, help="folder for the figures")
+    q.set_defaults(fn=cmd_plot)

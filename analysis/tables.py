@@ -1,43 +1,63 @@
-"""Comparison tables from run records, in the RepDistiller/CRD layout.
+"""Comparison tables from run records: the RepDistiller/CRD layout, a taxonomy summary, a long CSV.
 
-Role in the flow: the last step. Records (local or converted from W&B) become a long data frame
-(:func:`runs_frame`, one row per run) and then a pivot (:func:`comparison`): rows are methods
-grouped by survey category with the teacher and the vanilla student on top, columns are
-teacher→student pairs, cells are mean ± std over seeds with the seed count. Missing cells stay
-missing (never 0).
+Role in the flow: the last step. Records (local, or converted from W&B by
+:mod:`analysis.wandb_source`) become a long data frame (:func:`runs_frame`, one row per run), then
+
+- :func:`comparison` — rows are methods grouped by survey category with the teacher and the vanilla
+  student on top, columns are teacher→student pairs, cells are mean ± std over seeds with the seed
+  count (sample std, n − 1); the best student per column is marked;
+- :func:`category_summary` — one row per survey category (taxonomy axis, schemes, methods) with the
+  mean gain over the vanilla student of the same architecture, in percentage points;
+- the long frame itself (``--layout runs``).
+
+Renderers: :func:`to_markdown`, :func:`to_latex` (booktabs, every name escaped) and :func:`to_csv`.
+Missing cells stay missing (``–`` / ``--`` / empty in CSV), never 0. With published references
+(:mod:`analysis.references`) each cell also shows the published number and the difference.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
 from methods.registry import CATEGORIES
 
 METRICS = ("last_top1", "best_top1")
+LAYOUTS = ("methods", "categories", "runs")
+TEACHER, VANILLA = "Teacher", "Student (vanilla)"
 
 
 def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
-    """One row per finished run with the fields tables need."""
+    """One row per run with the fields tables need."""
     rows = []
     for r in records:
         m = r.get("metrics") or {}
+        t_top1 = m.get("teacher_top1")
+        if isinstance(t_top1, (list, tuple)):
+            t_top1 = t_top1[0] if t_top1 else None
         rows.append({
             "run_id": r.get("run_id"), "grid": r.get("name"), "method": r.get("method"), "category": r.get("category"),
             "scheme": r.get("scheme"), "dataset": r.get("dataset"), "student": r.get("student"),
             "student_name": r.get("student_name"), "teachers": "+".join(r.get("teacher_names") or []),
+            "teacher_archs": "+".join(r.get("teachers") or []),
             "pair": r.get("pair"), "seed": r.get("seed"),
             "best_top1": m.get("best_top1"), "last_top1": m.get("last_top1"),
             "best_top5": m.get("best_top5"), "last_top5": m.get("last_top5"),
-            "teacher_top1": (m.get("teacher_top1") or [None])[0] if m.get("teacher_top1") else None,
+            "teacher_top1": t_top1,
             "student_params": m.get("student_params"), "wall_time_s": m.get("wall_time_s"),
             "images_per_s": m.get("images_per_s"), "export_teacher": bool(r.get("teacher_export")),
+            "config_hash": r.get("config_hash"), "git_commit": ((r.get("provenance") or {}).get("git") or {}).get("commit"),
+            "run_dir": r.get("run_dir"),
         })
-    return pd.DataFrame(rows)
+    cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
+            "teacher_archs", "pair", "seed", "best_top1", "last_top1", "best_top5", "last_top5", "teacher_top1",
+            "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir"]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def _stats(values: List[float]) -> Optional[Dict[str, float]]:
+def stats(values: Iterable[Any]) -> Optional[Dict[str, float]]:
+    """Mean, sample std (n − 1; 0 for one value) and count of the non-missing values; None if none."""
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return None
@@ -47,59 +67,233 @@ def _stats(values: List[float]) -> Optional[Dict[str, float]]:
 
 
 def comparison(df: pd.DataFrame, metric: str = "last_top1") -> Dict[str, Any]:
-    """``{"columns": [pair...], "rows": [(label, category, {pair: stats|None})...]}``."""
+    """``{"columns": [pair…], "rows": [(label, category, {pair: stats|None})…], "column_archs": {pair:
+    (teacher archs, student arch)}, "metric": metric}``."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     students = df[~df["export_teacher"]]
     distilled = students[students["teachers"] != ""]
     columns = list(dict.fromkeys(distilled["pair"].tolist())) or list(dict.fromkeys(students["pair"].tolist()))
-    col_student = {}
-    col_teacher = {}
+    col_student: Dict[str, str] = {}
+    archs: Dict[str, Tuple[str, str]] = {}
+    teacher_cells = {}
     for c in columns:
-        sub = df[df["pair"] == c]
-        col_student[c] = sub["student"].iloc[0] if len(sub) else c
-        col_teacher[c] = sub["teacher_top1"].dropna().tolist()
-    rows = [("Teacher", "teacher", {c: _stats(col_teacher[c][:1]) if col_teacher[c] else None for c in columns})]
+        sub = students[students["pair"] == c]
+        col_student[c] = sub["student"].iloc[0]
+        archs[c] = (sub["teacher_archs"].iloc[0], col_student[c])
+        # the teacher's accuracy is a property of the teacher checkpoint: one value, not a seed mean
+        tvals = sub["teacher_top1"].dropna().tolist()
+        teacher_cells[c] = stats(tvals[:1])
+    rows: List[Tuple[str, str, Dict[str, Any]]] = [(TEACHER, "teacher", teacher_cells)]
     van = students[students["method"] == "vanilla"]
-    rows.append(("Student (vanilla)", "baseline",
-                 {c: _stats(van[van["student"] == col_student[c]][metric].tolist()) for c in columns}))
-    order = [c for c in CATEGORIES if c != "baseline"]
-    for cat in order:
-        sub = students[(students["category"] == cat)]
+    rows.append((VANILLA, "baseline", {c: stats(van[van["student"] == col_student[c]][metric]) for c in columns}))
+    for cat in [c for c in CATEGORIES if c != "baseline"] + sorted(set(students["category"].dropna()) - set(CATEGORIES)):
+        sub = students[(students["category"] == cat) & (students["method"] != "vanilla")]
         for method in sorted(sub["method"].unique()):
             ms = sub[sub["method"] == method]
             cells = {}
             for c in columns:
                 # methods without a teacher (online / self) are matched to a column by its student
                 hit = ms[ms["pair"] == c] if (ms["teachers"] != "").any() else ms[ms["student"] == col_student[c]]
-                cells[c] = _stats(hit[metric].tolist())
+                cells[c] = stats(hit[metric])
             rows.append((method, cat, cells))
-    return {"columns": columns, "rows": rows, "metric": metric}
-
-
-def _cell(s: Optional[Dict[str, float]], bold: bool = False) -> str:
-    if s is None:
-        return "–"
-    txt = f"{s['mean']:.2f} ± {s['std']:.2f} ({s['n']})" if s["n"] > 1 else f"{s['mean']:.2f} ({s['n']})"
-    return f"**{txt}**" if bold else txt
+    return {"columns": columns, "rows": rows, "metric": metric, "column_archs": archs}
 
 
 def best_per_column(table: Dict[str, Any]) -> Dict[str, Optional[str]]:
+    """The student row (not the teacher) with the highest mean in each column; ties go to the first row."""
     best: Dict[str, Optional[str]] = {}
     for c in table["columns"]:
-        cand = [(cells[c]["mean"], label) for label, cat, cells in table["rows"]
-                if cat != "teacher" and cells.get(c) is not None]
-        best[c] = max(cand)[1] if cand else None
+        top, label_top = None, None
+        for label, cat, cells in table["rows"]:
+            s = cells.get(c)
+            if cat != "teacher" and s is not None and (top is None or s["mean"] > top):
+                top, label_top = s["mean"], label
+        best[c] = label_top
     return best
+
+
+def gains(df: pd.DataFrame, metric: str = "last_top1") -> pd.DataFrame:
+    """One row per (method, student, pair): the seed mean minus the vanilla seed mean of the same student
+    architecture (percentage points); methods whose student has no vanilla run get no row."""
+    students = df[~df["export_teacher"]]
+    van = students[students["method"] == "vanilla"].groupby("student")[metric].mean()
+    out = []
+    for (method, cat, scheme, student, pair), g in students[students["method"] != "vanilla"].groupby(
+            ["method", "category", "scheme", "student", "pair"], dropna=False):
+        s = stats(g[metric])
+        if s is None or student not in van.index or pd.isna(van[student]):
+            continue
+        out.append({"method": method, "category": cat, "scheme": scheme, "student": student, "pair": pair,
+                    "mean": s["mean"], "vanilla": float(van[student]), "gain": s["mean"] - float(van[student]),
+                    "n": s["n"]})
+    return pd.DataFrame(out, columns=["method", "category", "scheme", "student", "pair", "mean", "vanilla", "gain", "n"])
+
+
+def category_summary(df: pd.DataFrame, metric: str = "last_top1") -> List[Dict[str, Any]]:
+    """One row per survey category present: taxonomy axis and section, schemes, methods, runs, the mean
+    (± sample std) of the method×pair gains over vanilla, and the method with the largest mean gain."""
+    g = gains(df, metric)
+    students = df[~df["export_teacher"] & (df["method"] != "vanilla")]
+    rows = []
+    for cat in [c for c in CATEGORIES if c != "baseline"] + sorted(set(students["category"].dropna()) - set(CATEGORIES)):
+        runs = students[students["category"] == cat]
+        if runs.empty:
+            continue
+        info = CATEGORIES.get(cat)
+        cg = g[g["category"] == cat]
+        gs = stats(cg["gain"])
+        per_method = cg.groupby("method")["gain"].mean()
+        best = (per_method.idxmax(), float(per_method.max())) if len(per_method) else None
+        rows.append({"category": cat, "title": info.title if info else cat, "axis": info.knowledge if info else "",
+                     "section": info.survey_section if info else "", "schemes": sorted(set(runs["scheme"].dropna())),
+                     "methods": sorted(set(runs["method"])), "runs": len(runs), "gain": gs, "best": best})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- rendering
+def _fmt(s: Optional[Dict[str, float]], pm: str = "±") -> Optional[str]:
+    if s is None:
+        return None
+    return f"{s['mean']:.2f} {pm} {s['std']:.2f} ({s['n']})" if s["n"] > 1 else f"{s['mean']:.2f} ({s['n']})"
+
+
+def _category_title(cat: str) -> str:
+    if cat == "teacher":
+        return "Teacher"
+    return CATEGORIES[cat].title if cat in CATEGORIES else cat
+
+
+def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minus: str = "−") -> str:
+    if not ref:
+        return ""
+    pub = f"{ref['value']:.2f}"
+    if s is None:
+        return f" [pub. {pub}]"
+    d = s["mean"] - ref["value"]
+    return f" [pub. {pub}, Δ {'+' if d >= 0 else minus}{abs(d):.2f}]"
+
+
+def _caption(table: Dict[str, Any]) -> str:
+    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± std over "
+           f"seeds (number of seeds); best student per column in bold; – = not run.")
+    if table.get("reference"):
+        txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
+                f"table's mean minus it.")
+    return txt
 
 
 def to_markdown(table: Dict[str, Any]) -> str:
     cols = table["columns"]
     best = best_per_column(table)
-    lines = [f"| Method | Category | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    refs = table.get("refs") or {}
+    lines = ["| Method | Category | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for label, cat, cells in table["rows"]:
-        title = CATEGORIES[cat].title if cat in CATEGORIES else "Teacher"
-        lines.append(f"| {label} | {title} | " + " | ".join(_cell(cells.get(c), best[c] == label) for c in cols) + " |")
-    lines.append(f"\nCells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, "
-                 f"mean ± std over seeds (number of seeds); best student per column in bold; – = not run.")
+        out = []
+        for c in cols:
+            txt = _fmt(cells.get(c))
+            txt = "–" if txt is None else (f"**{txt}**" if best[c] == label else txt)
+            out.append(txt + _ref_text(refs.get((label, c)), cells.get(c)))
+        lines.append(f"| {label} | {_category_title(cat)} | " + " | ".join(out) + " |")
+    lines.append("\n" + _caption(table))
     return "\n".join(lines)
+
+
+_LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": "-"}
+
+
+def latex_escape(text: Any) -> str:
+    """``text`` with LaTeX's special characters escaped (and →, ±, Δ as math), safe inside a tabular."""
+    return "".join(_LATEX_ESC.get(ch, ch) for ch in str(text))
+
+
+def to_latex(table: Dict[str, Any]) -> str:
+    """A booktabs ``table`` environment; categories separated by ``\\midrule``; needs ``\\usepackage{booktabs}``."""
+    cols = table["columns"]
+    best = best_per_column(table)
+    refs = table.get("refs") or {}
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
+             "Method & Category & " + " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    prev = None
+    for label, cat, cells in table["rows"]:
+        block = "top" if cat in ("teacher", "baseline") else cat  # teacher + vanilla on top, then one block per category
+        if prev is not None and block != prev:
+            lines.append(r"\midrule")
+        prev = block
+        out = []
+        for c in cols:
+            s = cells.get(c)
+            if s is None:
+                txt = "--"
+            else:
+                txt = (f"{s['mean']:.2f}$\\pm${s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}")
+                txt = rf"\textbf{{{txt}}}" if best[c] == label else txt
+            r = refs.get((label, c))
+            if r:
+                pub = f"{r['value']:.2f}"
+                txt += (rf" {{\scriptsize ({pub})}}" if s is None else
+                        rf" {{\scriptsize ({pub}, {s['mean'] - r['value']:+.2f})}}")
+            out.append(txt)
+        lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(_caption(table)) + "}",
+              r"\end{table}"]
+    return "\n".join(lines)
+
+
+def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
+    """The comparison table in long form (one row per method × pair, missing cells kept as empty)."""
+    refs = table.get("refs") or {}
+    rows = []
+    for label, cat, cells in table["rows"]:
+        for c in table["columns"]:
+            s = cells.get(c)
+            r = refs.get((label, c))
+            rows.append({"method": label, "category": cat, "pair": c, "metric": table["metric"],
+                         "mean": None if s is None else s["mean"], "std": None if s is None else s["std"],
+                         "n": None if s is None else s["n"],
+                         "published": r["value"] if r else None,
+                         "delta": (s["mean"] - r["value"]) if (r and s) else None,
+                         "published_source": r["source"] if r else None})
+    return pd.DataFrame(rows)
+
+
+def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
+    lines = ["| Category | Taxonomy (survey §) | Schemes | Methods | Runs | Gain over vanilla (pp) | Best method |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        best = f"{r['best'][0]} ({r['best'][1]:+.2f})" if r["best"] else "–"
+        g = r["gain"]
+        gain = "–" if g is None else (f"{g['mean']:+.2f} ± {g['std']:.2f} ({g['n']})" if g["n"] > 1
+                                      else f"{g['mean']:+.2f} ({g['n']})")
+        lines.append(f"| {r['title']} | {r['axis']} ({r['section']}) | {', '.join(r['schemes'])} | "
+                     f"{', '.join(r['methods'])} | {r['runs']} | {gain} | {best} |")
+    lines.append(f"\nGain: mean over the category's method × pair cells of (seed mean − vanilla seed mean of the same "
+                 f"student), {metric.replace('_top1', '')}-epoch top-1, ± sample std (number of cells).")
+    return "\n".join(lines)
+
+
+def summary_latex(rows: List[Dict[str, Any]], metric: str) -> str:
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",
+             r"Category & Taxonomy & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
+    for r in rows:
+        gain = "--" if r["gain"] is None else f"{r['gain']['mean']:+.2f}$\\pm${r['gain']['std']:.2f}"
+        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({r['best'][1]:+.2f})"
+        lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
+                     f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"\caption{Mean gain over the vanilla student per survey category (" +
+              latex_escape(metric.replace("_top1", "")) + r"-epoch top-1).}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def summary_frame(rows: List[Dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{"category": r["category"], "title": r["title"], "axis": r["axis"], "section": r["section"],
+                          "schemes": "+".join(r["schemes"]), "methods": "+".join(r["methods"]), "runs": r["runs"],
+                          "gain_mean": r["gain"]["mean"] if r["gain"] else None,
+                          "gain_std": r["gain"]["std"] if r["gain"] else None,
+                          "gain_cells": r["gain"]["n"] if r["gain"] else None,
+                          "best_method": r["best"][0] if r["best"] else None,
+                          "best_gain": r["best"][1] if r["best"] else None} for r in rows])

@@ -81,8 +81,8 @@ def cmd_train_teacher(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from analysis.cli_table import render_table
     from analysis.records import load_records
-    from analysis.tables import comparison, runs_frame, to_markdown
     from experiments.grid import load_grid
     from slurm.executors import run_in_process
 
@@ -91,9 +91,10 @@ def cmd_demo(args) -> int:
     n = len(grid.all_runs())
     print(f"kdsuite demo: grid '{grid.name}' — {n} runs in {len(grid.stages)} stages, output {grid.spec.get('output')}")
     counts = run_in_process(grid)
-    df = runs_frame(load_records(grid.spec.get("output")))
+    records = load_records(grid.spec.get("output"))
     print()
-    print(to_markdown(comparison(df, "last_top1")))
+    print(render_table(records, "methods", "md", "last"))
+    print(render_table(records, "categories", "md", "last"))
     print(f"\n{counts['finished']} runs trained, {counts['skipped']} reused, {counts['failed']} failed; "
           f"wall time {time.time() - t0:.0f}s")
     return 1 if counts["failed"] else 0

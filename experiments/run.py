@@ -169,7 +169,7 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     }
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]
-    mirror = WandbMirror(cfg, h, str(run_dir), tags=tags, group=cfg["name"], name=run_dir.name)
+    mirror = WandbMirror(cfg, h, str(run_dir), tags=tags, group=cfg["name"], name=run_dir.name, record=record)
     mirror_box.append(mirror)
     t0 = time.time()
     try:

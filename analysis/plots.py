@@ -1,0 +1,171 @@
+"""Figures from run records (matplotlib, PNG and PDF): gains by category, per-pair bars, training curves.
+
+Role in the flow: beside :mod:`analysis.tables`, the other end of the pipeline. Every figure is computed
+from the long run frame (:func:`analysis.tables.runs_frame`) or from the records' per-epoch history, so
+local records and records converted from W&B plot the same way.
+
+- ``gain``: per method, the gain over the vanilla student of the same architecture (mean over pairs),
+  bars coloured and grouped by survey category, error bars = the seed std of the method's runs.
+- ``pairs``: one panel per teacher→student pair, a bar per method with the seed std as error bar, the
+  vanilla student as a dashed line.
+- ``curves``: validation top-1 per epoch (mean over seeds, shaded ± std), one panel per pair.
+Files are written atomically (rendered to a temporary name, then renamed).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Sequence
+
+import pandas as pd
+
+from analysis.tables import gains, stats
+from methods.registry import CATEGORIES
+
+KINDS = ("gain", "pairs", "curves")
+FORMATS = ("png", "pdf")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path, stem: str, formats: Sequence[str]) -> List[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = out / f"{stem}.{fmt}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{fmt}", dir=out)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        written.append(target)
+    return written
+
+
+def _colours(categories: Iterable[str]) -> Dict[str, Any]:
+    plt = _plt()
+    order = [c for c in CATEGORIES if c in set(categories)] + sorted(set(categories) - set(CATEGORIES))
+    cmap = plt.get_cmap("tab10")
+    return {c: cmap(i % 10) for i, c in enumerate(order)}
+
+
+def gain_data(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per method: category, mean gain over pairs, and the mean over pairs of the seed std."""
+    g = gains(df, metric)
+    students = df[~df["export_teacher"] & (df["method"] != "vanilla")]
+    rows = []
+    for method, mg in g.groupby("method"):
+        seed_std = [stats(students[(students["method"] == method) & (students["pair"] == p)][metric])["std"]
+                    for p in mg["pair"]]
+        rows.append({"method": method, "category": mg["category"].iloc[0], "gain": mg["gain"].mean(),
+                     "err": sum(seed_std) / len(seed_std)})
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    out = pd.DataFrame(rows, columns=["method", "category", "gain", "err"])
+    return out.assign(_o=out["category"].map(lambda c: order.get(c, 99))).sort_values(["_o", "method"]).drop(columns="_o")
+
+
+def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FORMATS) -> List[Path]:
+    plt = _plt()
+    data = gain_data(df, metric)
+    if data.empty:
+        raise ValueError("no method has a vanilla run of the same student: no gain to plot")
+    colours = _colours(data["category"])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(data) + 1.5), 3.6))
+    x = range(len(data))
+    ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(list(x), data["method"], rotation=45, ha="right")
+    ax.set_ylabel(f"gain over vanilla ({metric.replace('_top1', '')} top-1, pp)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours]
+    ax.legend(handles, [CATEGORIES[c].title if c in CATEGORIES else c for c in colours], fontsize=7,
+              loc="best", frameon=False)
+    fig.tight_layout()
+    try:
+        return _save(fig, out, "gain_by_category", formats)
+    finally:
+        plt.close(fig)
+
+
+def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FORMATS) -> List[Path]:
+    plt = _plt()
+    students = df[~df["export_teacher"]]
+    pairs = list(dict.fromkeys(students[students["teachers"] != ""]["pair"])) or list(dict.fromkeys(students["pair"]))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.6), squeeze=False)
+    colours = _colours(students["category"].dropna())
+    for ax, pair in zip(axes[0], pairs):
+        student = students[students["pair"] == pair]["student"].iloc[0]
+        rows = []
+        for method, g in students.groupby("method"):
+            sub = g[g["pair"] == pair] if (g["teachers"] != "").any() else g[g["student"] == student]
+            s = stats(sub[metric])
+            if s and method != "vanilla":
+                rows.append((method, g["category"].iloc[0], s))
+        van = stats(students[(students["method"] == "vanilla") & (students["student"] == student)][metric])
+        ax.bar(range(len(rows)), [r[2]["mean"] for r in rows], yerr=[r[2]["std"] for r in rows], capsize=3,
+               color=[colours.get(r[1], "grey") for r in rows])
+        if van:
+            ax.axhline(van["mean"], ls="--", color="black", lw=1, label=f"vanilla {van['mean']:.2f}")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=45, ha="right")
+        ax.set_title(pair, fontsize=9)
+        ax.set_ylabel(f"{metric.replace('_top1', '')} top-1 (%)")
+        lo = min([r[2]["mean"] - r[2]["std"] for r in rows] + ([van["mean"]] if van else []), default=0)
+        ax.set_ylim(max(0.0, math.floor(lo - 5)), None)
+    fig.tight_layout()
+    try:
+        return _save(fig, out, "accuracy_by_pair", formats)
+    finally:
+        plt.close(fig)
+
+
+def curve_data(records: Iterable[Dict[str, Any]], key: str = "val/student/top1") -> pd.DataFrame:
+    rows = []
+    for r in records:
+        if r.get("teacher_export"):
+            continue
+        for h in r.get("history") or []:
+            if h.get(key) is not None:
+                rows.append({"method": r.get("method"), "pair": r.get("pair"), "student": r.get("student"),
+                             "distilled": bool(r.get("teachers")), "seed": r.get("seed"),
+                             "stage": h.get("stage"), "epoch": h.get("epoch"), "value": h[key]})
+    return pd.DataFrame(rows, columns=["method", "pair", "student", "distilled", "seed", "stage", "epoch", "value"])
+
+
+def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS, key: str = "val/student/top1") -> List[Path]:
+    plt = _plt()
+    data = curve_data(records, key)
+    if data.empty:
+        raise ValueError(f"the records carry no per-epoch '{key}' history: no curve to plot")
+    pairs = list(dict.fromkeys(data[data["distilled"]]["pair"])) or list(dict.fromkeys(data["pair"]))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.4), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        student = data[data["pair"] == pair]["student"].iloc[0]
+        # runs without a teacher (vanilla, online, self) belong to every panel of their student
+        sub = data[(data["pair"] == pair) | (~data["distilled"] & (data["student"] == student))]
+        for method, g in sub.groupby("method"):
+            # several stages (hint, main …) continue each other on one epoch axis
+            g = g.assign(step=g.groupby("seed").cumcount() + 1)
+            agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
+            ax.plot(agg.index, agg["mean"], label=method, lw=1.2)
+            ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15)
+        ax.set_title(pair, fontsize=9)
+        ax.set_xlabel("epoch (all stages)")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.legend(fontsize=6, frameon=False, ncol=2)
+    fig.tight_layout()
+    try:
+        return _save(fig, out, "training_curves", formats)
+    finally:
+        plt.close(fig)

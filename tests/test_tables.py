@@ -1,0 +1,239 @@
+"""Runs to paper tables: a real offline-W&B grid, tables checked cell by cell against statistics computed
+here, LaTeX escaping, the taxonomy summary, published references, plots, and the errors of bad sources."""
+import glob
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis import references
+from analysis.cli_table import render_table
+from analysis.plots import gain_data
+from analysis.tables import category_summary, comparison, latex_escape, runs_frame, to_latex
+from experiments.cli import main
+from methods.registry import CATEGORIES, list_methods
+from tests.wandb_offline import summarise
+
+
+def _grid(root):
+    return {"name": "tabgrid", "output": str(root), "defaults": {
+        "dataset": {"name": "digits", "batch_size": 64}, "epochs": 2, "max_steps_per_epoch": 3, "progress": "none",
+        "wandb": {"mode": "offline", "project": "kdsuite-test"}},
+        "stages": {"teachers": {"runs": [{"key": "t", "student": "cifar_resnet14"}]},
+                   "students": {"needs": "teachers", "axes": {
+                       "method": ["vanilla", "kd", "dml"], "seed": [0, 1],
+                       "pair": [{"teachers": ["t"], "student": "cifar_resnet8"}]}}}}
+
+
+def _cell(md, row):
+    line = next(l for l in md.splitlines() if l.startswith(f"| {row} |"))
+    return line.split("|")[3].strip().strip("*")
+
+
+def test_offline_grid_writes_wandb_runs_and_its_table_matches_the_records(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump(_grid(tmp_path / "out"), sort_keys=False))
+    assert main(["grid", "launch", str(gfile), "--cluster", "local"]) == 0
+    recs = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").rglob("record.json"))]
+    assert len(recs) == 7 and all(r["status"] == "finished" for r in recs)
+    for r in recs:
+        logs = glob.glob(f"{r['run_dir']}/wandb/offline-run-*/run-*.wandb")
+        assert len(logs) == 1, r["run_dir"]
+        w = summarise(logs[0])
+        assert w["run"].run_group == "tabgrid" and w["run"].project == "kdsuite-test"
+        assert {r["category"], r["method"], r["pair"], "digits"} <= set(w["run"].tags)
+        assert w["config"]["kdsuite"]["config_hash"] == r["config_hash"]
+        assert w["config"]["method"]["name"] == r["method"] and w["config"]["seed"] == r["seed"]
+        m = r["metrics"]
+        for k in ("best_top1", "last_top1", "last_top5", "student_params", "wall_time_s", "images_per_s"):
+            assert w["summary"][f"final/{k}"] == pytest.approx(m[k]), k
+        if r["teachers"]:
+            assert w["summary"]["final/teacher_top1"] == pytest.approx(m["teacher_top1"][0])
+        val = [h["val/student/top1"] for h in w["history"] if "val/student/top1" in h]
+        assert val == pytest.approx([h["val/student/top1"] for h in r["history"]])
+
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "out")]) == 0
+    md = capsys.readouterr().out
+    students = [r for r in recs if not r.get("teacher_export")]
+    for method, row in (("vanilla", "Student (vanilla)"), ("kd", "kd"), ("dml", "dml")):
+        vals = [r["metrics"]["last_top1"] for r in students if r["method"] == method]
+        assert _cell(md, row) == f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f} (2)"
+    teacher = next(r for r in recs if r.get("teacher_export"))
+    assert _cell(md, "Teacher") == f"{teacher['metrics']['last_top1']:.2f} (1)"
+    best = max(("Student (vanilla)", "kd", "dml"), key=lambda row: float(_cell(md, row).split()[0]))
+    assert re.search(rf"\| {re.escape(best)} \| [^|]+ \| \*\*", md)
+
+
+def _rec(method, seed, top1, student="cifar_resnet8", teachers=("cifar_resnet20",), dataset="digits", best=None):
+    from methods.registry import get_method
+
+    cls = get_method(method)
+    teachers = [] if cls.num_teachers == 0 else list(teachers)
+    sname = student.replace("cifar_", "")
+    tnames = [t.replace("cifar_", "") for t in teachers]
+    return {"run_id": f"{method}{seed}{student}{teachers}", "name": "g", "method": method, "category": cls.category,
+            "scheme": cls.scheme, "dataset": dataset, "student": student, "student_name": sname, "teachers": teachers,
+            "teacher_names": tnames, "pair": ("+".join(tnames) + "→" + sname) if tnames else sname, "seed": seed,
+            "status": "finished", "history": [],
+            "metrics": {"last_top1": top1, "best_top1": best if best is not None else top1 + 1,
+                        "teacher_top1": [90.0] if teachers else []}}
+
+
+SYNTH = [
+    *[_rec("vanilla", s, v) for s, v in enumerate([60.0, 62.0, 64.0])],
+    *[_rec("kd", s, v) for s, v in enumerate([70.0, 71.0, 75.0])],
+    *[_rec("dkd", s, v) for s, v in enumerate([66.0, 69.0])],
+    *[_rec("fitnet_1stage", s, v) for s, v in enumerate([61.0, 63.0])],
+    *[_rec("dml", s, v) for s, v in enumerate([65.0, 65.0, 68.0])],
+    # a second pair where only kd ran: every other cell of that column must be missing, not 0
+    *[_rec("vanilla", s, v, student="cifar_resnet14") for s, v in enumerate([80.0, 82.0])],
+    _rec("kd", 0, 85.0, student="cifar_resnet14"),
+]
+
+
+def test_comparison_cells_missing_cells_and_best_per_column():
+    t = comparison(runs_frame(SYNTH), "last_top1")
+    assert t["columns"] == ["resnet20→resnet8", "resnet20→resnet14"]
+    rows = {label: cells for label, _cat, cells in t["rows"]}
+    for label, vals in (("kd", [70.0, 71.0, 75.0]), ("dkd", [66.0, 69.0]), ("Student (vanilla)", [60.0, 62.0, 64.0])):
+        c = rows[label]["resnet20→resnet8"]
+        assert c["mean"] == pytest.approx(statistics.mean(vals)) and c["std"] == pytest.approx(statistics.stdev(vals))
+        assert c["n"] == len(vals)
+    assert rows["dkd"]["resnet20→resnet14"] is None and rows["fitnet_1stage"]["resnet20→resnet14"] is None
+    # dml has no teacher: it belongs to the column of its student
+    assert rows["dml"]["resnet20→resnet8"]["mean"] == pytest.approx(66.0)
+    assert rows["kd"]["resnet20→resnet14"] == {"mean": 85.0, "std": 0.0, "n": 1}
+    md = render_table(SYNTH, "methods", "md", "last")
+    assert "| dkd | Response-based knowledge | 67.50 ± 2.12 (2) | – |" in md
+    assert "| kd | Response-based knowledge | **72.00 ± 2.65 (3)** | **85.00 (1)** |" in md
+    best_md = render_table(SYNTH, "methods", "md", "best")
+    assert "| dkd | Response-based knowledge | 68.50 ± 2.12 (2) | – |" in best_md
+    # category order follows the survey taxonomy: response before feature before online
+    labels = [label for label, _c, _cells in t["rows"]]
+    assert labels.index("kd") < labels.index("fitnet_1stage") < labels.index("dml")
+
+
+def test_latex_is_booktabs_and_escapes_every_name():
+    assert latex_escape("a_b & 50% #1 {x} ~y^z \\") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}"
+    tex = render_table(SYNTH, "methods", "latex", "last")
+    assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{llcc}" in tex
+    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 & -- \\" in tex
+    assert r"\textbf{72.00$\pm$2.65}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    body = tex.split(r"\midrule", 1)[1]
+    # no unescaped special character outside the commands we emit
+    stripped = re.sub(r"\\[a-zA-Z]+|\\[_&%#{}$]|\$\\pm\$|\$\\rightarrow\$|[{}]", "", body)
+    assert not re.search(r"[_&%#^~]", stripped.replace("&", "")), stripped
+    # every row has as many cells as the header
+    for line in tex.splitlines():
+        if line.endswith(r"\\"):
+            assert line.count(" & ") == 3, line
+
+
+def test_category_summary_gains_over_vanilla():
+    rows = {r["category"]: r for r in category_summary(runs_frame(SYNTH), "last_top1")}
+    van8, van14 = statistics.mean([60.0, 62.0, 64.0]), statistics.mean([80.0, 82.0])
+    kd_cells = [statistics.mean([70.0, 71.0, 75.0]) - van8, 85.0 - van14]
+    dkd_cells = [statistics.mean([66.0, 69.0]) - van8]
+    resp = rows["response"]
+    assert resp["gain"]["mean"] == pytest.approx(statistics.mean(kd_cells + dkd_cells))
+    assert resp["gain"]["std"] == pytest.approx(statistics.stdev(kd_cells + dkd_cells)) and resp["gain"]["n"] == 3
+    assert resp["best"][0] == "kd" and resp["best"][1] == pytest.approx(statistics.mean(kd_cells))
+    assert resp["methods"] == ["dkd", "kd"] and resp["runs"] == 6 and resp["axis"] == CATEGORIES["response"].knowledge
+    assert rows["online"]["gain"]["mean"] == pytest.approx(statistics.mean([65.0, 65.0, 68.0]) - van8)
+    assert "baseline" not in rows
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(SYNTH, "categories", "csv", "last")))
+    assert list(csv["category"]) == ["response", "feature", "online"]
+    assert "| Online distillation | scheme (§3.2) | online | dml | 3 | +4.00 (1) | dml (+4.00) |" in \
+        render_table(SYNTH, "categories", "md", "last")
+
+
+def test_long_csv_has_one_row_per_run():
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(SYNTH, "runs", "csv", "last")))
+    assert len(csv) == len(SYNTH) and csv["last_top1"].tolist() == [r["metrics"]["last_top1"] for r in SYNTH]
+
+
+def test_reference_files_are_complete_and_cited():
+    every = references.load("all")
+    assert len(every) > 250 and not (every["source"] == "").any()
+    assert every["value"].between(0, 100).all() and set(every["metric"]) <= {"top1", "top1_error"}
+    known = {c.name for c in list_methods()} | {"teacher", "vanilla", "crd+kd", "kd+ls", "dkd+ls", "deepinversion", "cmi",
+                                   "fast_datafree", "one", "byot", "cs_kd", "tf_kd", "ps_kd", "aekd", "ca_mkd"}
+    assert set(every["method"]) - known == set(), set(every["method"]) - known
+    import zoo
+
+    archs = set(every["teacher_arch"]) | set(every["student_arch"])
+    unknown = [a for a in archs if a and not zoo.list_models(a)]
+    assert not unknown, f"reference architectures this zoo cannot build: {unknown}"
+    rep = references.load("repdistiller")
+    # the CRD README: 7 same-architecture pairs × 16 rows (teacher, student, 13 methods, CRD+KD) less FSP's
+    # one n/a, and 6 cross-architecture pairs × 14 rows (no FSP, no CRD+KD)
+    assert len(rep) == 7 * 16 - 1 + 6 * 14
+
+
+def test_reference_beside_each_cell():
+    recs = [_rec("kd", s, v, student="cifar_resnet8x4", teachers=("cifar_resnet32x4",), dataset="cifar100")
+            for s, v in enumerate([73.0, 74.0])] + \
+           [_rec("crd", 0, 75.0, student="cifar_resnet8x4", teachers=("cifar_resnet32x4",), dataset="cifar100")]
+    t = references.attach(comparison(runs_frame(recs), "last_top1"), "repdistiller", "cifar100")
+    kd = t["refs"][("kd", "resnet32x4→resnet8x4")]
+    assert kd["value"] == 73.33 and "RepDistiller" in kd["source"]
+    md = render_table(recs, "methods", "md", "last", reference="repdistiller")
+    assert "73.50 ± 0.71 (2) [pub. 73.33, Δ +0.17]" in md and "75.00 (1)** [pub. 75.51, Δ −0.51]" in md
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(recs, "methods", "csv", "last", reference="repdistiller")))
+    row = csv[csv["method"] == "crd"].iloc[0]
+    assert row["published"] == 75.51 and row["delta"] == pytest.approx(75.0 - 75.51)
+
+
+def _write_records(root, recs):
+    for i, r in enumerate(recs):
+        d = Path(root) / f"run{i}"
+        d.mkdir(parents=True)
+        (d / "record.json").write_text(json.dumps(r))
+
+
+def test_bad_sources_fail_clearly_and_leave_no_file(tmp_path, capsys):
+    out = tmp_path / "table.md"
+    out.write_text("an earlier table")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = tmp_path / "failed"
+    _write_records(failed, [dict(_rec("kd", 0, 1.0), status="failed")])
+    mixed = tmp_path / "mixed"
+    _write_records(mixed, [_rec("kd", 0, 70.0), _rec("kd", 1, 70.0, dataset="cifar10")])
+    good = tmp_path / "good"
+    _write_records(good, SYNTH[:3])
+    cases = [(["--source", str(tmp_path / "missing")], "does not exist"),
+             (["--source", str(empty)], "no record.json at all"),
+             (["--source", str(failed)], "found: 1 failed"),
+             (["--source", str(mixed)], "mixes records of datasets {'cifar10': 1, 'digits': 1}"),
+             (["--source", str(good), "--reference", "nosuch"], "available: all, "),
+             (["--source", str(good), "--reference", "repdistiller"], "these records are on 'digits'"),
+             (["--source", "wandb:only-one-part"], "wandb:ENTITY/PROJECT")]
+    for argv, msg in cases:
+        capsys.readouterr()
+        assert main(["table", *argv, "--out", str(out)]) == 2, argv
+        assert msg in capsys.readouterr().err, argv
+        assert out.read_text() == "an earlier table" and len(list(tmp_path.glob("table.md*"))) == 1
+    assert main(["table", "--source", str(good), "--out", str(out)]) == 0
+    assert out.read_text().startswith("| Method |")
+
+
+def test_plots_are_written_as_png_and_pdf(tmp_path):
+    _write_records(tmp_path / "src", [dict(r, history=[{"epoch": e, "stage": "main", "val/student/top1": 10.0 * e}
+                                                      for e in (1, 2, 3)]) for r in SYNTH])
+    assert main(["plot", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "fig")]) == 0
+    for stem in ("gain_by_category", "accuracy_by_pair", "training_curves"):
+        assert (tmp_path / "fig" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "fig" / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+    g = gain_data(runs_frame(SYNTH), "last_top1").set_index("method")
+    van8, van14 = statistics.mean([60.0, 62.0, 64.0]), statistics.mean([80.0, 82.0])
+    assert g.loc["kd", "gain"] == pytest.approx(statistics.mean([statistics.mean([70.0, 71.0, 75.0]) - van8, 85.0 - van14]))
+    assert g.loc["kd", "err"] == pytest.approx(statistics.mean([statistics.stdev([70.0, 71.0, 75.0]), 0.0]))
+    assert list(g.index) == ["dkd", "kd", "fitnet_1stage", "dml"]  # grouped in taxonomy order
