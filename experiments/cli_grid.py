@@ -24,15 +24,24 @@ def cmd_plan(args) -> int:
     from experiments.grid import load_grid
 
     grid = load_grid(args.grid, output=args.output)
-    total = 0
+    total, hours, unknown = 0, 0.0, False
     for sname, runs in grid.stages.items():
         done = sum(_state(r)[0] == "done" for r in runs)
         per_method = collections.Counter(r.cfg["method"]["name"] for r in runs)
-        print(f"stage {sname}: {len(runs)} runs ({done} already finished) — "
+        h = grid.gpu_hours_per_run(sname)
+        res = grid.resources(sname)
+        est = f", about {h * (len(runs) - done):.0f} GPU-hours to go" if h is not None else ""
+        print(f"stage {sname}: {len(runs)} runs ({done} already finished){est} — "
               + ", ".join(f"{m} {n}" for m, n in per_method.items()))
+        if res:
+            print("  resources: " + ", ".join(f"{k}={v}" for k, v in res.items()))
         total += len(runs)
-    hours = grid.spec.get("gpu_hours_per_run")
-    print(f"total: {total} runs" + (f", about {hours * total:.0f} GPU-hours" if hours else ""))
+        if h is None:
+            unknown = True
+        else:
+            hours += h * (len(runs) - done)
+    print(f"total: {total} runs" + (f", about {hours:.0f} GPU-hours to go" if hours else "")
+          + (" (no estimate for some stages: set gpu_hours_per_run)" if unknown and hours else ""))
     return 0
 
 
@@ -53,12 +62,21 @@ def cmd_launch(args) -> int:
 
 def cmd_status(args) -> int:
     from experiments.grid import load_grid
+    from slurm.executors import job_states, read_manifest
 
     grid = load_grid(args.grid, output=args.output)
+    jobs = read_manifest(grid.output).get("runs", {})
+    slurm = job_states([j["job_id"] for j in jobs.values()])
     counts = collections.Counter()
     for sname, runs in grid.stages.items():
         for r in runs:
             state, detail = _state(r)
+            job = jobs.get(r.hash)
+            if job and state != "done":
+                js = slurm.get(job["job_id"])
+                if js and state in ("not started", "running"):
+                    state = js.lower()  # pending / running / requeued … as Slurm sees it
+                detail = f"{detail} [job {job['job_id']}, log {job['stderr']}]".strip()
             counts[state] += 1
             print(f"{sname:<10} {state:<12} {r.label:<48} {detail}")
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))

@@ -42,6 +42,7 @@ DEFAULTS: Dict[str, Any] = {
     "compile": False,        # torch.compile student and teachers
     "teacher_cache": "auto",  # reuse teacher logits across epochs: auto = when valid (no random augmentation)
     "grad_clip": None,
+    "sync_bn": False,        # data-parallel runs on GPUs: synchronise batch-norm statistics across processes
     "max_steps_per_epoch": None,
     "device": "auto",
     "deterministic": True,
@@ -54,6 +55,9 @@ DEFAULTS: Dict[str, Any] = {
 
 # fields that do not change a run's result, so they stay out of its identity
 NON_IDENTITY = ("name", "device", "log_every", "progress", "output", "wandb")
+# fields added after run records existed: left out of the identity while at these values, so the hashes
+# (and run folders) of earlier runs stay valid
+HASH_NEUTRAL = {"sync_bn": False}
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
@@ -137,6 +141,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("fast_path", cfg["fast_path"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("channels_last", cfg["channels_last"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("compile", cfg["compile"], HParam(False))
+    _check("sync_bn", cfg["sync_bn"], HParam(False))
     _check("teacher_cache", cfg["teacher_cache"], HParam("auto", choices=("auto", True, False), kind=object))
     _check("device", cfg["device"], HParam("auto", kind=str))
     _check("progress", cfg["progress"], HParam("auto", choices=("auto", "bar", "lines", "none")))
@@ -228,7 +233,8 @@ def effective(cfg: Mapping[str, Any], device_type: str) -> Dict[str, Any]:
 
 def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
-    ident = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in NON_IDENTITY}
+    ident = {k: copy.deepcopy(v) for k, v in cfg.items()
+             if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in ("root", "download")}
     # a teacher is identified by the run that made it (its config hash) or else by its weights
     ident["teachers"] = [{"arch": t.get("arch"), "id": t.get("config_hash") or t.get("sha256")}

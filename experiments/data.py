@@ -225,7 +225,7 @@ def cifar_class(name: str):
     return CIFAR
 
 
-def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -> DataBundle:
+def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:
     name = cfg["name"]
     cls = cifar_class(name)
     root = os.path.expanduser(cfg["root"])
@@ -261,24 +261,35 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) ->
         ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
         train.transform = T.Compose(ttf + [T.ToTensor(), norm])
         test.transform = T.Compose([T.ToTensor(), norm])
-        tl, vl = _loaders(train, test, cfg, device, fields)
+        tl, vl = _loaders(train, test, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment)
 
 
-def _loaders(train, test, cfg, device, fields=("x", "y")):
+def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
     g = torch.Generator()
     g.manual_seed(0)
     if tuple(fields) != ("x", "y"):
         train = FieldsDataset(train, train.targets, fields)
     common = dict(num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
                   persistent_workers=cfg["num_workers"] > 0)
+    if dist_info is not None and dist_info.active:
+        # data-parallel: each process loads only its share of every global batch / of the test set
+        from methods.distributed import ShardedBatchSampler, shard_indices
+
+        tl = torch.utils.data.DataLoader(train, batch_sampler=ShardedBatchSampler(len(train), cfg["batch_size"],
+                                                                                  dist_info, g), **common)
+        vl = torch.utils.data.DataLoader(torch.utils.data.Subset(test, shard_indices(len(test), dist_info)),
+                                         batch_size=cfg["eval_batch_size"], shuffle=False, **common)
+        tl.kd_sharded = vl.kd_sharded = True
+        tl.kd_generator = g
+        return tl, vl
     tl = torch.utils.data.DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=g,
                                      drop_last=False, **common)
     vl = torch.utils.data.DataLoader(test, batch_size=cfg["eval_batch_size"], shuffle=False, **common)
     return tl, vl
 
 
-def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -> DataBundle:
+def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:
     import torchvision
     import torchvision.transforms as T
 
@@ -297,13 +308,13 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
         [T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
-    tl, vl = _loaders(train, val, cfg, device, fields)
+    tl, vl = _loaders(train, val, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
                       "imagefolder", augment)
 
 
 def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None,
-               fields=("x", "y")) -> DataBundle:
+               fields=("x", "y"), dist_info=None) -> DataBundle:
     """``cfg``: the validated ``dataset`` section of a run config; ``pipeline`` overrides its
     ``pipeline`` field (``loader``: torchvision transforms in a DataLoader; ``tensor``: the whole set
     as one tensor on ``device`` with crop/flip done there in batches); ``fields``: what each training
@@ -323,7 +334,7 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
         raise ConfigError(f"dataset.train_fraction = {cfg['train_fraction']} is supported for digits only; "
                           f"use 1.0 for {name}")
     if name in ("cifar10", "cifar100"):
-        return build_cifar(cfg, device, fields)
+        return build_cifar(cfg, device, fields, dist_info)
     if name == "imagefolder":
-        return build_imagefolder(cfg, device, fields)
+        return build_imagefolder(cfg, device, fields, dist_info)
     raise ConfigError(f"dataset.name = {name!r} is not one of {list(DATASETS)}")

@@ -20,6 +20,7 @@ from analysis.records import provenance, read_record, write_record
 from analysis.wandb_log import WandbMirror
 from experiments.config import ConfigError, config_hash, effective, validate
 from experiments.data import build_data, cache_loader
+from methods import distributed
 from methods.base import BuildContext
 from methods.progress import Reporter
 from methods.registry import CATEGORIES, get_method
@@ -95,6 +96,10 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     """Data, student, teachers (checked against their records), the method plugin and the trainer."""
     cls = get_method(cfg["method"]["name"])
     device = pick_device(cfg["device"])
+    dist_info = distributed.init(device.type)
+    if dist_info.active and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
     if cfg["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -102,7 +107,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     fields = tuple(cls.batch_fields)
     if cfg["teacher_cache"] is not False and "index" not in fields:
         fields += ("index",)  # cache look-ups go by sample index; harmless when the cache stays off
-    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"], fields=fields)
+    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"], fields=fields, dist_info=dist_info)
     in_chans = data.input_shape[0]
 
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
@@ -110,6 +115,8 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
 
     seed_everything(derive_seed(cfg["seed"], "init"))
     student = build_model(cfg["student"]["arch"], **cfg["student"]["kwargs"])
+    if dist_info.active and cfg["sync_bn"] and device.type == "cuda":
+        student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     teachers, teacher_meta = [], []
     for i, t in enumerate(cfg["teachers"]):
         model, meta = load_teacher(t["checkpoint"], build_model, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
@@ -126,8 +133,9 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
                              channels_last=eff["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
                              max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
-                      run_dir=run_dir, log_fn=log_fn,
-                      reporter=reporter or Reporter(cfg["progress"], prefix=f"[{run_dir.name}] "))
+                      run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
+                      reporter=reporter or Reporter(cfg["progress"] if dist_info.main else "none",
+                                                    prefix=f"[{run_dir.name}] "), dist_info=dist_info)
     trainer.batch_fields = fields
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if cfg["teacher_cache"] is True and not cache_ok:
@@ -135,7 +143,9 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
                           f"method that reads only teacher logits (method '{cls.name}', teacher taps "
                           f"{method.t_taps}) and training images without random augmentation "
                           f"(dataset.augment = {cfg['dataset']['augment']!r}); use auto or false")
-    eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False)  # noqa: E712
+    # one process per device: each would fill the whole cache, so it stays off there
+    eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False and not dist_info.active)  # noqa: E712
+    eff["world_size"] = dist_info.world
     if eff["teacher_cache"]:
         trainer.teacher_cache_loader = cache_loader(data.train, cfg["dataset"]["eval_batch_size"])
         trainer.teacher_cache_size = data.num_train
@@ -147,6 +157,15 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device, eff)
 
 
+def _run_worker(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int]) -> Dict[str, Any]:
+    """A rank other than 0 of a data-parallel run: trains its share, writes nothing (rank 0 writes the
+    record, checkpoints and W&B)."""
+    parts = build(cfg, h, run_dir, Reporter("none"))
+    res = parts.trainer.fit(stop_after_epochs=stop_after_epochs)
+    return {"run_id": h, "status": res.status, "run_dir": str(run_dir), "rank": parts.trainer.dist.rank,
+            "metrics": res.metrics}
+
+
 def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporter: Optional[Reporter] = None,
         prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
     """Train one run to completion (or ``stop_after_epochs``) and return its record."""
@@ -154,6 +173,9 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     existing = read_record(run_dir)
     if existing is not None and existing.get("status") == "finished":
         return existing
+    distributed.slurm_export()  # a Slurm job with several tasks: one process per device
+    if not distributed.from_env().main:
+        return _run_worker(cfg, h, run_dir, stop_after_epochs)
     mirror_box: List[Any] = []
     parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
     cls, data, method = type(parts.method), parts.data, parts.method
@@ -189,7 +211,7 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     if res.status == "finished" and cfg["export_teacher"]:
         meta = save_teacher(parts.student, run_dir, {
             "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
-            "model_kwargs": cfg["student"]["kwargs"], "dataset": data.name, "image_size": data.input_shape[-1],
+            "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"}, "dataset": data.name, "image_size": data.input_shape[-1],
             "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
         record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
     write_record(run_dir, record)

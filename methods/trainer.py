@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from methods import distributed
 from methods.base import Distiller, OptimGroup, Stage
 from methods.checkpoint import atomic_torch_save, load_checkpoint
 from methods.hparams import ConfigError
@@ -95,8 +96,12 @@ def build_optimizer(params: Sequence[nn.Parameter], spec: Dict[str, Any]) -> tor
 @torch.no_grad()
 def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager], channels_last: bool = False,
-             max_batches: Optional[int] = None) -> Dict[str, Dict[str, float]]:
-    """Top-1 / top-5 accuracy (%) and mean CE of each model on ``loader``."""
+             max_batches: Optional[int] = None, dist_info: Optional[distributed.DistInfo] = None
+             ) -> Dict[str, Dict[str, float]]:
+    """Top-1 / top-5 accuracy (%) and mean CE of each model on ``loader``. In a data-parallel run each
+    process evaluates every W-th batch (or its sampler's share) and the counts are summed."""
+    info = distributed.world_of(dist_info)
+    presharded = getattr(loader, "kd_sharded", False)
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()
@@ -106,6 +111,8 @@ def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.devic
         for b, (x, y) in enumerate(loader):
             if max_batches is not None and b >= max_batches:
                 break
+            if info.active and not presharded and b % info.world != info.rank:
+                continue
             x = x.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -123,6 +130,11 @@ def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.devic
     finally:
         for k, m in models.items():
             m.train(modes[k])
+    if info.active:
+        count = distributed.sum_(torch.tensor([float(n)], device=device, dtype=torch.float64), info)
+        n = int(count.item())
+        for s in stats.values():
+            distributed.sum_(s, info)
     out = {}
     for k, s in stats.items():
         s = s.cpu().tolist()
@@ -160,8 +172,11 @@ class FitResult:
 class Trainer:
     def __init__(self, method: Distiller, train_loader: Optional[Iterable], val_loader: Optional[Iterable],
                  settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
-                 log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None):
+                 log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None,
+                 dist_info: Optional[distributed.DistInfo] = None):
         self.method = method
+        self.dist = distributed.world_of(dist_info)
+        self._local_n = 1  # samples of the current step on this process (weights its gradient share)
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.s = settings
@@ -268,6 +283,7 @@ class Trainer:
         total = losses if torch.is_tensor(losses) else sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward(retain_graph=retain_graph)
+        distributed.allreduce_grads(self.groups[group].params, self._local_n, self.dist)
         if self.s.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.groups[group].params, self.s.grad_clip)
         opt.step()
@@ -296,6 +312,8 @@ class Trainer:
         if loader is not None:
             if hasattr(loader, "set_epoch_seed"):
                 loader.set_epoch_seed(s)
+            elif getattr(loader, "kd_generator", None) is not None:  # a data-parallel sharded sampler
+                loader.kd_generator.manual_seed(s)
             elif getattr(loader, "generator", None) is not None:
                 loader.generator.manual_seed(s)
 
@@ -325,7 +343,7 @@ class Trainer:
 
     def _save(self, state: Dict[str, Any]) -> None:
         path = self._checkpoint_path()
-        if path is None:
+        if path is None or not self.dist.main:
             return
         state = dict(state, format=CHECKPOINT_FORMAT, method=self.method.state_dict(),
                      optimizers={n: o.state_dict() for n, o in self.optimizers.items()})
@@ -407,7 +425,7 @@ class Trainer:
         if not self.method.teachers or self.val_loader is None:
             return []
         res = evaluate({f"teacher{i}": t for i, t in enumerate(self.method.teachers)}, self.val_loader,
-                       self.device, self.autocast, self.s.channels_last)
+                       self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
         return [res[f"teacher{i}"] for i in range(len(self.method.teachers))]
 
     def _train_epoch(self, si: int, stage: Stage, state: Dict[str, Any]) -> None:
@@ -430,17 +448,25 @@ class Trainer:
             prog.step = epoch * steps + step
             prog.epoch_float = epoch + step / steps
             self._set_lrs(prog.epoch_float)
+            n_global = batch[0].shape[0] if batch is not None else int(getattr(method, "synthetic_batch_size", 0))
+            if self.dist.active and batch is not None:
+                if getattr(self.train_loader, "kd_sharded", False):
+                    n_global *= self.dist.world  # the sampler already gave this process its share
+                else:
+                    batch = distributed.shard(batch, self.dist)
+            self._local_n = batch[0].shape[0] if batch is not None else max(n_global, 1)
             batch = self._to_device(batch)
             losses = self.step(batch)
             for k, v in losses.items():
                 v = v.detach().float()
                 sums[k] = sums[k] + v if k in sums else v
-            images += batch[0].shape[0] if batch is not None else int(getattr(method, "synthetic_batch_size", 0))
+            images += n_global
             if (step + 1) % self.s.log_every == 0:
                 self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in sums.items()})
         n_steps = min(step + 1, steps) if steps else 0
         train_time = time.time() - t0
         method.on_epoch_end(self)
+        distributed.broadcast_buffers([method], self.dist)  # rank 0's BN statistics everywhere, as DDP does
         entry: Dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "train_time_s": train_time,
                                  "lr": {n: self.lr(n) for n in self.optimizers}}
         entry.update({f"train/{k}": v.item() / max(n_steps, 1) for k, v in sums.items()})
@@ -449,7 +475,8 @@ class Trainer:
         state["images"] += images
         last = epoch + 1 == stage.epochs
         if stage.evaluate and self.val_loader is not None and (last or (epoch + 1) % self.s.eval_every == 0):
-            res = evaluate(method.eval_models(), self.val_loader, self.device, self.autocast, self.s.channels_last)
+            res = evaluate(method.eval_models(), self.val_loader, self.device, self.autocast, self.s.channels_last,
+                           dist_info=self.dist)
             sr = state["stage_results"].setdefault(stage.name, {})
             for model_name, r in res.items():
                 for key, val in r.items():
@@ -469,6 +496,14 @@ class Trainer:
     def _result(self, status: str, state: Dict[str, Any], stages: List[Stage]) -> FitResult:
         metrics: Dict[str, Any] = {}
         evaluated = [s.name for s in stages if s.name in state["stage_results"]]
+        if not evaluated and status == "finished" and self.val_loader is not None:
+            # no training epoch at all (e.g. importing pretrained weights as a teacher): evaluate once
+            res = evaluate(self.method.eval_models(), self.val_loader, self.device, self.autocast,
+                           self.s.channels_last, dist_info=self.dist)
+            state["stage_results"]["eval"] = {k: {"best_top1": r["top1"], "best_top5": r["top5"], "best_epoch": 0,
+                                                  "last_top1": r["top1"], "last_top5": r["top5"]}
+                                              for k, r in res.items()}
+            evaluated = ["eval"]
         if evaluated:
             final = state["stage_results"][evaluated[-1]]
             head = final.get("student", next(iter(final.values())))

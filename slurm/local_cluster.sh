@@ -79,7 +79,7 @@ ReturnToService=2
 # let requeued jobs run again, and tell submitit about preemption with a signal it recognises
 JobRequeue=1
 SlurmctldParameters=preempt_send_user_signal
-MaxArraySize=1001
+MaxArraySize=${KDSUITE_SLURM_MAX_ARRAY:-1001}
 KillWait=5
 MinJobAge=300
 SchedulerParameters=sched_interval=1,bf_interval=1

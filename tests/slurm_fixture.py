@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+MAX_ARRAY = 4
 SCRIPT = Path(__file__).resolve().parent.parent / "slurm" / "local_cluster.sh"
 
 
@@ -15,7 +16,9 @@ def slurm_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm-state")
     out = subprocess.run(["bash", str(SCRIPT), "install"], capture_output=True, text=True)
     if out.returncode == 0:
-        out = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True)
+        # a small MaxArraySize, so that the tests see a stage split into several arrays
+        out = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True,
+                             env={**os.environ, "KDSUITE_SLURM_MAX_ARRAY": str(MAX_ARRAY)})
     if out.returncode != 0:
         msg = f"local Slurm cluster unavailable:\n{out.stdout}\n{out.stderr}"
         if os.environ.get("CI") == "true":

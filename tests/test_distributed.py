@@ -1,0 +1,121 @@
+"""Data-parallel training: 2 processes (gloo, CPU) give the one-process result within floating-point
+tolerance; only rank 0 writes; the gradient average is the global-batch gradient even for uneven shares."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.run import run
+from methods import distributed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(cfg, world):
+    """``world`` processes running experiments.run.run(cfg), as torchrun / submitit would start them."""
+    port = _free_port()
+    code = textwrap.dedent(f"""
+        import json, sys
+        import torch
+        torch.set_num_threads(1)
+        from experiments.run import run
+        rec = run(json.loads(sys.argv[1]))
+        print("RESULT", json.dumps({{"status": rec["status"], "rank": rec.get("rank", 0)}}))
+    """)
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), PYTHONPATH=str(ROOT))
+        procs.append(subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg)], env=env, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    return [json.loads(o.split("RESULT", 1)[1]) for o, _e in outs]
+
+
+@pytest.mark.parametrize("method", ["vanilla", "kd"])
+def test_two_processes_match_one(method, digits_teachers, tmp_path):
+    # a GroupNorm student: no batch statistics, so the split batch computes exactly the same function
+    # a small learning rate: with large steps, float summation-order noise grows chaotically over a run
+    cfg = {"student": "test_efficientnet_gn", "epochs": 2, "max_steps_per_epoch": 5, "progress": "none",
+           "seed": 1, "optim": {"lr": 0.01}, "dataset": {"name": "digits", "batch_size": 30}, "method": {"name": method},
+           "teachers": [{"checkpoint": digits_teachers[0]}] if method == "kd" else [],
+           "teacher_cache": False}
+    results = _launch(dict(cfg, output={"root": str(tmp_path / "ddp")}), world=2)
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    one = run(dict(cfg, output={"root": str(tmp_path / "one")}))
+    (ddp_dir,) = [p for p in (tmp_path / "ddp").iterdir() if p.is_dir()]
+    two = json.loads((ddp_dir / "record.json").read_text())
+    assert two["status"] == "finished" and two["config_hash"] == one["config_hash"]
+    assert two["effective"]["world_size"] == 2 and one["effective"]["world_size"] == 1
+    for h1, h2 in zip(one["history"], two["history"]):
+        assert h2["val/student/top1"] == pytest.approx(h1["val/student/top1"], abs=0.3)  # ≤ 1 of 360 test images
+        assert h2["val/student/loss"] == pytest.approx(h1["val/student/loss"], rel=1e-3)
+    a = torch.load(Path(one["run_dir"]) / "checkpoint.pt", weights_only=False)["method"]
+    b = torch.load(ddp_dir / "checkpoint.pt", weights_only=False)["method"]
+    assert a.keys() == b.keys()
+    # the student's initial weights, built as the run builds them
+    import zoo
+    from methods.trainer import derive_seed, seed_everything
+
+    seed_everything(derive_seed(1, "init"))
+    init = {f"student.{k}": v for k, v in zoo.create_model("test_efficientnet_gn", num_classes=10).state_dict().items()}
+    total_diff = total_norm = 0.0
+    for k in a:
+        if not k.startswith("student.") or not a[k].is_floating_point():
+            continue
+        diff = (a[k].float() - b[k].float()).norm().item()
+        moved = (a[k].float() - init[k].float()).norm().item()
+        # two processes vs one: summation-order noise only, far below what training changed
+        assert diff < 1e-2 * moved + 1e-6, (k, diff, moved)
+        total_diff += diff ** 2
+        total_norm += a[k].float().norm().item() ** 2
+    assert total_diff ** 0.5 < 1e-4 * total_norm ** 0.5
+    assert len(list(ddp_dir.glob("*.json"))) == 1  # rank 1 wrote no record of its own
+
+
+def _worker(rank, world, port, q):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    info = distributed.init("cpu")
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    x, y = torch.randn(5, 3), torch.randn(5, 4)  # the same global batch on every rank
+    xs, ys = distributed.shard((x, y), info)  # shares of 3 and 2 samples
+    loss = ((xs @ w.T - ys) ** 2).sum(1).mean()
+    loss.backward()
+    distributed.allreduce_grads([w], xs.shape[0], info)
+    q.put((rank, w.grad.clone()))
+    torch.distributed.destroy_process_group()
+
+
+def test_uneven_shares_average_to_the_global_batch_gradient():
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    port = _free_port()
+    ps = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
+    for p in ps:
+        p.start()
+    got = dict(q.get(timeout=120) for _ in ps)
+    for p in ps:
+        p.join(60)
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    x, y = torch.randn(5, 3), torch.randn(5, 4)
+    ((x @ w.T - y) ** 2).sum(1).mean().backward()
+    for r in (0, 1):
+        assert torch.allclose(got[r], w.grad, atol=1e-6), r
