@@ -2,6 +2,10 @@
 (teacher in eval + no_grad, student SGD, a DataLoader, ``loss.item()`` each step for the running loss):
 same models, same data, same batch, same precision. Reports images/s of both and their ratio.
 
+Each side runs in a fresh process (alternating, ``--rounds`` times), so neither inherits the other's
+allocator state or warm caches: the plain loop gets the process a user's script would get, kdsuite the
+one its trainer sets up (on CPU that includes :mod:`methods.cpu_memory`).
+
     python benchmarks/plain_loop.py [--teacher cifar_resnet20 --student cifar_resnet8] [--n 2048]
 """
 from __future__ import annotations
@@ -67,7 +71,26 @@ def kdsuite_kd(teacher, student, x, y, batch, classes, size, device, epochs=2):
     return len(loader) * batch / res.history[-1]["train_time_s"]
 
 
+def one_side(args) -> float:
+    dev = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.n, 3, args.size, args.size, generator=g)
+    y = torch.randint(0, args.classes, (args.n,), generator=g)
+    torch.manual_seed(0)
+    t = zoo.create_model(args.teacher, num_classes=args.classes).to(dev)
+    s = zoo.create_model(args.student, num_classes=args.classes).to(dev)
+    if args.side == "plain":
+        dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch, shuffle=True,
+                                         drop_last=True)
+        return plain_kd(t, s, dl, device=dev.type)
+    return kdsuite_kd(t.requires_grad_(False), s, x, y, args.batch, args.classes, args.size, dev)
+
+
 def main() -> None:
+    import json
+    import subprocess
+    import sys
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--teacher", default="cifar_resnet20")
     ap.add_argument("--student", default="cifar_resnet8")
@@ -77,31 +100,23 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--side", choices=["plain", "kdsuite"], help=argparse.SUPPRESS)  # internal: one measurement
     args = ap.parse_args()
-    dev = torch.device(args.device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.n, 3, args.size, args.size, generator=g)
-    y = torch.randint(0, args.classes, (args.n,), generator=g)
-
-    def models():
-        torch.manual_seed(0)
-        t = zoo.create_model(args.teacher, num_classes=args.classes).to(dev)
-        s = zoo.create_model(args.student, num_classes=args.classes).to(dev)
-        return t, s
-
-    plain, ours = [], []
+    if args.side:
+        print("RATE", json.dumps(one_side(args)))
+        return
+    rates = {"plain": [], "kdsuite": []}
     for r in range(args.rounds):  # interleaved so drifts in machine load hit both alike
-        t, s = models()
-        dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch, shuffle=True,
-                                         drop_last=True)
-        plain.append(plain_kd(t, s, dl, device=dev.type))
-        t, s = models()
-        ours.append(kdsuite_kd(t.requires_grad_(False), s, x, y, args.batch, args.classes, args.size, dev))
-        print(f"round {r + 1}: plain loop {plain[-1]:.0f} img/s, kdsuite {ours[-1]:.0f} img/s")
-    best_plain, best_ours = max(plain), max(ours)
+        for side in ("plain", "kdsuite") if r % 2 == 0 else ("kdsuite", "plain"):
+            out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--side", side], capture_output=True,
+                                 text=True, check=True).stdout
+            rates[side].append(json.loads(out.split("RATE", 1)[1]))
+        print(f"round {r + 1}: plain loop {rates['plain'][-1]:.0f} img/s, kdsuite {rates['kdsuite'][-1]:.0f} img/s")
+    best_plain, best_ours = max(rates["plain"]), max(rates["kdsuite"])
     print(f"kdsuite / plain loop (best warm epoch of {args.rounds} rounds each): {best_ours / best_plain:.3f}")
-    write(f"plain_loop_{dev.type}", {"args": vars(args), "plain_images_per_s": plain, "kdsuite_images_per_s": ours,
-                                     "ratio_best": best_ours / best_plain})
+    write(f"plain_loop_{args.device.split(':')[0]}", {
+        "args": vars(args), "plain_images_per_s": rates["plain"], "kdsuite_images_per_s": rates["kdsuite"],
+        "ratio_best": best_ours / best_plain})
 
 
 if __name__ == "__main__":

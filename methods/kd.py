@@ -29,8 +29,9 @@ class KD(Distiller):
     }
 
     def forward_train(self, x, y):
-        s_logits = self.student(x)
+        # teacher first: its activations are freed before the student's are kept for backward
         t_logits, _ = self.teacher_forward(x)
+        s_logits = self.student(x)
         s_kd, t_kd = s_logits, t_logits
         if self.hp.standardize:
             s_kd, t_kd = losses.standardize_logits(s_logits), losses.standardize_logits(t_logits)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from methods import distributed
+from methods import cpu_memory, distributed
 from methods.base import Distiller, OptimGroup, Stage
 from methods.checkpoint import atomic_torch_save, load_checkpoint
 from methods.hparams import ConfigError
@@ -191,6 +191,8 @@ class Trainer:
                               f"of synthetic batches per epoch")
         if settings.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision = {settings.precision!r} is not one of ['fp32', 'bf16']")
+        if self.device.type == "cpu":
+            cpu_memory.tune_for_training()
         memory_format = torch.channels_last if settings.channels_last else torch.preserve_format
         method.to(self.device, memory_format=memory_format)
         for t in method.teachers:
