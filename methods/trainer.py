@@ -297,6 +297,11 @@ class Trainer:
         with self.autocast():
             return self.method.train_step(batch, self)
 
+    def reset_optimizer(self, group: str) -> None:
+        """Forget the optimizer state (momenta, Adam moments) of ``group``, e.g. when a plugin starts
+        over with new values for its parameters (DeepInversion's next synthetic batch)."""
+        self.optimizers[group].state.clear()
+
     def lr(self, group: str) -> float:
         return self.optimizers[group].param_groups[0]["lr"]
 
