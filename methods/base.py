@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from methods.hparams import ConfigError
 from zoo import taps as ztaps
 
 
@@ -163,6 +164,12 @@ class Distiller(nn.Module):
 
     def set_teacher_cache(self, logits: Optional[List[torch.Tensor]]) -> None:
         object.__setattr__(self, "_logit_cache", logits)
+
+    def require_paired_stages(self) -> None:
+        """For methods that pair the student's stages with the teacher's one to one (AT, VID, NST …)."""
+        if len(self.s_taps) != len(self.t_taps[0]):
+            raise ConfigError(f"method '{self.name}': the student has {len(self.s_taps)} stages and the teacher "
+                              f"{len(self.t_taps[0])}; it pairs stages one to one")
 
     def student_shapes(self) -> Dict[str, Tuple[int, ...]]:
         return ztaps.probe_shapes(self.student, self.s_taps, self.ctx.input_shape)

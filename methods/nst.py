@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from methods import losses
 from methods.base import Distiller
-from methods.hparams import ConfigError, HParam
+from methods.hparams import HParam
 from methods.registry import register_method
 from methods.vid import match_resolution
 
@@ -50,9 +50,7 @@ class NST(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        if len(self.s_taps) != len(self.t_taps[0]):
-            raise ConfigError(f"method 'nst': the student has {len(self.s_taps)} stages and the teacher "
-                              f"{len(self.t_taps[0])}; NST pairs stages one to one")
+        self.require_paired_stages()
 
     def forward_train(self, x, y):
         s_logits, sf = self.student_forward(x)

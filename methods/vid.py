@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from methods import losses
 from methods.base import Distiller
-from methods.hparams import ConfigError, HParam
+from methods.hparams import HParam
 from methods.registry import register_method
 
 EPS = 1e-5
@@ -74,9 +74,7 @@ class VID(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        if len(self.s_taps) != len(self.t_taps[0]):
-            raise ConfigError(f"method 'vid': the student has {len(self.s_taps)} stages and the teacher "
-                              f"{len(self.t_taps[0])}; VID pairs stages one to one")
+        self.require_paired_stages()
         s_shapes, t_shapes = self.student_shapes(), self.teacher_shapes()
         self.heads = nn.ModuleList(VariationalHead(s_shapes[ks][0], t_shapes[kt][0], hp.init_var)
                                    for ks, kt in zip(self.s_taps, self.t_taps[0]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from experiments.run import run
+from tests.method_helpers import run_data_free
 
 
 def test_bn_statistics_regulariser_and_tv_match_eq_2_to_4():
@@ -37,19 +37,5 @@ def test_bn_statistics_regulariser_and_tv_match_eq_2_to_4():
 
 
 def test_deepinversion_student_learns_without_the_training_data(tmp_path, digits_teachers, monkeypatch):
-    import experiments.data as data
-
-    real_iter = data.TensorLoader.__iter__
-
-    def guarded(self):
-        if self.shuffle:
-            raise AssertionError("the data-free student touched the training loader")
-        return real_iter(self)
-
-    monkeypatch.setattr(data.TensorLoader, "__iter__", guarded)
-    rec = run({"student": "cifar_resnet8", "method": {"name": "deepinversion", "hparams": {"batch": 64, "inner": 3}},
-               "teachers": [digits_teachers[0]], "epochs": 6, "max_steps_per_epoch": 20, "progress": "none",
-               "optim": {"lr": 0.1}, "schedule": {"name": "cosine"},
-               "teacher_cache": False, "dataset": {"name": "digits"}, "output": {"root": str(tmp_path)}})
-    print("DeepInversion data-free student top-1:", rec["metrics"]["last_top1"], "teacher:", rec["metrics"]["teacher_top1"])
+    rec = run_data_free("deepinversion", {"batch": 64, "inner": 3}, digits_teachers[0], tmp_path, monkeypatch, epochs=6, steps=20)
     assert rec["metrics"]["last_top1"] > 40.0  # chance is 10 %; measured 60 % (teacher 96 %)
