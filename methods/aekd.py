@@ -57,7 +57,8 @@ class AEKD(Distiller):
     num_teachers = (2, None)
     hparams = {"T": HParam(4.0, low=0.0, low_open=True, doc="temperature"),
                "alpha": HParam(0.1, low=0.0, high=1.0, doc="weight α_CE of the hard-label cross-entropy"),
-               "C": HParam(1.0, low=0.0, low_open=True, high=1.0, doc="upper bound of each teacher's weight")}
+               "C": HParam(1.0, low=0.0, low_open=True, high=1.0, doc="upper bound of each teacher's weight"),
+               "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
@@ -66,12 +67,15 @@ class AEKD(Distiller):
                               f"sum to 1 if C >= 1/{len(self.teachers)} = {1 / len(self.teachers):.3f}")
 
     def forward_train(self, x, y):
-        s = self.student(x)
+        s_logits = self.student(x)
         ts = [self.teacher_forward(x, k)[0] for k in range(len(self.teachers))]
+        s = s_logits
+        if self.hp.standardize:
+            s, ts = losses.standardize_logits(s_logits), [losses.standardize_logits(t) for t in ts]
         T, B = self.hp.T, len(y)
         per_teacher = torch.stack([losses.kd_loss(s, t, T) for t in ts])
         with torch.no_grad():
             p_s = F.softmax(s.detach().float() / T, dim=1)
             grads = torch.stack([(T * (p_s - F.softmax(t.float() / T, dim=1)) / B).flatten() for t in ts]).double()
             w = min_norm_weights(grads, self.hp.C).float()
-        return {"ce": self.hp.alpha * losses.ce(s, y), "kd": (1 - self.hp.alpha) * (w * per_teacher).sum()}
+        return {"ce": self.hp.alpha * losses.ce(s_logits, y), "kd": (1 - self.hp.alpha) * (w * per_teacher).sum()}

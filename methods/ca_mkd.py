@@ -46,7 +46,8 @@ class CAMKD(Distiller):
     num_teachers = (2, None)
     hparams = {"alpha": HParam(1.0, low=0.0, doc="weight of the weighted KD term"),
                "beta": HParam(50.0, low=0.0, doc="weight of the weighted feature term"),
-               "T": HParam(4.0, low=0.0, low_open=True, doc="temperature")}
+               "T": HParam(4.0, low=0.0, low_open=True, doc="temperature"),
+               "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}
     student_taps = ("feat-1",)
     teacher_taps = ("feat-1",)
 
@@ -62,7 +63,10 @@ class CAMKD(Distiller):
         t_logits = [o[0] for o in outs]
         w = confidence_weights(t_logits, y)  # no gradient: teachers are frozen
         K, B, T = len(t_logits), len(y), self.hp.T
-        kl = torch.stack([losses.kl_div(t, s_logits, T, reduction="none") * T * T for t in t_logits])  # (K, B)
+        s_kd, t_kd = s_logits, t_logits
+        if self.hp.standardize:  # the confidence weights still come from the raw teacher logits
+            s_kd, t_kd = losses.standardize_logits(s_logits), [losses.standardize_logits(t) for t in t_logits]
+        kl = torch.stack([losses.kl_div(t, s_kd, T, reduction="none") * T * T for t in t_kd])  # (K, B)
         mse = []
         for k, (adapter, o) in enumerate(zip(self.adapters, outs)):
             a, t = match_resolution(adapter(sf[self.s_taps[0]]), o[1][self.t_taps[k][0]])

@@ -30,7 +30,8 @@ class GanKD(Distiller):
     paper = "Xu et al. 2018, KD with Conditional Adversarial Networks (ICLR-W)"
     equation = "D: BCE(D(t,y),1)+BCE(D(s,y),0); S: α·CE + (1−α)·T²·KL + λ·BCE(D(s,y),1)"
     hparams = {"T": HParam(4.0, low=0.0, low_open=True), "alpha": HParam(0.1, low=0.0, high=1.0),
-               "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1)}
+               "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1),
+               "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}
     distill_terms = ("kd",)
 
     def __init__(self, student, teachers, hp, ctx):
@@ -41,6 +42,11 @@ class GanKD(Distiller):
 
     def disc(self, logits, y):
         return self.discriminator(torch.cat([F.softmax(logits, 1), F.one_hot(y, logits.shape[1]).float()], 1)).squeeze(1)
+
+    def soft_loss(self, s, t):
+        if self.hp.standardize:
+            s, t = losses.standardize_logits(s), losses.standardize_logits(t)
+        return losses.kd_loss(s, t, self.hp.T)
 
     def optim_groups(self):
         return {"student": OptimGroup(list(self.student.parameters())),
@@ -57,7 +63,7 @@ class GanKD(Distiller):
              "d_fake": F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))}
         trainer.optimize("discriminator", d)
         adv = self.disc(s, y)
-        out = {"ce": self.hp.alpha * losses.ce(s, y), "kd": (1 - self.hp.alpha) * losses.kd_loss(s, t, self.hp.T),
+        out = {"ce": self.hp.alpha * losses.ce(s, y), "kd": (1 - self.hp.alpha) * self.soft_loss(s, t),
                "adv": self.hp.lam * F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))}
         trainer.optimize("student", out)
         return {**out, **{k: v.detach() for k, v in d.items()}}

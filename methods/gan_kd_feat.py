@@ -34,7 +34,8 @@ class GanKDFeat(Distiller):
     paper = "Chung et al. 2020, Feature-map-level Online Adversarial Knowledge Distillation (ICML); offline, pooled features"
     equation = "D: BCE(D(f_t),1)+BCE(D(c(f_s)),0); S: α·CE + (1−α)·T²·KL + λ·BCE(D(c(f_s)),1)"
     hparams = {"T": HParam(4.0, low=0.0, low_open=True), "alpha": HParam(0.1, low=0.0, high=1.0),
-               "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1)}
+               "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1),
+               "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}
     student_taps = ("pool",)
     teacher_taps = ("pool",)
     distill_terms = ("kd",)
@@ -45,6 +46,11 @@ class GanKDFeat(Distiller):
         self.connector = nn.Linear(d_s, d_t)
         self.discriminator = nn.Sequential(nn.Linear(d_t, hp.hidden), nn.LeakyReLU(0.2),
                                            nn.Linear(hp.hidden, hp.hidden), nn.LeakyReLU(0.2), nn.Linear(hp.hidden, 1))
+
+    def soft_loss(self, s, t):
+        if self.hp.standardize:
+            s, t = losses.standardize_logits(s), losses.standardize_logits(t)
+        return losses.kd_loss(s, t, self.hp.T)
 
     def optim_groups(self):
         return {"student": OptimGroup(list(self.student.parameters()) + list(self.connector.parameters())),
@@ -65,7 +71,7 @@ class GanKDFeat(Distiller):
              "d_fake": F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))}
         trainer.optimize("discriminator", d)
         adv = self.disc(fs)
-        out = {"ce": self.hp.alpha * losses.ce(s, y), "kd": (1 - self.hp.alpha) * losses.kd_loss(s, t, self.hp.T),
+        out = {"ce": self.hp.alpha * losses.ce(s, y), "kd": (1 - self.hp.alpha) * self.soft_loss(s, t),
                "adv": self.hp.lam * F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))}
         trainer.optimize("student", out)
         return {**out, **{k: v.detach() for k, v in d.items()}}

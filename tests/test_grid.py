@@ -119,3 +119,47 @@ def test_shipped_grids_are_valid(name, tmp_path):
 
 def test_shipped_grid_names_cover_the_issue():
     assert {"demo", "cifar100_repdistiller", "cifar100_taxonomy", "imagenet_r34_r18"} <= set(SHIPPED)
+
+
+def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path):
+    """SIGKILL (no handler can run) after an epoch checkpoint; the relaunched grid finishes the run with
+    exactly the result of an uninterrupted one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    from experiments.run import run
+
+    cfg = {"student": "cifar_resnet8", "epochs": 12, "progress": "none", "dataset": {"batch_size": 16},
+           "schedule": {"name": "cosine"}}
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump({"name": "kill", "output": str(tmp_path / "grid"), "defaults": cfg,
+                                     "stages": {"only": {"runs": [{"seed": 5}]}}}, sort_keys=False))
+    (r,) = load_grid(str(gfile)).stages["only"]
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "grid", "launch", str(gfile)],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = r.run_dir / "checkpoint.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.2)
+    assert ckpt.exists(), "no epoch checkpoint was written"
+    time.sleep(1.0)  # somewhere inside a later epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = read_record(r.run_dir)
+    assert killed["status"] == "running"  # nothing could mark it
+    done_epochs = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 1 <= done_epochs < 12, done_epochs
+    assert main(["grid", "launch", str(gfile)]) == 0
+    got = read_record(r.run_dir)
+    ref = run(dict(cfg, seed=5, output={"root": str(tmp_path / "plain")}))
+    assert got["status"] == "finished" and got["config_hash"] == ref["config_hash"]
+    assert got["metrics"]["last_top1"] == ref["metrics"]["last_top1"]
+    assert [h["val/student/loss"] for h in got["history"]] == [h["val/student/loss"] for h in ref["history"]]
+    a = torch.load(ckpt, weights_only=False)["method"]
+    b = torch.load(tmp_path / "plain" / r.run_dir.name / "checkpoint.pt", weights_only=False)["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

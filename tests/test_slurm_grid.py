@@ -114,3 +114,21 @@ def test_a_two_task_slurm_job_trains_data_parallel(slurm_cluster, tmp_path):
     ref = run(dict(cfg, seed=0, output={"root": str(tmp_path / "plain")}))
     for h1, h2 in zip(ref["history"], got["history"]):
         assert h2["val/student/loss"] == pytest.approx(h1["val/student/loss"], rel=1e-3)
+
+
+def test_failed_runs_are_resubmitted_only_with_rerun_failed(slurm_cluster, tmp_path):
+    from analysis.records import write_record
+
+    spec = {"name": "rerun", "output": str(tmp_path / "out"), "defaults": {
+        "epochs": 1, "max_steps_per_epoch": 2, "progress": "none"},
+        "stages": {"only": {"runs": [{"seed": 0}, {"seed": 1}]}}}
+    grid = expand(spec)
+    bad, good = grid.stages["only"]
+    write_record(bad.run_dir, {"run_id": bad.hash, "config_hash": bad.hash, "status": "failed", "error": "boom"})
+    first = submit_slurm(grid, PROFILE)["only"]
+    assert len(first) == 1  # only the run without a record; the failed one waits for --rerun-failed
+    assert _wait(lambda: (read_record(good.run_dir) or {}).get("status") == "finished", 300)
+    assert submit_slurm(grid, PROFILE)["only"] == []
+    again = submit_slurm(grid, PROFILE, rerun_failed=True)["only"]
+    assert len(again) == 1
+    assert _wait(lambda: (read_record(bad.run_dir) or {}).get("status") == "finished", 300)
