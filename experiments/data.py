@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,12 +40,19 @@ class DataBundle:
 
 
 # ---- in-memory, device-resident batches ------------------------------------------------------
-def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator,
+                     fill: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Batched RandomCrop(size, padding=pad) + RandomHorizontalFlip on ``x`` (B, C, H, W), drawn
-    from ``generator`` (which lives on ``x``'s device)."""
+    from ``generator`` (which lives on ``x``'s device). ``fill`` (C,) is the value of the padding per
+    channel: torchvision pads the raw image with black *before* normalising, so on normalised tensors
+    the matching fill is (0 − mean) / std, not 0 (which would be the mean colour)."""
     b, _, h, w = x.shape
     if pad > 0:
-        padded = F.pad(x, (pad, pad, pad, pad))
+        if fill is not None:
+            f = fill.to(x.device, x.dtype).view(1, -1, 1, 1)
+            padded = F.pad(x - f, (pad, pad, pad, pad)) + f
+        else:
+            padded = F.pad(x, (pad, pad, pad, pad))
         dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
         dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
         rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
@@ -76,12 +83,14 @@ class TensorLoader:
     (``pair_x``, augmented independently) to every batch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
-                 crop_pad: int = 0, flip: bool = False, drop_last: bool = False, fields=("x", "y")):
+                 crop_pad: int = 0, flip: bool = False, drop_last: bool = False, fields=("x", "y"),
+                 pad_fill: Optional[Sequence[float]] = None):
         if len(x) != len(y):
             raise ValueError("x and y differ in length")
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
         self.fields = check_fields(fields)
+        self.pad_fill = None if pad_fill is None else torch.tensor(list(pad_fill), dtype=torch.float32)
         self.generator = torch.Generator(device=x.device)
         self.generator.manual_seed(0)
         self._index_by_class()
@@ -96,6 +105,8 @@ class TensorLoader:
 
     def to(self, device) -> "TensorLoader":
         self.x, self.y = self.x.to(device), self.y.to(device)
+        if self.pad_fill is not None:
+            self.pad_fill = self.pad_fill.to(device)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator).item())
         self.generator = torch.Generator(device=self.x.device)
         self.generator.manual_seed(seed)
@@ -120,7 +131,7 @@ class TensorLoader:
 
     def _augment(self, xb: torch.Tensor) -> torch.Tensor:
         if self.crop_pad or self.flip:
-            return random_crop_flip(xb, self.crop_pad, self.flip, self.generator)
+            return random_crop_flip(xb, self.crop_pad, self.flip, self.generator, self.pad_fill)
         return xb
 
     def __iter__(self):
@@ -252,7 +263,7 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
         xtr, ytr = to_tensor(train)
         xte, yte = to_tensor(test)
         tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment,
-                          fields=fields).to(device)
+                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
         vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
     else:
         import torchvision.transforms as T
@@ -327,7 +338,7 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
         xtr, ytr, xte, yte, mean, std = load_digits_split(size, train_fraction=cfg["train_fraction"])
         augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
         tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
-                          fields=fields).to(device)
+                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
         return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment)
     if cfg["train_fraction"] != 1.0:

@@ -169,3 +169,26 @@ def test_fields_dataset_for_dataloaders():
         assert idx == i and c == y[i] and y[int(pair.item())] == y[i]
     with pytest.raises(ValueError, match="batch_fields"):
         FieldsDataset(base, y, ("x", "index"))
+
+
+def test_tensor_pipeline_pads_with_the_colour_torchvision_pads_with(tmp_path):
+    """torchvision pads the raw image with black before normalising; the batched crop must pad the
+    normalised tensor with that same value, (0 − mean)/std, not with 0 (the mean colour)."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from experiments.data import CIFAR_MEAN, CIFAR_STD
+
+    _write_cifar(tmp_path, "cifar10")
+    data = build_data(_ds(name="cifar10", root=str(tmp_path), download=False, verify_checksums=False,
+                          augment=True, pipeline="tensor"), "cpu")
+    raw = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    ref = T.Compose([T.Pad(4), T.ToTensor(), T.Normalize(CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"])])(raw)
+    assert torch.allclose(data.train.pad_fill, ref[:, 0, 0], atol=1e-5)
+    x = torch.full((64, 3, 8, 8), 5.0)
+    out = random_crop_flip(x, pad=2, flip=False, generator=torch.Generator().manual_seed(0),
+                           fill=data.train.pad_fill)
+    for c in range(3):
+        values = set(out[:, c].flatten().tolist())
+        assert values <= {5.0, float(data.train.pad_fill[c])} and len(values) == 2
