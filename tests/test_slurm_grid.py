@@ -132,3 +132,4 @@ def test_failed_runs_are_resubmitted_only_with_rerun_failed(slurm_cluster, tmp_p
     again = submit_slurm(grid, PROFILE, rerun_failed=True)["only"]
     assert len(again) == 1
     assert _wait(lambda: (read_record(bad.run_dir) or {}).get("status") == "finished", 300)
+
