@@ -167,6 +167,12 @@ def _axis_items(axes: Mapping[str, List[Any]], where: str):
         yield dict(zip(keys, combo))
 
 
+def _student_arch(raw: Mapping[str, Any]) -> Optional[str]:
+    """The student architecture of a raw config, written either as ``student: ARCH`` or ``student: {arch: ARCH}``."""
+    st = raw.get("student")
+    return st.get("arch") if isinstance(st, Mapping) else st if isinstance(st, str) else None
+
+
 def _excluded(point: Mapping[str, Any], rules: List[Mapping[str, Any]]) -> bool:
     return any(all(point.get(k) == v for k, v in rule.items()) for rule in rules)
 
@@ -253,8 +259,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 raw = copy.deepcopy(defaults)
                 if explicit is not None:
                     raw = deep_merge(raw, explicit)
-                    st_arch = (raw.get("student") or {}).get("arch") if isinstance(raw.get("student"), Mapping) else None
-                    so = student_over.get(st_arch) if isinstance(student_over, Mapping) else None
+                    so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
                     if so:
                         raw = deep_merge(raw, so)
                 else:
@@ -280,10 +285,10 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                         else:
                             dotted.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
                     raw = apply_overrides(raw, dotted)
-                    so = student_over.get((raw.get("student") or {}).get("arch")) if isinstance(student_over, Mapping) else None
+                    so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
                     if so:
                         raw = deep_merge(raw, so)
-                    mname = raw["method"]["name"]
+                    mname = (raw.get("method") or {}).get("name", "vanilla")  # the config default
                     mo = (st.get("method_overrides") or {}).get(mname)
                     if mo:
                         raw = deep_merge(raw, mo)

@@ -27,13 +27,22 @@ def _run_one(args) -> Dict[str, Any]:
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=10)}
 
 
+def _job_cpus() -> int:
+    """CPUs of this Slurm task (``SLURM_CPUS_PER_TASK``); outside Slurm, or on clusters without CPU
+    binding where the affinity mask shows the whole node, the mask is not what the job was given."""
+    try:
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def run_packed(cfgs: List[Mapping[str, Any]], cpus: Optional[int] = None) -> List[Dict[str, Any]]:
     """Run ``cfgs`` concurrently, one spawned process each; returns one summary per config, in order.
     CPU threads are split evenly between the processes (``cpus`` defaults to this job's CPUs)."""
     if not cfgs:
         return []
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = _job_cpus()
     threads = max(1, cpus // len(cfgs))
     if len(cfgs) == 1:
         return [_run_one((dict(cfgs[0]), threads))]

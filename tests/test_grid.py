@@ -60,6 +60,18 @@ def test_overrides_merge_by_student_then_method_and_bad_resources_are_named(tmp_
     assert "resources.gpus_per_node = -1" in msg and "resources.colour" in msg and "method_overrides.kdd" in msg
 
 
+def test_axes_without_a_method_and_a_student_written_as_a_name(tmp_path):
+    """Shorthands the single-run config accepts work in grids too: no method axis means the config's
+    default (vanilla), and ``student: ARCH`` still picks up that architecture's overrides."""
+    spec = {"name": "short", "output": str(tmp_path), "defaults": {"student": "cifar_resnet8", "epochs": 1},
+            "stages": {"only": {"axes": {"seed": [0, 1]},
+                                "student_overrides": {"cifar_resnet8": {"optim": {"lr": 0.02}}}}}}
+    runs = expand(spec).stages["only"]
+    assert [r.cfg["seed"] for r in runs] == [0, 1]
+    assert all(r.cfg["method"]["name"] == "vanilla" and r.cfg["optim"]["lr"] == 0.02 for r in runs)
+    assert all(r.cfg["student"]["arch"] == "cifar_resnet8" for r in runs)
+
+
 def test_profile_missing_fields(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump({"cpus_per_task": 2, "colour": "red"}))

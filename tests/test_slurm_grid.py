@@ -133,3 +133,66 @@ def test_failed_runs_are_resubmitted_only_with_rerun_failed(slurm_cluster, tmp_p
     assert len(again) == 1
     assert _wait(lambda: (read_record(bad.run_dir) or {}).get("status") == "finished", 300)
 
+
+
+def test_a_packed_stage_trains_several_runs_in_one_array_task(slurm_cluster, tmp_path):
+    """resources.pack: 2 → two runs share one array task (one process each, the task's CPUs split between
+    them), each writes its own record, and each equals the same run trained alone with as many threads."""
+    cfg = {"epochs": 2, "max_steps_per_epoch": 8, "progress": "none"}
+    spec = {"name": "packed", "output": str(tmp_path / "slurm"), "defaults": cfg,
+            "resources": {"pack": 2, "cpus_per_task": 2},
+            "stages": {"only": {"axes": {"seed": [0, 1, 2]}}}}
+    grid = expand(spec)
+    runs = grid.stages["only"]
+    jobs = submit_slurm(grid, PROFILE)["only"]
+    assert len(jobs) == 2  # 3 runs packed by 2 → 2 array tasks
+    assert _wait(lambda: all((read_record(r.run_dir) or {}).get("status") in ("finished", "failed") for r in runs), 400), \
+        [j.paths.stderr.read_text()[-3000:] for j in jobs if j.paths.stderr.exists()]
+    recs = [read_record(r.run_dir) for r in runs]
+    assert [r["status"] for r in recs] == ["finished"] * 3, [r.get("error") for r in recs]
+    ids = [r["provenance"]["slurm_job_id"] for r in recs]
+    assert ids[0] == ids[1] != ids[2]
+    assert [s["status"] for j in jobs for s in j.result()] == ["finished"] * 3
+    threads = torch.get_num_threads()
+    try:
+        for r, rec, n in zip(runs, recs, (1, 1, 2)):  # 2 CPUs: 1 thread each in the pair, 2 for the lone run
+            torch.set_num_threads(n)
+            alone = run(dict(r.cfg, output={"root": str(tmp_path / "alone")}))
+            assert [h["val/student/loss"] for h in rec["history"]] == [h["val/student/loss"] for h in alone["history"]]
+            assert rec["metrics"]["last_top1"] == alone["metrics"]["last_top1"]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_preempted_packed_task_resumes_every_run_to_its_uninterrupted_result(slurm_cluster, tmp_path):
+    cfg = {"student": "cifar_resnet8", "epochs": 12, "progress": "none", "dataset": {"batch_size": 16},
+           "schedule": {"name": "cosine"}}
+    spec = {"name": "preempt_packed", "output": str(tmp_path / "slurm"), "defaults": cfg,
+            "resources": {"pack": 2, "cpus_per_task": 2},
+            "stages": {"only": {"axes": {"seed": [4, 5]}}}}
+    grid = expand(spec)
+    runs = grid.stages["only"]
+    (job,) = submit_slurm(grid, PROFILE)["only"]
+    assert _wait(lambda: all((r.run_dir / "checkpoint.pt").exists() for r in runs), 240), \
+        "the packed runs never wrote their first epoch checkpoints"
+    assert all((read_record(r.run_dir) or {}).get("status") == "running" for r in runs)
+    job._interrupt()
+    job_id = job.job_id
+
+    def poke():
+        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+
+    assert _wait(lambda: all((read_record(r.run_dir) or {}).get("status") == "finished" for r in runs), 400, poke), \
+        job.paths.stderr.read_text()[-3000:] if job.paths.stderr.exists() else "no log"
+    log = job.paths.stderr.read_text() + job.paths.stdout.read_text()
+    assert "this job is preempted" in log and "requeu" in log.lower(), log[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each of the two packed processes had
+    try:
+        for r in runs:
+            ref = run(dict(r.cfg, output={"root": str(tmp_path / "plain")}))
+            got = read_record(r.run_dir)
+            assert got["metrics"]["last_top1"] == ref["metrics"]["last_top1"]
+            assert _history(got) == _history(ref)
+    finally:
+        torch.set_num_threads(threads)
