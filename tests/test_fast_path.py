@@ -44,19 +44,24 @@ def _first_step_losses(root, **kw):
 
 def test_channels_last_is_the_same_computation(tmp_path):
     """Stated tolerance: first-step loss and every gradient within 1e-5 (float re-association only);
-    after 20 SGD steps (lr 0.05, momentum) the re-association differences have been amplified by training
-    but the weights still agree within 1e-2."""
+    whole runs through `run` (data order, model conversion, optimizer) after 3 SGD steps: every weight
+    within 1e-4. Not after many steps: a BN bias gradient is a near-cancelling sum (the next BN removes
+    each channel's mean), so re-association noise of 1e-7 becomes ~1e-4 of those biases by step 3 and
+    SGD amplifies it (with torch 2.14.1 the stem weights differed by 1e-2 after 20 steps, while a
+    thread-count change, another re-association, stayed within 1e-6)."""
     la, ga = _first_step_losses(tmp_path / "a", channels_last=False)
     lb, gb = _first_step_losses(tmp_path / "b", channels_last=True)
     assert torch.allclose(la["ce"], lb["ce"], atol=1e-5)
     for n in ga:
         assert torch.allclose(ga[n], gb[n], atol=1e-5, rtol=1e-4), n
-    a = run(_cfg(tmp_path / "a", channels_last=False))
-    b = run(_cfg(tmp_path / "b", channels_last=True))
+    short = {"epochs": 1, "max_steps_per_epoch": 3}
+    a = run(_cfg(tmp_path / "a", channels_last=False, **short))
+    b = run(_cfg(tmp_path / "b", channels_last=True, **short))
     wa, wb = _final_weights(a), _final_weights(b)
+    assert wa.keys() == wb.keys()
     for k in wa:
         if wa[k].is_floating_point():
-            assert torch.allclose(wa[k], wb[k], atol=1e-2, rtol=1e-2), k
+            assert torch.allclose(wa[k], wb[k], atol=1e-4, rtol=0), k
     assert a["effective"]["channels_last"] is False and b["effective"]["channels_last"] is True
 
 
