@@ -97,7 +97,8 @@ def _worker(rank, world, port, q):
     loss = ((xs @ w.T - ys) ** 2).sum(1).mean()
     loss.backward()
     distributed.allreduce_grads([w], xs.shape[0], info)
-    q.put((rank, w.grad.clone()))
+    # a plain list, not a tensor: torch's queue would pass a shared-memory handle that dies with this process
+    q.put((rank, w.grad.tolist()))
     torch.distributed.destroy_process_group()
 
 
@@ -110,7 +111,7 @@ def test_uneven_shares_average_to_the_global_batch_gradient():
     ps = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
     for p in ps:
         p.start()
-    got = dict(q.get(timeout=120) for _ in ps)
+    got = {r: torch.tensor(g) for r, g in (q.get(timeout=120) for _ in ps)}
     for p in ps:
         p.join(60)
     torch.manual_seed(0)
