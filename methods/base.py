@@ -99,6 +99,10 @@ class Distiller(nn.Module):
     smoke_hparams: Mapping[str, Any] = {}
     # loss keys that must go down over a few dozen steps (contract test); None = every key but "ce"
     distill_terms: Optional[Sequence[str]] = None
+    # optimizer groups that maximise what the student minimises (min-max methods: DFAD's generator). Such a
+    # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
+    # that the student's own objective falls against them.
+    adversary_groups: Sequence[str] = ()
 
     def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], hp: SimpleNamespace, ctx: BuildContext):
         super().__init__()

@@ -41,6 +41,7 @@ class DFAD(Distiller):
                "lr_generator": HParam(1e-3, low=0.0, low_open=True)}
     smoke_hparams = {"batch": 64, "student_steps": 2}
     distill_terms = ("l1",)
+    adversary_groups = ("generator",)  # it maximises l1
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
