@@ -6,10 +6,11 @@ STAMP := $(VENV)/.kdsuite-installed
 
 .PHONY: install demo test test-fast slurm-install bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/kdsuite-mse-kd/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install --no-build-isolation --no-deps -e examples/kdsuite-mse-kd
 	touch $(STAMP)
 
 install: $(STAMP)

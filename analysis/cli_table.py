@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
-from methods.checkpoint import atomic_write_text
-from methods.hparams import ConfigError
+from kdsuite.core.fileio import atomic_write_text
+from kdsuite.core.errors import ConfigError
 
 
 def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
@@ -22,7 +22,7 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
     tags = list(getattr(args, "tag", None) or [])
     group = getattr(args, "group", None)
     if source.startswith("wandb:"):
-        from analysis.wandb_source import describe_filters, load_wandb_records
+        from kdsuite.analysis.wandb_source import describe_filters, load_wandb_records
 
         records = list(load_wandb_records(source, group=group, tags=tags, history=history,
                                           per_page=getattr(args, "per_page", 500)))
@@ -30,7 +30,7 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
             raise ConfigError(f"--source {source}: no finished runs matching {describe_filters(group, tags)}; "
                               f"needed: runs logged by kdsuite (WANDB_MODE=online, or offline and `wandb sync`ed)")
     else:
-        from analysis.records import iter_records
+        from kdsuite.core.records import iter_records
 
         src = Path(source)
         if not src.exists():
@@ -60,7 +60,7 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
 
 
 def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: str, reference: str = None) -> str:
-    from analysis import references, tables
+    from kdsuite.analysis import references, tables
 
     df = tables.runs_frame(records)
     metric = f"{metric}_top1"
@@ -86,7 +86,7 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
 
 def cmd_table(args) -> int:
     if args.reference:
-        from analysis.references import load
+        from kdsuite.analysis.references import load
 
         load(args.reference)  # an unknown name fails before any source is read
     records = load_source(args)
@@ -100,7 +100,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from analysis import plots, tables
+    from kdsuite.analysis import plots, tables
 
     kinds = list(plots.KINDS) if args.kind == "all" else [args.kind]
     records = load_source(args, history="curves" in kinds)

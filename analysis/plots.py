@@ -1,7 +1,7 @@
 """Figures from run records (matplotlib, PNG and PDF): gains by category, per-pair bars, training curves.
 
-Role in the flow: beside :mod:`analysis.tables`, the other end of the pipeline. Every figure is computed
-from the long run frame (:func:`analysis.tables.runs_frame`) or from the records' per-epoch history, so
+Role in the flow: beside :mod:`kdsuite.analysis.tables`, the other end of the pipeline. Every figure is computed
+from the long run frame (:func:`kdsuite.analysis.tables.runs_frame`) or from the records' per-epoch history, so
 local records and records converted from W&B plot the same way.
 
 - ``gain``: per method, the gain over the vanilla student of the same architecture (mean over pairs),
@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
-from analysis.tables import gains, stats
-from methods.registry import CATEGORIES
+from kdsuite.analysis.tables import gains, stats
+from kdsuite.methods.registry import CATEGORIES
 
 KINDS = ("gain", "pairs", "curves")
 FORMATS = ("png", "pdf")

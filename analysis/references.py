@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 
 REF_DIR = Path(__file__).parent / "references"
 COLUMNS = ["method", "teacher", "student", "teacher_arch", "student_arch", "dataset", "metric", "value", "std",
@@ -64,7 +64,7 @@ def load(name: str) -> pd.DataFrame:
 
 def row_method(label: str) -> str:
     """Method name of a comparison-table row label (the teacher and vanilla rows have fixed names)."""
-    from analysis.tables import TEACHER, VANILLA
+    from kdsuite.analysis.tables import TEACHER, VANILLA
 
     return {TEACHER: "teacher", VANILLA: "vanilla"}.get(label, label)
 

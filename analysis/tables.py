@@ -1,7 +1,7 @@
 """Comparison tables from run records: the RepDistiller/CRD layout, a taxonomy summary, a long CSV.
 
 Role in the flow: the last step. Records (local, or converted from W&B by
-:mod:`analysis.wandb_source`) become a long data frame (:func:`runs_frame`, one row per run), then
+:mod:`kdsuite.analysis.wandb_source`) become a long data frame (:func:`runs_frame`, one row per run), then
 
 - :func:`comparison` — rows are methods grouped by survey category with the teacher and the vanilla
   student on top, columns are teacher→student pairs, cells are mean ± std over seeds with the seed
@@ -12,7 +12,7 @@ Role in the flow: the last step. Records (local, or converted from W&B by
 
 Renderers: :func:`to_markdown`, :func:`to_latex` (booktabs, every name escaped) and :func:`to_csv`.
 Missing cells stay missing (``–`` / ``--`` / empty in CSV), never 0. With published references
-(:mod:`analysis.references`) each cell also shows the published number and the difference.
+(:mod:`kdsuite.analysis.references`) each cell also shows the published number and the difference.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from methods.registry import CATEGORIES
+from kdsuite.methods.registry import CATEGORIES
 
 METRICS = ("last_top1", "best_top1")
 LAYOUTS = ("methods", "categories", "runs")

@@ -2,7 +2,7 @@
 guarded, an error is reported once on stderr and logging is switched off for the rest of the run,
 and training never stops because of W&B.
 
-What a run sends (read back by :mod:`analysis.wandb_source`):
+What a run sends (read back by :mod:`kdsuite.analysis.wandb_source`):
 
 - ``project`` / ``entity``: ``WANDB_PROJECT`` / ``WANDB_ENTITY`` or the config's ``wandb.project`` /
   ``wandb.entity`` (default project ``kdsuite``); ``group``: the config's ``wandb.group`` or the grid

@@ -1,9 +1,9 @@
 """Records from a W&B project: ``kdsuite table --source wandb:ENTITY/PROJECT``.
 
 Role in the flow: the other source of tables and plots beside the local run records. Each finished
-W&B run (as :mod:`analysis.wandb_log` logged it) converts into the same record dict shape as
-``record.json`` (identity fields, ``metrics``, optionally ``history``), so :mod:`analysis.tables` and
-:mod:`analysis.plots` never know where a record came from.
+W&B run (as :mod:`kdsuite.analysis.wandb_log` logged it) converts into the same record dict shape as
+``record.json`` (identity fields, ``metrics``, optionally ``history``), so :mod:`kdsuite.analysis.tables` and
+:mod:`kdsuite.analysis.plots` never know where a record came from.
 
 How the public API is used (wandb 0.31): ``wandb.Api(timeout=...)`` then
 ``api.runs("ENTITY/PROJECT", filters=..., order="+created_at", per_page=..., lazy=False)``.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 
 DEFAULT_PER_PAGE = 500
 DEFAULT_TIMEOUT = 60
@@ -182,7 +182,7 @@ def run_to_record(run, entity: str, project: str, history: bool = False, history
     }
     if rec["category"] is None or rec["scheme"] is None:  # runs logged without the identity block
         try:
-            from methods.registry import CATEGORIES, get_method
+            from kdsuite.methods.registry import CATEGORIES, get_method
 
             cls = get_method(rec["method"])
             rec["category"], rec["scheme"], rec["paper"] = cls.category, cls.scheme, cls.paper
@@ -191,7 +191,7 @@ def run_to_record(run, entity: str, project: str, history: bool = False, history
             pass
     if rec["student_name"] is None or rec["teacher_names"] is None or rec["pair"] is None:
         try:
-            import zoo
+            from kdsuite import zoo
 
             name = zoo.display_name
         except Exception:  # noqa: BLE001

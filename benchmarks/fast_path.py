@@ -14,9 +14,9 @@ import torch
 
 from common import write, write_fake_cifar100
 
-from experiments.run import run
-from zoo.teachers import save_teacher
-import zoo
+from kdsuite.experiments.run import run
+from kdsuite.zoo.teachers import save_teacher
+from kdsuite import zoo
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from common import write
 
-from experiments.data import load_digits_split
-from experiments.run import run
+from kdsuite.experiments.data import load_digits_split
+from kdsuite.experiments.run import run
 
 
 def write_digits_as_cifar10(root: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Grid packing: N small runs on one device at once (one process each, `slurm.packing.run_packed`)
+"""Grid packing: N small runs on one device at once (one process each, `kdsuite.slurm.packing.run_packed`)
 against the same N runs one after another; reports total images/s of both. Meant for a GPU, where a
 CIFAR student leaves most of the device idle; it runs on CPU too.
 
@@ -15,7 +15,7 @@ import torch
 
 from common import write, write_fake_cifar100
 
-from slurm.packing import run_packed
+from kdsuite.slurm.packing import run_packed
 
 
 def main() -> None:

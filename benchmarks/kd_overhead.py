@@ -14,11 +14,11 @@ import torch
 
 from common import summary, time_fn, write
 
-import zoo
-from methods.base import BuildContext
-from methods.hparams import resolve_hparams
-from methods.registry import get_method, list_methods
-from methods.trainer import Trainer, TrainSettings
+from kdsuite import zoo
+from kdsuite.methods.base import BuildContext
+from kdsuite.methods.hparams import resolve_hparams
+from kdsuite.methods.registry import get_method, list_methods
+from kdsuite.engine.trainer import Trainer, TrainSettings
 
 
 def main() -> None:

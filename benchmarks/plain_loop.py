@@ -4,7 +4,7 @@ same models, same data, same batch, same precision. Reports images/s of both and
 
 Each side runs in a fresh process (alternating, ``--rounds`` times), so neither inherits the other's
 allocator state or warm caches: the plain loop gets the process a user's script would get, kdsuite the
-one its trainer sets up (on CPU that includes :mod:`methods.cpu_memory`).
+one its trainer sets up (on CPU that includes :mod:`kdsuite.engine.cpu_memory`).
 
     python benchmarks/plain_loop.py [--teacher cifar_resnet20 --student cifar_resnet8] [--n 2048]
 """
@@ -18,12 +18,12 @@ import torch.nn.functional as F
 
 from common import write
 
-import zoo
-from experiments.data import TensorLoader
-from methods.base import BuildContext
-from methods.hparams import resolve_hparams
-from methods.registry import get_method
-from methods.trainer import Trainer, TrainSettings
+from kdsuite import zoo
+from kdsuite.experiments.data import TensorLoader
+from kdsuite.methods.base import BuildContext
+from kdsuite.methods.hparams import resolve_hparams
+from kdsuite.methods.registry import get_method
+from kdsuite.engine.trainer import Trainer, TrainSettings
 
 
 def plain_kd(teacher, student, loader, epochs=2, T=4.0, alpha=0.1, device="cpu"):

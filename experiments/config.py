@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from methods.hparams import ConfigError, HParam, resolve_hparams
-from methods.trainer import OPTIMIZERS, SCHEDULES
+from kdsuite.core.errors import ConfigError
+from kdsuite.methods.hparams import HParam, resolve_hparams
+from kdsuite.engine.trainer import OPTIMIZERS, SCHEDULES
 
 DEFAULTS: Dict[str, Any] = {
     "name": None,
@@ -115,8 +116,8 @@ def _check(field: str, value: Any, spec: HParam) -> Any:
 def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     """Merge ``raw`` over the defaults and check every field; returns the resolved config
     (method hyper-parameters filled with their defaults)."""
-    from experiments.data import DATASETS
-    from methods.registry import get_method
+    from kdsuite.experiments.data import DATASETS
+    from kdsuite.methods.registry import get_method
 
     _check_keys(raw, DEFAULTS, "config")
     cfg = deep_merge(DEFAULTS, raw)
@@ -172,7 +173,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     st.setdefault("kwargs", {})
     if not isinstance(st.get("arch"), str):
         raise ConfigError(f"student.arch must be a model name, got {st.get('arch')!r}")
-    import zoo
+    from kdsuite import zoo
 
     if st["arch"] not in zoo.list_models(st["arch"]):
         zoo.create_model(st["arch"], num_classes=10)  # raises the listing error

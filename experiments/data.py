@@ -1,7 +1,7 @@
 """Data sets: the embedded default (scikit-learn's handwritten digits), CIFAR-10/100 through
 torchvision with the standard recipe, and ImageNet-style folders.
 
-Role in the flow: ``experiments.run`` calls :func:`build_data` with the config's ``dataset``
+Role in the flow: ``kdsuite.experiments.run`` calls :func:`build_data` with the config's ``dataset``
 section and hands the loaders to the trainer.
 
 Digits and other small tensor data sets are served by :class:`TensorLoader`: the whole set lives
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
@@ -285,7 +285,7 @@ def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
                   persistent_workers=cfg["num_workers"] > 0)
     if dist_info is not None and dist_info.active:
         # data-parallel: each process loads only its share of every global batch / of the test set
-        from methods.distributed import ShardedBatchSampler, shard_indices
+        from kdsuite.engine.distributed import ShardedBatchSampler, shard_indices
 
         tl = torch.utils.data.DataLoader(train, batch_sampler=ShardedBatchSampler(len(train), cfg["batch_size"],
                                                                                   dist_info, g), **common)

@@ -1,8 +1,8 @@
 """Grid files: methods × teacher→student pairs × seeds (× hyper-parameters), in stages.
 
 Role in the flow: a grid file (``experiments/grids/*.yaml``) expands into run configs, each
-identified by its config hash; executors (``slurm.executors``: local, debug, Slurm) run them stage by
-stage through :func:`experiments.run.run`; ``kdsuite grid plan|launch|status`` (``experiments.cli_grid``)
+identified by its config hash; executors (``kdsuite.slurm.executors``: local, debug, Slurm) run them stage by
+stage through :func:`kdsuite.experiments.run.run`; ``kdsuite grid plan|launch|status`` (``kdsuite.cli_grid``)
 drives them.
 
 Format::
@@ -39,7 +39,7 @@ to the explicit ``runs`` of a stage (e.g. a lower learning rate for every Mobile
 name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_per_node``,
 ``tasks_per_node`` (processes per node; > 1 trains data-parallel with torch.distributed, one process
 per GPU — default: ``gpus_per_node`` when that is > 1), ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
-``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``slurm.packing``).
+``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``kdsuite.slurm.packing``).
 
 A method that takes no teacher (vanilla, online, self) drops the pair's teachers; runs that end up
 identical (same config hash) are planned once. Every problem of a grid (unknown method / model /
@@ -56,8 +56,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, validate
-from experiments.run import run_dir_for
+from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, validate
+from kdsuite.experiments.run import run_dir_for
 
 GRID_DIR = Path(__file__).parent / "grids"
 STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
@@ -180,8 +180,8 @@ def _excluded(point: Mapping[str, Any], rules: List[Mapping[str, Any]]) -> bool:
 def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
     """``method_overrides`` / ``method_pairs`` must name registered methods, ``student_overrides``
     known models (a typo there would silently apply nothing)."""
-    import zoo
-    from methods.registry import get_method
+    from kdsuite import zoo
+    from kdsuite.methods.registry import get_method
 
     out = []
     for sec in ("method_overrides", "method_pairs"):
@@ -292,7 +292,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                     mo = (st.get("method_overrides") or {}).get(mname)
                     if mo:
                         raw = deep_merge(raw, mo)
-                    from methods.registry import get_method
+                    from kdsuite.methods.registry import get_method
 
                     try:
                         if get_method(mname).num_teachers == 0:

@@ -15,17 +15,17 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-import zoo
-from analysis.records import provenance, read_record, write_record
-from analysis.wandb_log import WandbMirror
-from experiments.config import ConfigError, config_hash, effective, validate
-from experiments.data import build_data, cache_loader
-from methods import distributed
-from methods.base import BuildContext
-from methods.progress import Reporter
-from methods.registry import CATEGORIES, get_method
-from methods.trainer import Trainer, TrainSettings, derive_seed, seed_everything
-from zoo.teachers import load_teacher, read_teacher_meta, save_teacher
+from kdsuite import zoo
+from kdsuite.core.records import provenance, read_record, write_record
+from kdsuite.analysis.wandb_log import WandbMirror
+from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
+from kdsuite.experiments.data import build_data, cache_loader
+from kdsuite.engine import distributed
+from kdsuite.methods.base import BuildContext
+from kdsuite.engine.progress import Reporter
+from kdsuite.methods.registry import CATEGORIES, get_method
+from kdsuite.engine.trainer import Trainer, TrainSettings, derive_seed, seed_everything
+from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
 
 
 def resolve_teachers(cfg: Dict[str, Any]) -> None:

@@ -1,12 +1,12 @@
 """The method plugin API: a :class:`Distiller` wraps student, teacher(s) and its own extra modules.
 
 Role in the flow: the run entry point builds models with the zoo, instantiates the plugin, and the
-shared trainer (``methods.trainer``) drives it. A plugin is one file that declares
+shared trainer (``kdsuite.engine.trainer``) drives it. A plugin is one file that declares
 
 - ``name``, ``category`` (a registry category), ``scheme`` (offline / online / self / data_free),
   ``paper`` and ``equation`` (what it implements);
 - ``hparams``: ``{name: HParam(default, range...)}``, overridable per run;
-- ``student_taps`` / ``teacher_taps``: the intermediate features it needs (see ``zoo.taps``);
+- ``student_taps`` / ``teacher_taps``: the intermediate features it needs (see ``kdsuite.zoo.taps``);
 - ``num_teachers``: how many frozen teachers it takes (``0``, an exact count, or ``(min, None)``);
 - extra trainable modules, created in ``__init__`` as attributes (connectors, regressors, heads,
   memory banks as buffers, peers, generators, discriminators ...);
@@ -32,8 +32,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from methods.hparams import ConfigError
-from zoo import taps as ztaps
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.zoo import taps as ztaps
 
 
 @dataclass
@@ -103,6 +103,9 @@ class Distiller(nn.Module):
     # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
     # that the student's own objective falls against them.
     adversary_groups: Sequence[str] = ()
+    # data-free methods (needs_train_data = False): images they generate per training step; the trainer
+    # counts them as the step's samples (throughput, data-parallel sharding)
+    synthetic_batch_size: int = 0
 
     def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], hp: SimpleNamespace, ctx: BuildContext):
         super().__init__()

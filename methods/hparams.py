@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-
-class ConfigError(ValueError):
-    """Bad user input (config, grid, CLI); the message names the field, the value and what is allowed."""
+from kdsuite.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,17 @@ Categories follow Gou et al. 2021 ("Knowledge Distillation: A Survey"): the know
 (response / feature / relation, with attention split out as the survey's §2.2 sub-family) and the
 distillation schemes / algorithms (§3–§4). The set is open: :func:`register_category` adds one.
 
-Third-party packages add methods through the ``kdsuite.methods`` entry-point group: each entry
-point names a module (or object) whose import registers its plugins with :func:`register_method`.
+Built-in plugins are the modules of :mod:`kdsuite.methods.plugins` (one file each; discovery imports
+every one of them, no list to keep). Third-party packages add methods through the ``kdsuite.methods``
+entry-point group: each entry point names a module (or object) whose import registers its plugins with
+:func:`register_method`. An entry point that fails to import is reported (:data:`BROKEN`, ``kdsuite
+methods``) and skipped; the rest of the suite works.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Dict, List, Type
@@ -31,7 +35,10 @@ class Category:
 
 CATEGORIES: Dict[str, Category] = {}
 _METHODS: Dict[str, type] = {}
+ORIGINS: Dict[str, str] = {}       # method name -> "built-in" or "<distribution> (entry point <name>)"
+BROKEN: Dict[str, str] = {}        # entry point -> why it could not be imported
 _discovered = False
+_origin = "built-in"               # where the plugins being imported now come from
 
 
 def register_category(name: str, title: str, survey_section: str, knowledge: str) -> Category:
@@ -55,8 +62,8 @@ SCHEMES = ("offline", "online", "self", "data_free")
 
 
 def register_method(cls: type) -> type:
-    """Class decorator: add a :class:`methods.base.Distiller` subclass to the registry."""
-    from methods.base import Distiller  # local import: base imports nothing from here
+    """Class decorator: add a :class:`kdsuite.methods.base.Distiller` subclass to the registry."""
+    from kdsuite.methods.base import Distiller  # local import: base imports nothing from here
 
     if not (isinstance(cls, type) and issubclass(cls, Distiller)):
         raise TypeError(f"register_method expects a Distiller subclass, got {cls!r}")
@@ -72,23 +79,32 @@ def register_method(cls: type) -> type:
     if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
         raise ValueError(f"method name '{cls.name}' is registered twice ({other.__module__} and {cls.__module__})")
     _METHODS[cls.name] = cls
+    ORIGINS[cls.name] = _origin
     return cls
 
 
 def discover() -> None:
     """Import every plugin module of this package and every ``kdsuite.methods`` entry point."""
-    global _discovered
+    global _discovered, _origin
     if _discovered:
         return
     _discovered = True
-    import methods
+    from kdsuite.methods import plugins
 
-    skip = {"registry", "base", "losses", "trainer", "hparams", "progress", "optim"}
-    for mod in pkgutil.iter_modules(methods.__path__):
-        if mod.name not in skip and not mod.name.startswith("_"):
-            importlib.import_module(f"methods.{mod.name}")
+    for mod in pkgutil.iter_modules(plugins.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{plugins.__name__}.{mod.name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+        dist = getattr(ep.dist, "name", None) or "?"
+        _origin = f"{dist} (entry point {ep.name})"
+        try:
+            ep.load()
+        except Exception as err:  # a broken third-party plugin must not take the suite down
+            BROKEN[f"{ep.name} = {ep.value} [{dist}]"] = f"{type(err).__name__}: {err}"
+            print(f"kdsuite: skipped method plugin entry point '{ep.name}' ({ep.value}, from {dist}): "
+                  f"{type(err).__name__}: {err}", file=sys.stderr)
+        finally:
+            _origin = "built-in"
 
 
 def get_method(name: str) -> type:

@@ -1,1 +1,3 @@
 """Cluster execution: submitit executors, cluster profiles and the local one-node test cluster."""
+if __name__ != "kdsuite.slurm":  # this folder is installed as kdsuite.slurm; a second copy under another name would split state
+    raise ImportError("the 'slurm' folder is the package kdsuite.slurm: import kdsuite.slurm")

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from analysis.records import read_record
-from experiments.grid import Grid, RunSpec
-from experiments.run import run
+from kdsuite.core.records import read_record
+from kdsuite.experiments.grid import Grid, RunSpec
+from kdsuite.experiments.run import run
 
 
 def pending(runs: List[RunSpec]) -> List[RunSpec]:
@@ -59,7 +59,7 @@ IN_FLIGHT = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQ
 def load_profile(path) -> Dict[str, Any]:
     import yaml
 
-    from methods.hparams import ConfigError
+    from kdsuite.core.errors import ConfigError
 
     p = Path(path)
     if not p.exists():
@@ -95,7 +95,7 @@ class PackedJob:
     """An array task that runs several small runs side by side (a stage's ``pack: N``)."""
 
     def __call__(self, cfgs):
-        from slurm.packing import run_packed
+        from kdsuite.slurm.packing import run_packed
 
         return run_packed(cfgs)
 
@@ -151,7 +151,7 @@ def read_manifest(output: Path) -> Dict[str, Any]:
 
 
 def _write_manifest(output: Path, manifest: Dict[str, Any]) -> None:
-    from methods.checkpoint import atomic_write_json
+    from kdsuite.core.fileio import atomic_write_json
 
     atomic_write_json(Path(output) / MANIFEST, manifest)
 

@@ -18,7 +18,7 @@ def _run_one(args) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    from experiments.run import run
+    from kdsuite.experiments.run import run
 
     try:
         rec = run(cfg)

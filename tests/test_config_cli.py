@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from experiments.cli import main
-from experiments.config import ConfigError, config_hash, validate
+from kdsuite.cli import main
+from kdsuite.experiments.config import ConfigError, config_hash, validate
 
 
 @pytest.mark.parametrize("cfg,pattern", [
@@ -61,8 +61,8 @@ def test_third_party_method_through_entry_point(tmp_path):
     pkg = tmp_path / "site"
     (pkg / "mykd_plugin").mkdir(parents=True)
     (pkg / "mykd_plugin" / "__init__.py").write_text(textwrap.dedent('''
-        from methods import Distiller, register_method
-        from methods import losses
+        from kdsuite.methods import Distiller, register_method
+        from kdsuite.methods import losses
 
         @register_method
         class MyKD(Distiller):
@@ -80,7 +80,7 @@ def test_third_party_method_through_entry_point(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mykd-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[kdsuite.methods]\nmy_kd = mykd_plugin\n")
-    code = ("import sys; sys.path.insert(0, %r); from experiments.cli import main; sys.exit(main(['methods']))" % str(pkg))
+    code = ("import sys; sys.path.insert(0, %r); from kdsuite.cli import main; sys.exit(main(['methods']))" % str(pkg))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "my_kd" in out.stdout and "Third party 2026" in out.stdout

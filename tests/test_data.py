@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.config import ConfigError
-from experiments.data import TensorLoader, build_data, load_digits_split, random_crop_flip
-from experiments.config import DEFAULTS
+from kdsuite.experiments.config import ConfigError
+from kdsuite.experiments.data import TensorLoader, build_data, load_digits_split, random_crop_flip
+from kdsuite.experiments.config import DEFAULTS
 
 
 def _ds(**kw):
@@ -99,7 +99,7 @@ def test_cifar_reads_official_layout_without_checksums(tmp_path, name):
     x, y = next(iter(data.val))
     test_data, test_labels = written["test_batch" if name == "cifar10" else "test"]
     # first test image, decoded by hand from the row-major (3, 32, 32) layout and normalised
-    from experiments.data import CIFAR_MEAN, CIFAR_STD
+    from kdsuite.experiments.data import CIFAR_MEAN, CIFAR_STD
     img = test_data[0].reshape(3, 32, 32).astype(np.float64) / 255
     want = (img - np.array(CIFAR_MEAN[name])[:, None, None]) / np.array(CIFAR_STD[name])[:, None, None]
     assert np.allclose(x[0].numpy(), want, atol=1e-5)
@@ -159,7 +159,7 @@ def test_batch_fields_index_and_same_class_pair():
 
 
 def test_fields_dataset_for_dataloaders():
-    from experiments.data import FieldsDataset
+    from kdsuite.experiments.data import FieldsDataset
 
     y = [0, 1, 0, 1, 2, 2]
     base = [(torch.tensor([float(i)]), c) for i, c in enumerate(y)]
@@ -178,7 +178,7 @@ def test_tensor_pipeline_pads_with_the_colour_torchvision_pads_with(tmp_path):
     import torchvision.transforms as T
     from PIL import Image
 
-    from experiments.data import CIFAR_MEAN, CIFAR_STD
+    from kdsuite.experiments.data import CIFAR_MEAN, CIFAR_STD
 
     _write_cifar(tmp_path, "cifar10")
     data = build_data(_ds(name="cifar10", root=str(tmp_path), download=False, verify_checksums=False,

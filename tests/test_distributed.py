@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.run import run
-from methods import distributed
+from kdsuite.experiments.run import run
+from kdsuite.engine import distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,13 +24,13 @@ def _free_port():
 
 
 def _launch(cfg, world):
-    """``world`` processes running experiments.run.run(cfg), as torchrun / submitit would start them."""
+    """``world`` processes running kdsuite.experiments.run.run(cfg), as torchrun / submitit would start them."""
     port = _free_port()
     code = textwrap.dedent(f"""
         import json, sys
         import torch
         torch.set_num_threads(1)
-        from experiments.run import run
+        from kdsuite.experiments.run import run
         rec = run(json.loads(sys.argv[1]))
         print("RESULT", json.dumps({{"status": rec["status"], "rank": rec.get("rank", 0)}}))
     """)
@@ -68,8 +68,8 @@ def test_two_processes_match_one(method, digits_teachers, tmp_path):
     b = torch.load(ddp_dir / "checkpoint.pt", weights_only=False)["method"]
     assert a.keys() == b.keys()
     # the student's initial weights, built as the run builds them
-    import zoo
-    from methods.trainer import derive_seed, seed_everything
+    from kdsuite import zoo
+    from kdsuite.engine.trainer import derive_seed, seed_everything
 
     seed_everything(derive_seed(1, "init"))
     init = {f"student.{k}": v for k, v in zoo.create_model("test_efficientnet_gn", num_classes=10).state_dict().items()}

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from experiments.config import effective, validate
-from experiments.data import build_data
-from experiments.run import build, prepare, run
+from kdsuite.experiments.config import effective, validate
+from kdsuite.experiments.data import build_data
+from kdsuite.experiments.run import build, prepare, run
 
 
 def test_auto_switches_follow_the_device():
@@ -108,7 +108,7 @@ def test_teacher_cache_gives_the_same_losses(tmp_path, digits_teachers):
 
 
 def test_teacher_cache_is_refused_where_it_is_invalid(tmp_path, digits_teachers):
-    from experiments.config import ConfigError
+    from kdsuite.experiments.config import ConfigError
 
     with pytest.raises(ConfigError, match="augment"):
         run(_cfg(tmp_path, method="kd", teachers=[digits_teachers[0]], teacher_cache=True,

@@ -5,11 +5,11 @@ import time
 import pytest
 import yaml
 
-from analysis.records import read_record
-from experiments.cli import main
-from experiments.config import ConfigError
-from experiments.grid import GRID_DIR, expand, load_grid
-from slurm.executors import load_profile, run_in_process, submit_slurm
+from kdsuite.core.records import read_record
+from kdsuite.cli import main
+from kdsuite.experiments.config import ConfigError
+from kdsuite.experiments.grid import GRID_DIR, expand, load_grid
+from kdsuite.slurm.executors import load_profile, run_in_process, submit_slurm
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
@@ -143,7 +143,7 @@ def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path)
 
     import torch
 
-    from experiments.run import run
+    from kdsuite.experiments.run import run
 
     cfg = {"student": "cifar_resnet8", "epochs": 12, "progress": "none", "dataset": {"batch_size": 16},
            "schedule": {"name": "cosine"}}
@@ -151,7 +151,7 @@ def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path)
     gfile.write_text(yaml.safe_dump({"name": "kill", "output": str(tmp_path / "grid"), "defaults": cfg,
                                      "stages": {"only": {"runs": [{"seed": 5}]}}}, sort_keys=False))
     (r,) = load_grid(str(gfile)).stages["only"]
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "grid", "launch", str(gfile)],
+    proc = subprocess.Popen([sys.executable, "-m", "kdsuite.cli", "grid", "launch", str(gfile)],
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = r.run_dir / "checkpoint.pt"

@@ -3,8 +3,8 @@ soft terms no longer depend on the teacher logits' offset and scale (Eq. 8 z-sco
 import pytest
 import torch
 
-from methods.registry import get_method, list_methods
-from tests.method_helpers import make
+from kdsuite.methods.registry import get_method, list_methods
+from kdsuite.testing import make
 
 SOFT = ("kd", "dkd", "dist", "aver", "aekd")
 

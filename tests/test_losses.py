@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods import losses
+from kdsuite.methods import losses
 
 
 def _softmax(v):

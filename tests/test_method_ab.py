@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 def _ab_reference(r, t, margin=1.0):
@@ -70,7 +70,7 @@ def test_ab_connectors_and_unbridgeable_shapes():
     m = make("ab", teachers=("cifar_resnet32x4",))
     for conn, (cin, cout) in zip(m.connectors, [(16, 64), (32, 128), (64, 256)]):
         assert (conn[0].in_channels, conn[0].out_channels) == (cin, cout)
-    from methods.ab import connector
+    from kdsuite.methods.plugins.ab import connector
 
     with pytest.raises(ConfigError, match=r"\(8, 4, 4\).*\(16, 16, 16\)"):
         connector((8, 4, 4), (16, 16, 16))

@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 def _brute(G, cap, steps=200):
@@ -26,7 +26,7 @@ def _brute(G, cap, steps=200):
 
 @pytest.mark.parametrize("K,cap", [(2, 1.0), (3, 1.0), (3, 0.4)])
 def test_min_norm_weights_against_a_grid_search(K, cap):
-    from methods.aekd import min_norm_weights
+    from kdsuite.methods.plugins.aekd import min_norm_weights
 
     g = torch.Generator().manual_seed(K)
     G = torch.randn(K, 6, generator=g, dtype=torch.float64)

@@ -1,6 +1,6 @@
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def test_at_loss_matches_formula():
@@ -26,7 +26,7 @@ def test_at_loss_matches_formula():
 
 def test_at_refuses_models_with_different_stage_counts():
     import pytest
-    from methods.hparams import ConfigError
+    from kdsuite.methods.hparams import ConfigError
 
     with pytest.raises(ConfigError, match="stages"):
         make("at", teachers=("cifar_vgg8",))

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def test_averaged_soft_targets_formula():

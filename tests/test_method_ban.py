@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from experiments.run import run
-from tests.method_helpers import make
+from kdsuite.experiments.run import run
+from kdsuite.testing import make
 
 
 def test_generation_two_restarts_and_learns_from_generation_one():

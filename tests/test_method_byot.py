@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from methods.trainer import evaluate
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.engine.trainer import evaluate
+from kdsuite.testing import make
 
 
 def _softmax(v, T=1.0):
@@ -124,7 +124,7 @@ def test_byot_needs_a_zoo_cifar_model():
 
 
 def test_byot_run_records_every_exit(tmp_path):
-    from experiments.run import run
+    from kdsuite.experiments.run import run
 
     rec = run({"student": "cifar_resnet8", "method": "byot", "epochs": 1, "max_steps_per_epoch": 10,
                "progress": "none", "dataset": {"name": "digits", "batch_size": 32},

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def _ce(z, c):
@@ -41,7 +41,7 @@ def test_confidence_weights_and_loss_match_the_paper():
     assert out["kd"].item() == pytest.approx(1.0 * kd / (B * K), rel=1e-4)
     assert out["feat"].item() == pytest.approx(50.0 * feat / (B * K), rel=1e-4)
     # the more confident teacher on a sample gets the larger weight
-    from methods.ca_mkd import confidence_weights
+    from kdsuite.methods.plugins.ca_mkd import confidence_weights
 
     good = torch.tensor([[5.0, 0.0]]), torch.tensor([[0.0, 5.0]])
     w = confidence_weights(good, torch.tensor([0]))

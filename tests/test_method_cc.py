@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from methods.cc import cc_loss, taylor_rbf_correlation
-from tests.method_helpers import make
+from kdsuite.methods.plugins.cc import cc_loss, taylor_rbf_correlation
+from kdsuite.testing import make
 
 
 def _normalise(a):

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.data import TensorLoader
-from methods.trainer import Trainer, TrainSettings
-from tests.method_helpers import make
+from kdsuite.experiments.data import TensorLoader
+from kdsuite.engine.trainer import Trainer, TrainSettings
+from kdsuite.testing import make
 
 
 def _nce_reference(anchor, bank, cidx, num_data, tau):

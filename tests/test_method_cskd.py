@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def test_cskd_loss_matches_eq_3():

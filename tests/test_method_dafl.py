@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from experiments.run import run
-from methods.dafl import generator_losses
+from kdsuite.experiments.run import run
+from kdsuite.methods.plugins.dafl import generator_losses
 
 
 def test_generator_losses_match_eq_3_to_5():
@@ -21,7 +21,7 @@ def test_generator_losses_match_eq_3_to_5():
 
 
 def test_student_learns_without_touching_the_training_data(tmp_path, digits_teachers, monkeypatch):
-    import experiments.data as data
+    import kdsuite.experiments.data as data
 
     real_iter = data.TensorLoader.__iter__
     touched = []

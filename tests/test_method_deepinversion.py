@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.method_helpers import run_data_free
+from kdsuite.testing import run_data_free
 
 
 def test_bn_statistics_regulariser_and_tv_match_eq_2_to_4():
-    from methods.deepinversion import bn_statistics, feature_regulariser, total_variation
+    from kdsuite.methods.plugins.deepinversion import bn_statistics, feature_regulariser, total_variation
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)).eval()

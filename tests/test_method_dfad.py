@@ -1,10 +1,10 @@
 import torch
 
-from tests.method_helpers import make, run_data_free
+from kdsuite.testing import make, run_data_free
 
 
 def test_discrepancy_is_the_mean_absolute_logit_difference():
-    from methods.dfad import discrepancy
+    from kdsuite.methods.plugins.dfad import discrepancy
 
     t, s = torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[0.0, 1.0, 0.5]])
     assert abs(discrepancy(t, s).item() - (1.0 + 3.0 + 0.0) / 3) < 1e-6

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def _softmax_rows(z):

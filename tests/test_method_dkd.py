@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from methods.dkd import dkd_terms
-from tests.method_helpers import make
+from kdsuite.methods.plugins.dkd import dkd_terms
+from kdsuite.testing import make
 
 
 def _sm(v):

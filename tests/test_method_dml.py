@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from experiments.run import run
-from methods.trainer import Trainer, TrainSettings
-from tests.method_helpers import make
+from kdsuite.experiments.run import run
+from kdsuite.engine.trainer import Trainer, TrainSettings
+from kdsuite.testing import make
 
 
 def _sm(v):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 class _Trainer:
@@ -79,7 +79,7 @@ def test_main_stage_is_the_papers_kd_eq2_with_annealed_lambda():
 
 
 def test_regressor_shapes_and_unbridgeable_shapes_name_both():
-    from methods.fitnet import conv_regressor
+    from kdsuite.methods.components.connectors import conv_regressor
 
     for s_shape, t_shape in [((8, 8, 8), (16, 4, 4)), ((8, 4, 4), (16, 8, 8)), ((8, 6, 6), (16, 4, 4)), ((8, 4, 4), (8, 4, 4))]:
         reg = conv_regressor(s_shape, t_shape)

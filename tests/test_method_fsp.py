@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from methods.fsp import fsp_loss
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.plugins.fsp import fsp_loss
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 def _pool(a, h):

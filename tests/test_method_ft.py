@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from experiments.data import TensorLoader
-from methods.trainer import Trainer, TrainSettings
-from tests.method_helpers import make
+from kdsuite.experiments.data import TensorLoader
+from kdsuite.engine.trainer import Trainer, TrainSettings
+from kdsuite.testing import make
 
 
 def _ft_reference(fs, ft):

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 class _Trainer:

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 from tests.test_method_gan_kd import _Trainer
 
 

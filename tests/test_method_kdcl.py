@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from methods.trainer import Trainer, TrainSettings
-from tests.method_helpers import make
+from kdsuite.engine.trainer import Trainer, TrainSettings
+from kdsuite.testing import make
 
 
 def _sm(v):

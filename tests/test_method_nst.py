@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 def _mmd2_reference(s, t, d=2, c=0.0):
@@ -22,7 +22,7 @@ def _mmd2_reference(s, t, d=2, c=0.0):
 
 
 def test_nst_mmd_matches_the_papers_formula_with_different_channel_counts():
-    from methods.nst import poly_mmd2
+    from kdsuite.methods.plugins.nst import poly_mmd2
 
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(3, 4, 5, 5, generator=g), torch.randn(3, 6, 5, 5, generator=g)

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from methods.pkt import pkt_loss
-from tests.method_helpers import make
+from kdsuite.methods.plugins.pkt import pkt_loss
+from kdsuite.testing import make
 
 
 def _pkt_reference(fs, ft, eps=1e-7):

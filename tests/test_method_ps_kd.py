@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def _ce(z, target):

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from methods.rkd import angle_potential, distance_potential
+from kdsuite.methods.plugins.rkd import angle_potential, distance_potential
 
 
 def _huber(a, b):

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from methods.sp import sp_loss
-from tests.method_helpers import make
+from kdsuite.methods.plugins.sp import sp_loss
+from kdsuite.testing import make
 
 
 def _sp_reference(fs, ft):

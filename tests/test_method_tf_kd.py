@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tests.method_helpers import make
+from kdsuite.testing import make
 
 
 def test_tf_kd_matches_eq_9_with_the_authors_softened_virtual_teacher():

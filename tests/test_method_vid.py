@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from methods.hparams import ConfigError
-from tests.method_helpers import make
+from kdsuite.methods.hparams import ConfigError
+from kdsuite.testing import make
 
 
 def test_vid_negative_log_likelihood_matches_the_gaussian_formula():
@@ -50,7 +50,7 @@ def test_vid_pools_the_larger_map_and_refuses_other_stage_counts():
     m = make("vid", teachers=("cifar_wrn_16_1",), student="cifar_resnet8")
     x, y = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
     assert torch.isfinite(m.forward_train(x, y)["vid"])
-    from methods.vid import match_resolution
+    from kdsuite.methods.components.features import match_resolution
 
     big, small = torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4)
     a, b = match_resolution(big, small)

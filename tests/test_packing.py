@@ -1,7 +1,7 @@
 """Packed runs (several runs in one job, one process each) give the same records as runs made one
 at a time, and one failing run does not take its neighbours down."""
-from experiments.run import run
-from slurm.packing import run_packed
+from kdsuite.experiments.run import run
+from kdsuite.slurm.packing import run_packed
 
 
 def _cfg(root, seed):

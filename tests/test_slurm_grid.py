@@ -8,10 +8,10 @@ import time
 import pytest
 import torch
 
-from analysis.records import read_record
-from experiments.grid import expand
-from experiments.run import run
-from slurm.executors import MANIFEST, read_manifest, submit_slurm
+from kdsuite.core.records import read_record
+from kdsuite.experiments.grid import expand
+from kdsuite.experiments.run import run
+from kdsuite.slurm.executors import MANIFEST, read_manifest, submit_slurm
 from tests.slurm_fixture import MAX_ARRAY, slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -117,7 +117,7 @@ def test_a_two_task_slurm_job_trains_data_parallel(slurm_cluster, tmp_path):
 
 
 def test_failed_runs_are_resubmitted_only_with_rerun_failed(slurm_cluster, tmp_path):
-    from analysis.records import write_record
+    from kdsuite.core.records import write_record
 
     spec = {"name": "rerun", "output": str(tmp_path / "out"), "defaults": {
         "epochs": 1, "max_steps_per_epoch": 2, "progress": "none"},

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import references
-from analysis.cli_table import render_table
-from analysis.plots import gain_data
-from analysis.tables import category_summary, comparison, latex_escape, runs_frame, to_latex
-from experiments.cli import main
-from methods.registry import CATEGORIES, list_methods
+from kdsuite.analysis import references
+from kdsuite.analysis.cli_table import render_table
+from kdsuite.analysis.plots import gain_data
+from kdsuite.analysis.tables import category_summary, comparison, latex_escape, runs_frame, to_latex
+from kdsuite.cli import main
+from kdsuite.methods.registry import CATEGORIES, list_methods
 from tests.wandb_offline import summarise
 
 
@@ -72,7 +72,7 @@ def test_offline_grid_writes_wandb_runs_and_its_table_matches_the_records(tmp_pa
 
 
 def _rec(method, seed, top1, student="cifar_resnet8", teachers=("cifar_resnet20",), dataset="digits", best=None):
-    from methods.registry import get_method
+    from kdsuite.methods.registry import get_method
 
     cls = get_method(method)
     teachers = [] if cls.num_teachers == 0 else list(teachers)
@@ -166,7 +166,7 @@ def test_reference_files_are_complete_and_cited():
     known = {c.name for c in list_methods()} | {"teacher", "vanilla", "crd+kd", "kd+ls", "dkd+ls", "deepinversion", "cmi",
                                    "fast_datafree", "one", "byot", "cs_kd", "tf_kd", "ps_kd", "aekd", "ca_mkd"}
     assert set(every["method"]) - known == set(), set(every["method"]) - known
-    import zoo
+    from kdsuite import zoo
 
     archs = set(every["teacher_arch"]) | set(every["student_arch"])
     unknown = [a for a in archs if a and not zoo.list_models(a)]

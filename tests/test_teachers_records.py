@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-import zoo
-from analysis.records import read_record, write_record
-from experiments.config import ConfigError
-from experiments.run import run
-from zoo.teachers import META, WEIGHTS, load_teacher, save_teacher
+from kdsuite import zoo
+from kdsuite.core.records import read_record, write_record
+from kdsuite.experiments.config import ConfigError
+from kdsuite.experiments.run import run
+from kdsuite.zoo.teachers import META, WEIGHTS, load_teacher, save_teacher
 
 
 def _build(arch, num_classes, in_chans=3, **kw):
@@ -86,7 +86,7 @@ def test_finished_record_is_never_replaced_by_a_failed_one(tmp_path):
 
 
 def test_failed_run_writes_a_failed_record(tmp_path, monkeypatch):
-    from methods.trainer import Trainer
+    from kdsuite.engine.trainer import Trainer
 
     def boom(self, stop_after_epochs=None):
         raise RuntimeError("disk on fire")

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from experiments.run import build, prepare, run
-from methods.trainer import evaluate, lr_factor
+from kdsuite.experiments.run import build, prepare, run
+from kdsuite.engine.trainer import evaluate, lr_factor
 
 
 def _cfg(root, **kw):

@@ -1,7 +1,7 @@
 """W&B mirrors runs (offline mode here, no server) and can never stop one."""
 import glob
 
-from experiments.run import run
+from kdsuite.experiments.run import run
 
 
 def _cfg(root, mode):

@@ -12,9 +12,9 @@ import json
 import pytest
 import wandb
 
-from analysis.cli_table import render_table
-from analysis.wandb_source import WandbSourceError, build_filters, load_wandb_records
-from experiments.cli import main
+from kdsuite.analysis.cli_table import render_table
+from kdsuite.analysis.wandb_source import WandbSourceError, build_filters, load_wandb_records
+from kdsuite.cli import main
 
 
 class FakeService:
@@ -120,7 +120,7 @@ def test_access_errors_and_bad_paths_name_what_is_needed():
 def test_a_table_from_wandb_runs(monkeypatch):
     nodes = [node(0, "vanilla", 0, 72.0), node(1, "vanilla", 1, 73.0), node(2, "kd", 0, 74.0), node(3, "kd", 1, 75.0)]
     svc = FakeService(nodes)
-    import analysis.wandb_source as ws
+    import kdsuite.analysis.wandb_source as ws
 
     monkeypatch.setattr(ws, "make_api", lambda timeout=60: make_api(svc))
     recs = list(load_wandb_records("wandb:team/proj"))

@@ -5,8 +5,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import zoo
-from zoo import taps
+from kdsuite import zoo
+from kdsuite.zoo import taps
 
 # num_classes=100, counted from RepDistiller's model code (shared/reference-numbers.md §F), in millions
 PARAMS_M = dict(resnet8=0.0839, resnet14=0.1811, resnet20=0.2783, resnet32=0.4728, resnet44=0.6672, resnet56=0.8616,
@@ -37,7 +37,7 @@ def test_parameter_count_matches_the_literature(name):
 def test_pretrained_is_refused_and_unknown_names_listed():
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("cifar_resnet8", pretrained=True)
-    from methods.hparams import ConfigError
+    from kdsuite.methods.hparams import ConfigError
     with pytest.raises(ConfigError, match="cifar_resnet8x4"):
         zoo.create_model("cifar_resnet8x5", num_classes=10)
 

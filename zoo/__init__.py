@@ -1,10 +1,13 @@
 """Backbones: any timm model by name, plus the CIFAR-style KD family registered into timm's registry
 under a ``cifar_`` prefix (``import zoo`` registers it), feature taps and teacher checkpoints.
 
-Role in the flow: ``experiments.run`` asks :func:`create_model` for the student (and online peers);
-teachers come from :mod:`zoo.teachers` records; method plugins read features through :mod:`zoo.taps`.
+Role in the flow: ``kdsuite.experiments.run`` asks :func:`create_model` for the student (and online peers);
+teachers come from :mod:`kdsuite.zoo.teachers` records; method plugins read features through :mod:`kdsuite.zoo.taps`.
 """
 from __future__ import annotations
+
+if __name__ != "kdsuite.zoo":  # this folder is installed as kdsuite.zoo; a second copy under another name would split state
+    raise ImportError("the 'zoo' folder is the package kdsuite.zoo: import kdsuite.zoo")
 
 import difflib
 from typing import List
@@ -12,8 +15,8 @@ from typing import List
 import timm
 import torch.nn as nn
 
-import zoo.cifar  # noqa: F401  (registers the cifar_* family into timm)
-from zoo.cifar import LITERATURE_NAMES
+import kdsuite.zoo.cifar  # noqa: F401  (registers the cifar_* family into timm)
+from kdsuite.zoo.cifar import LITERATURE_NAMES
 
 _TIMM_NAMES = None
 
@@ -25,7 +28,7 @@ def list_models(pattern: str = "*") -> List[str]:
 
 def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """``timm.create_model`` with a clear error for unknown names (closest matches listed)."""
-    from methods.hparams import ConfigError
+    from kdsuite.core.errors import ConfigError
 
     global _TIMM_NAMES
     if _TIMM_NAMES is None:

@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from zoo.cifar.common import CifarNet
+from kdsuite.zoo.cifar.common import CifarNet
 
 _FEAT = re.compile(r"^feat(-?\d+)(_pre)?$")
 

@@ -20,8 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from methods.checkpoint import atomic_write_bytes, atomic_write_json
-from methods.hparams import ConfigError
+from kdsuite.core.fileio import atomic_write_bytes, atomic_write_json
+from kdsuite.core.errors import ConfigError
 
 WEIGHTS = "teacher.safetensors"
 META = "teacher.json"

@@ -1,6 +1,6 @@
 """Shared skeleton of the CIFAR-style KD family: stem -> stages -> final -> pool -> fc.
 
-Every model of the family (``zoo.cifar.*``) subclasses :class:`CifarNet` so that feature taps,
+Every model of the family (``kdsuite.zoo.cifar.*``) subclasses :class:`CifarNet` so that feature taps,
 timm's ``forward_features`` / ``forward_head`` / ``forward_intermediates`` and the pre-activation
 features that some methods (AB, FitNets variants) need all come from one place.
 

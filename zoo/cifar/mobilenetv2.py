@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet, init_weights
+from kdsuite.zoo.cifar._register import cifar_model
+from kdsuite.zoo.cifar.common import CifarNet, init_weights
 
 
 def _conv_bn(cin, cout, k, stride, groups=1, relu=True):

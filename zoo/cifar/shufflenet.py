@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet
+from kdsuite.zoo.cifar._register import cifar_model
+from kdsuite.zoo.cifar.common import CifarNet
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -7,8 +7,8 @@ from functools import partial
 
 import torch.nn as nn
 
-from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet, init_weights
+from kdsuite.zoo.cifar._register import cifar_model
+from kdsuite.zoo.cifar.common import CifarNet, init_weights
 
 CONFIGS = {
     "vgg8": [[64], [128], [256], [512], [512]],

@@ -11,8 +11,8 @@ from functools import partial
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.cifar._register import cifar_model
-from zoo.cifar.common import CifarNet, init_weights
+from kdsuite.zoo.cifar._register import cifar_model
+from kdsuite.zoo.cifar.common import CifarNet, init_weights
 
 
 class PreActBlock(nn.Module):

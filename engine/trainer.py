@@ -1,0 +1,537 @@
+"""The one trainer every method runs on.
+
+Role in the flow: ``kdsuite.experiments.run`` builds data, models and the method plugin, then calls
+:meth:`Trainer.fit`. The trainer owns optimizers (one per parameter group the plugin names),
+learning-rate schedules (per group), precision (fp32 / bf16 autocast), channels_last, evaluation,
+checkpoints and exact resume; plugins only compute losses and, where their scheme needs it,
+alternate ``trainer.optimize(group, losses)`` calls inside their ``train_step``.
+
+Exact resume: every epoch starts from RNG states derived from (seed, stage, epoch) — torch, numpy,
+Python and the data loader's shuffling generator — and a checkpoint is written atomically after
+each epoch. A run stopped anywhere and resumed therefore replays the interrupted epoch from the same
+states and ends with the same weights as a run that never stopped (bit-exact on CPU).
+
+No per-step host synchronisation: loss terms are accumulated on the device and read back only every
+``log_every`` steps and at the end of each epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from kdsuite.engine import cpu_memory, distributed
+from kdsuite.methods.base import Distiller, OptimGroup, Stage
+from kdsuite.core.fileio import atomic_torch_save, load_checkpoint
+from kdsuite.core.errors import ConfigError
+from kdsuite.engine.progress import Reporter
+
+CHECKPOINT_FORMAT = 1
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A 63-bit seed from the run seed and a path (stage, epoch ...); stable across processes."""
+    h = hashlib.sha256(repr((seed,) + parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+# ---- learning-rate schedules -----------------------------------------------------------------
+SCHEDULES = ("step", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adamw", "adam")
+
+
+def lr_factor(schedule: Dict[str, Any], epoch_float: float, total_epochs: int) -> float:
+    """Multiplier of the base learning rate at ``epoch_float`` (epochs done, fractional).
+    Linear warm-up over ``warmup_epochs``, then ``step`` (×gamma at each milestone epoch, applied
+    at epoch boundaries as in the classic recipes), ``cosine`` (to ``min_lr_ratio``) or ``constant``."""
+    warm = float(schedule.get("warmup_epochs", 0) or 0)
+    if warm > 0 and epoch_float < warm:
+        return (epoch_float + 1e-12) / warm if epoch_float > 0 else 1.0 / max(1.0, warm * 1000)
+    name = schedule.get("name", "step")
+    if name == "constant":
+        return 1.0
+    if name == "step":
+        done = math.floor(epoch_float + 1e-9)
+        passed = sum(1 for m in schedule.get("milestones", []) if done >= m)
+        return float(schedule.get("gamma", 0.1)) ** passed
+    if name == "cosine":
+        floor = float(schedule.get("min_lr_ratio", 0.0))
+        span = max(total_epochs - warm, 1e-9)
+        t = min(max((epoch_float - warm) / span, 0.0), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    raise ConfigError(f"schedule.name = {name!r} is not one of {list(SCHEDULES)}")
+
+
+def build_optimizer(params: Sequence[nn.Parameter], spec: Dict[str, Any]) -> torch.optim.Optimizer:
+    name = spec.get("name", "sgd")
+    lr = float(spec["lr"])
+    wd = float(spec.get("weight_decay", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(spec.get("momentum", 0.9)), weight_decay=wd,
+                               nesterov=bool(spec.get("nesterov", False)))
+    if name in ("adamw", "adam"):
+        betas = tuple(spec.get("betas", (0.9, 0.999)))
+        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+        return cls(params, lr=lr, betas=betas, weight_decay=wd)
+    raise ConfigError(f"optim.name = {name!r} is not one of {list(OPTIMIZERS)}")
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.device,
+             autocast: Callable[[], contextlib.AbstractContextManager], channels_last: bool = False,
+             max_batches: Optional[int] = None, dist_info: Optional[distributed.DistInfo] = None
+             ) -> Dict[str, Dict[str, float]]:
+    """Top-1 / top-5 accuracy (%) and mean CE of each model on ``loader``. In a data-parallel run each
+    process evaluates every W-th batch (or its sampler's share) and the counts are summed."""
+    info = distributed.world_of(dist_info)
+    presharded = getattr(loader, "kd_sharded", False)
+    modes = {k: m.training for k, m in models.items()}
+    for m in models.values():
+        m.eval()
+    stats = {k: torch.zeros(3, device=device, dtype=torch.float64) for k in models}
+    n = 0
+    try:
+        for b, (x, y) in enumerate(loader):
+            if max_batches is not None and b >= max_batches:
+                break
+            if info.active and not presharded and b % info.world != info.rank:
+                continue
+            x = x.to(device, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            n += y.numel()
+            with autocast():
+                outs = {k: m(x) for k, m in models.items()}
+            for k, logits in outs.items():
+                logits = logits.float()
+                k5 = min(5, logits.shape[1])
+                top = logits.topk(k5, dim=1).indices
+                hit = top.eq(y[:, None])
+                stats[k] += torch.stack([hit[:, 0].sum().double(), hit.any(dim=1).sum().double(),
+                                         nn.functional.cross_entropy(logits, y, reduction="sum").double()])
+    finally:
+        for k, m in models.items():
+            m.train(modes[k])
+    if info.active:
+        count = distributed.sum_(torch.tensor([float(n)], device=device, dtype=torch.float64), info)
+        n = int(count.item())
+        for s in stats.values():
+            distributed.sum_(s, info)
+    out = {}
+    for k, s in stats.items():
+        s = s.cpu().tolist()
+        out[k] = {"top1": 100.0 * s[0] / max(n, 1), "top5": 100.0 * s[1] / max(n, 1), "loss": s[2] / max(n, 1)}
+    return out
+
+
+# ---- the trainer ---------------------------------------------------------------------------
+@dataclass
+class TrainSettings:
+    """The trainer's part of a run config (validated by ``kdsuite.experiments.config``)."""
+    epochs: int = 1
+    seed: int = 0
+    optim: Dict[str, Any] = field(default_factory=lambda: {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+                                                          "weight_decay": 5e-4})
+    schedule: Dict[str, Any] = field(default_factory=lambda: {"name": "step", "milestones": [], "gamma": 0.1})
+    optimizers: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per-group overrides
+    eval_every: int = 1
+    precision: str = "fp32"  # fp32 | bf16
+    channels_last: bool = False
+    grad_clip: Optional[float] = None
+    log_every: int = 50
+    max_steps_per_epoch: Optional[int] = None  # cap (tests, smoke runs); data-free: steps per epoch
+    progress: str = "auto"
+
+
+@dataclass
+class FitResult:
+    status: str                      # finished | stopped
+    metrics: Dict[str, Any]
+    history: List[Dict[str, Any]]
+    stage_results: Dict[str, Dict[str, Any]]
+
+
+class Trainer:
+    def __init__(self, method: Distiller, train_loader: Optional[Iterable], val_loader: Optional[Iterable],
+                 settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
+                 log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None,
+                 dist_info: Optional[distributed.DistInfo] = None):
+        self.method = method
+        self.dist = distributed.world_of(dist_info)
+        self._local_n = 1  # samples of the current step on this process (weights its gradient share)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.s = settings
+        self.device = torch.device(device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.log_fn = log_fn
+        self.reporter = reporter or Reporter(settings.progress)
+        if method.needs_train_data and train_loader is None:
+            raise ConfigError(f"method '{method.name}' trains on data but no training data loader was given")
+        if not method.needs_train_data and not settings.max_steps_per_epoch:
+            raise ConfigError(f"method '{method.name}' is data-free: set max_steps_per_epoch (> 0), the number "
+                              f"of synthetic batches per epoch")
+        if settings.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision = {settings.precision!r} is not one of ['fp32', 'bf16']")
+        if self.device.type == "cpu":
+            cpu_memory.tune_for_training()
+        memory_format = torch.channels_last if settings.channels_last else torch.preserve_format
+        method.to(self.device, memory_format=memory_format)
+        for t in method.teachers:
+            t.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+        self.groups: Dict[str, OptimGroup] = method.optim_groups()
+        self._check_groups()
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        self._active: List[str] = []
+        self._schedules: Dict[str, Dict[str, Any]] = {}
+        self._stage_epochs = 1
+        self._n_stages = 1
+        # teacher-output cache: a loader over the training set yielding (x, y, index) without random
+        # augmentation, and the set's size; set by the run builder when the cache is valid
+        self.teacher_cache_loader: Optional[Iterable] = None
+        self.teacher_cache_size = 0
+        self.batch_fields: Sequence[str] = tuple(method.batch_fields)  # what the train loader yields
+
+    # ---- set-up helpers ------------------------------------------------------------------
+    def _check_groups(self) -> None:
+        teacher_ids = {id(p) for t in self.method.teachers for p in t.parameters()}
+        for name, g in self.groups.items():
+            if teacher_ids & {id(p) for p in g.params}:
+                raise ValueError(f"method '{self.method.name}' put frozen teacher parameters in optimizer '{name}'")
+        unknown = sorted(set(self.s.optimizers) - set(self.groups))
+        if unknown:
+            raise ConfigError(f"optimizers: {unknown} name no parameter group of method '{self.method.name}'; "
+                              f"its groups: {sorted(self.groups)}")
+
+    def _check_disjoint(self, names: Sequence[str]) -> None:
+        """Groups stepped in the same stage must not share parameters (a stage-1 group may train a
+        subset of what a later stage's group trains)."""
+        seen: Dict[int, str] = {}
+        for name in names:
+            for p in self.groups[name].params:
+                if id(p) in seen:
+                    raise ValueError(f"method '{self.method.name}': a parameter is in optimizer groups "
+                                     f"'{seen[id(p)]}' and '{name}', both active in one stage")
+                seen[id(p)] = name
+
+    def _group_spec(self, name: str) -> Dict[str, Any]:
+        spec = dict(self.s.optim)
+        spec.update(self.groups[name].defaults)
+        spec.update({k: v for k, v in self.s.optimizers.get(name, {}).items() if k != "schedule"})
+        return spec
+
+    def _group_schedule(self, name: str) -> Dict[str, Any]:
+        sched = dict(self.s.schedule)
+        sched.update(self.groups[name].schedule)
+        sched.update(self.s.optimizers.get(name, {}).get("schedule", {}))
+        return sched
+
+    def _start_stage(self, stage: Stage) -> None:
+        names = list(stage.optimizers) if stage.optimizers is not None else list(self.groups)
+        missing = [n for n in names if n not in self.groups]
+        if missing:
+            raise ValueError(f"stage '{stage.name}' names unknown optimizer groups {missing}")
+        self._check_disjoint(names)
+        self._active = names
+        self.optimizers = {n: build_optimizer(self.groups[n].params, self._group_spec(n)) for n in names}
+        for opt in self.optimizers.values():
+            for pg in opt.param_groups:
+                pg["initial_lr"] = pg["lr"]
+        self._schedules = {n: self._group_schedule(n) for n in names}
+        self._stage_epochs = stage.epochs
+
+    def enter_stage(self, index: int = -1) -> Stage:
+        """Build the optimizers of stage ``index`` and run the plugin's stage hook, as ``fit`` does
+        at a stage boundary (tests and tools that drive single steps use this)."""
+        stages = self.method.stages()
+        index = index % len(stages)
+        stage = stages[index]
+        self._start_stage(stage)
+        seed_everything(derive_seed(self.s.seed, index, "stage-start"))
+        self.method.progress.stage, self.method.progress.stage_index = stage.name, index
+        self.method.on_stage_start(stage, self)
+        return stage
+
+    def autocast(self):
+        if self.s.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ---- what plugins call ---------------------------------------------------------------
+    def optimize(self, group: str, losses: Dict[str, torch.Tensor] | torch.Tensor, retain_graph: bool = False) -> None:
+        """Backward the sum of ``losses`` and step the optimizer of ``group`` (only that group's
+        gradients are cleared and applied)."""
+        if group not in self.optimizers:
+            raise KeyError(f"optimizer group '{group}' is not active in this stage; active: {self._active}")
+        opt = self.optimizers[group]
+        total = losses if torch.is_tensor(losses) else sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward(retain_graph=retain_graph)
+        distributed.allreduce_grads(self.groups[group].params, self._local_n, self.dist)
+        if self.s.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.groups[group].params, self.s.grad_clip)
+        opt.step()
+
+    def step(self, batch) -> Dict[str, torch.Tensor]:
+        """One training step of the plugin on a batch already on the device."""
+        if batch is not None:
+            self.method.batch_extras = dict(zip(self.batch_fields[2:], batch[2:]))
+        with self.autocast():
+            return self.method.train_step(batch, self)
+
+    def step_at(self, batch, step: int, steps_per_epoch: int = 8) -> Dict[str, torch.Tensor]:
+        """One optimisation step as :meth:`fit` takes it at global ``step`` of the current stage: progress and
+        learning rates set first, ``batch`` as the train loader yields it (moved to the device here). The
+        public single-step API for tests and tools (enter a stage first with :meth:`enter_stage`)."""
+        self.method.train()
+        self.method.progress.step = step
+        self.method.progress.epoch = step // steps_per_epoch
+        self.method.progress.epoch_float = step / steps_per_epoch
+        self._set_lrs(self.method.progress.epoch_float)
+        return self.step(self._to_device(batch))
+
+    def reset_optimizer(self, group: str) -> None:
+        """Forget the optimizer state (momenta, Adam moments) of ``group``, e.g. when a plugin starts
+        over with new values for its parameters (DeepInversion's next synthetic batch)."""
+        self.optimizers[group].state.clear()
+
+    def lr(self, group: str) -> float:
+        return self.optimizers[group].param_groups[0]["lr"]
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _set_lrs(self, epoch_float: float) -> None:
+        for n, opt in self.optimizers.items():
+            f = lr_factor(self._schedules[n], epoch_float, self._stage_epochs)
+            for pg in opt.param_groups:
+                pg["lr"] = pg["initial_lr"] * f
+
+    def _seed_epoch(self, stage_index: int, epoch: int) -> None:
+        s = derive_seed(self.s.seed, stage_index, epoch)
+        seed_everything(s)
+        loader = self.train_loader
+        if loader is not None:
+            if hasattr(loader, "set_epoch_seed"):
+                loader.set_epoch_seed(s)
+            elif getattr(loader, "kd_generator", None) is not None:  # a data-parallel sharded sampler
+                loader.kd_generator.manual_seed(s)
+            elif getattr(loader, "generator", None) is not None:
+                loader.generator.manual_seed(s)
+
+    def _batches(self) -> Iterable:
+        if not self.method.needs_train_data:
+            return (None for _ in range(self.s.max_steps_per_epoch))
+        return self.train_loader
+
+    def _steps_in_epoch(self) -> int:
+        if not self.method.needs_train_data:
+            return int(self.s.max_steps_per_epoch)
+        n = len(self.train_loader)
+        return min(n, self.s.max_steps_per_epoch) if self.s.max_steps_per_epoch else n
+
+    def _to_device(self, batch):
+        if batch is None:
+            return None
+        x, y = batch[0], batch[1]
+        x = x.to(self.device, non_blocking=True)
+        if self.s.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (x, y.to(self.device, non_blocking=True)) + tuple(b.to(self.device, non_blocking=True)
+                                                                 for b in batch[2:])
+
+    def _checkpoint_path(self) -> Optional[Path]:
+        return self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+
+    def _save(self, state: Dict[str, Any]) -> None:
+        path = self._checkpoint_path()
+        if path is None or not self.dist.main:
+            return
+        state = dict(state, format=CHECKPOINT_FORMAT, method=self.method.state_dict(),
+                     optimizers={n: o.state_dict() for n, o in self.optimizers.items()})
+        atomic_torch_save(state, path)
+
+    def _load(self) -> Optional[Dict[str, Any]]:
+        path = self._checkpoint_path()
+        if path is None or not path.exists():
+            return None
+        ckpt = load_checkpoint(path)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
+        self.method.load_state_dict(ckpt["method"])
+        return ckpt
+
+    def fit(self, stop_after_epochs: Optional[int] = None) -> FitResult:
+        """Train all stages (resuming from ``run_dir/checkpoint.pt`` if present). With
+        ``stop_after_epochs`` the call returns ``status='stopped'`` after that many epochs (tests of
+        resume; the checkpoint is already on disk)."""
+        stages = self.method.stages()
+        self._n_stages = len(stages)
+        for st in stages:
+            if st.epochs < 0:
+                raise ConfigError(f"stage '{st.name}' has epochs = {st.epochs}; must be >= 0")
+        ckpt = self._load()
+        if ckpt is None:
+            state: Dict[str, Any] = {"stage_index": 0, "epoch": 0, "history": [], "stage_results": {},
+                                     "teacher_eval": None, "train_time": 0.0, "images": 0, "stage_started": False}
+        else:
+            state = {k: ckpt[k] for k in ("stage_index", "epoch", "history", "stage_results", "teacher_eval",
+                                          "train_time", "images", "stage_started")}
+        if state["teacher_eval"] is None:
+            state["teacher_eval"] = self._eval_teachers()
+        if self.teacher_cache_loader is not None:
+            self._fill_teacher_cache()
+        epochs_run = 0
+        while state["stage_index"] < len(stages):
+            si = state["stage_index"]
+            stage = stages[si]
+            self._start_stage(stage)
+            if not state["stage_started"]:
+                seed_everything(derive_seed(self.s.seed, si, "stage-start"))
+                self.method.progress.stage, self.method.progress.stage_index = stage.name, si
+                self.method.on_stage_start(stage, self)
+                state["stage_started"] = True
+            elif ckpt is not None and ckpt.get("stage_index") == si:
+                for n, o in self.optimizers.items():
+                    o.load_state_dict(ckpt["optimizers"][n])
+            while state["epoch"] < stage.epochs:
+                if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
+                    return self._result("stopped", state, stages)
+                self._train_epoch(si, stage, state)
+                epochs_run += 1
+            state["stage_index"] += 1
+            state["epoch"] = 0
+            state["stage_started"] = False
+            ckpt = None
+        return self._result("finished", state, stages)
+
+    @torch.no_grad()
+    def _fill_teacher_cache(self) -> None:
+        """One inference pass of every teacher over the (unaugmented) training set, stored by sample
+        index; recomputed on resume (teachers are frozen, so it is the same)."""
+        method = self.method
+        caches: List[Optional[torch.Tensor]] = [None] * len(method.teachers)
+        for batch in self.teacher_cache_loader:
+            x, idx = batch[0].to(self.device), batch[2].to(self.device)
+            if self.s.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                for i, t in enumerate(method.teachers):
+                    logits = t(x).float()
+                    if caches[i] is None:
+                        caches[i] = torch.zeros(self.teacher_cache_size, logits.shape[1], device=self.device)
+                    caches[i][idx] = logits
+        method.set_teacher_cache(caches)
+
+    def _eval_teachers(self) -> List[Dict[str, float]]:
+        if not self.method.teachers or self.val_loader is None:
+            return []
+        res = evaluate({f"teacher{i}": t for i, t in enumerate(self.method.teachers)}, self.val_loader,
+                       self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
+        return [res[f"teacher{i}"] for i in range(len(self.method.teachers))]
+
+    def _train_epoch(self, si: int, stage: Stage, state: Dict[str, Any]) -> None:
+        method, prog = self.method, self.method.progress
+        epoch = state["epoch"]
+        self._seed_epoch(si, epoch)
+        method.train()
+        steps = self._steps_in_epoch()
+        prog.stage, prog.stage_index, prog.epoch, prog.total_epochs = stage.name, si, epoch, stage.epochs
+        label = f"[{stage.name}] epoch {epoch + 1}/{stage.epochs}" if self._n_stages > 1 \
+            else f"epoch {epoch + 1}/{stage.epochs}"
+        self.reporter.start_epoch(label, steps)
+        sums: Dict[str, torch.Tensor] = {}
+        images = 0
+        t0 = time.time()
+        step = 0
+        for step, batch in enumerate(self._batches()):
+            if step >= steps:
+                break
+            prog.step = epoch * steps + step
+            prog.epoch_float = epoch + step / steps
+            self._set_lrs(prog.epoch_float)
+            n_global = batch[0].shape[0] if batch is not None else int(method.synthetic_batch_size)
+            if self.dist.active and batch is not None:
+                if getattr(self.train_loader, "kd_sharded", False):
+                    n_global *= self.dist.world  # the sampler already gave this process its share
+                else:
+                    batch = distributed.shard(batch, self.dist)
+            self._local_n = batch[0].shape[0] if batch is not None else max(n_global, 1)
+            batch = self._to_device(batch)
+            losses = self.step(batch)
+            for k, v in losses.items():
+                v = v.detach().float()
+                sums[k] = sums[k] + v if k in sums else v
+            images += n_global
+            if (step + 1) % self.s.log_every == 0:
+                self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in sums.items()})
+        n_steps = min(step + 1, steps) if steps else 0
+        train_time = time.time() - t0
+        method.on_epoch_end(self)
+        distributed.broadcast_buffers([method], self.dist)  # rank 0's BN statistics everywhere, as DDP does
+        entry: Dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "train_time_s": train_time,
+                                 "lr": {n: self.lr(n) for n in self.optimizers}}
+        entry.update({f"train/{k}": v.item() / max(n_steps, 1) for k, v in sums.items()})
+        entry["train/loss"] = sum(entry[f"train/{k}"] for k in sums)
+        state["train_time"] += train_time
+        state["images"] += images
+        last = epoch + 1 == stage.epochs
+        if stage.evaluate and self.val_loader is not None and (last or (epoch + 1) % self.s.eval_every == 0):
+            res = evaluate(method.eval_models(), self.val_loader, self.device, self.autocast, self.s.channels_last,
+                           dist_info=self.dist)
+            sr = state["stage_results"].setdefault(stage.name, {})
+            for model_name, r in res.items():
+                for key, val in r.items():
+                    entry[f"val/{model_name}/{key}"] = val
+                cur = sr.setdefault(model_name, {"best_top1": -1.0})
+                cur.update(last_top1=r["top1"], last_top5=r["top5"], last_epoch=epoch + 1)
+                if r["top1"] > cur["best_top1"]:
+                    cur.update(best_top1=r["top1"], best_top5=r["top5"], best_epoch=epoch + 1)
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        shown = {k: v for k, v in entry.items() if k == "train/loss" or k.endswith("/top1")}
+        self.reporter.end_epoch(shown)
+        if self.log_fn is not None:
+            self.log_fn(entry, len(state["history"]))
+        self._save(state)
+
+    def _result(self, status: str, state: Dict[str, Any], stages: List[Stage]) -> FitResult:
+        metrics: Dict[str, Any] = {}
+        evaluated = [s.name for s in stages if s.name in state["stage_results"]]
+        if not evaluated and status == "finished" and self.val_loader is not None:
+            # no training epoch at all (e.g. importing pretrained weights as a teacher): evaluate once
+            res = evaluate(self.method.eval_models(), self.val_loader, self.device, self.autocast,
+                           self.s.channels_last, dist_info=self.dist)
+            state["stage_results"]["eval"] = {k: {"best_top1": r["top1"], "best_top5": r["top5"], "best_epoch": 0,
+                                                  "last_top1": r["top1"], "last_top5": r["top5"]}
+                                              for k, r in res.items()}
+            evaluated = ["eval"]
+        if evaluated:
+            final = state["stage_results"][evaluated[-1]]
+            head = final.get("student", next(iter(final.values())))
+            metrics.update({k: head[k] for k in ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5")
+                            if k in head})
+            for model_name, r in final.items():
+                if model_name != "student":
+                    metrics[f"{model_name}/best_top1"] = r["best_top1"]
+                    metrics[f"{model_name}/last_top1"] = r["last_top1"]
+        metrics["teacher_top1"] = [t["top1"] for t in state["teacher_eval"]]
+        metrics["train_time_s"] = state["train_time"]
+        metrics["images_per_s"] = state["images"] / state["train_time"] if state["train_time"] > 0 else None
+        return FitResult(status, metrics, state["history"], state["stage_results"])

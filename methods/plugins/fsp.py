@@ -1,0 +1,107 @@
+"""``fsp``: flow of solution procedure (FSP matrices).
+
+Paper: Yim, Joo, Bae & Kim, "A Gift from Knowledge Distillation: Fast Optimization, Network
+Minimization and Transfer Learning", CVPR 2017. Eq. (1): the FSP matrix between two feature maps
+F¹ ∈ R^{h×w×m} and F² ∈ R^{h×w×n} is G_{i,j} = Σ_{s,t} F¹_{s,t,i} · F²_{s,t,j} / (h·w);
+Eq. (2): L_FSP = 1/N Σ_x Σ_i λ_i ‖G_i^T(x) − G_i^S(x)‖₂².
+Here the maps are the stem output and every stage output (as RepDistiller: one FSP matrix per pair
+of consecutive features); when the two maps of a pair differ in size the larger is average-pooled to
+the smaller. λ_i = 1/(m_i·n_i), i.e. the mean squared difference over the matrix entries (RepDistiller's
+reduction), summed over pairs and averaged over the batch.
+Stages: the paper (and RepDistiller) first trains the student on L_FSP alone (``init_epochs``), then on
+the task. Default here: the one-stage variant L = CE + β·L_FSP with β = 50 (RepDistiller's listed weight)
+and no initialisation stage; ``init_epochs`` = 30 with β = 0 gives the paper's two-stage procedure.
+FSP needs the teacher's and student's channel counts to agree pair by pair; otherwise it cannot be
+applied (RepDistiller excludes such pairs) and a ConfigError names both shapes.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+import torch.nn.functional as F
+
+from kdsuite.methods import losses
+from kdsuite.methods.base import Distiller, OptimGroup, Stage
+from kdsuite.methods.hparams import ConfigError, HParam
+from kdsuite.methods.registry import register_method
+
+
+def fsp_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, m, n) FSP matrix of maps ``a`` (B, m, h, w) and ``b`` (B, n, h', w'); the larger map is
+    average-pooled to the smaller's size first."""
+    if a.shape[-2:] != b.shape[-2:]:
+        size = tuple(min(p, q) for p, q in zip(a.shape[-2:], b.shape[-2:]))
+        a, b = F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+    return torch.einsum("bihw,bjhw->bij", a, b) / (a.shape[-2] * a.shape[-1])
+
+
+def fsp_loss(s_feats: List[torch.Tensor], t_feats: List[torch.Tensor]) -> torch.Tensor:
+    total = 0.0
+    for i in range(len(s_feats) - 1):
+        gs = fsp_matrix(s_feats[i], s_feats[i + 1])
+        gt = fsp_matrix(t_feats[i], t_feats[i + 1])
+        total = total + (gs - gt).pow(2).mean()
+    return total
+
+
+@register_method
+class FSP(Distiller):
+    name = "fsp"
+    category = "relation"
+    scheme = "offline"
+    paper = "Yim et al. 2017, A Gift from Knowledge Distillation (CVPR)"
+    equation = "CE + β·Σ_i mean((G_i^T − G_i^S)²), G_i = F_iᵀF_{i+1}/(h·w) between consecutive stages"
+    hparams = {"beta": HParam(50.0, low=0.0, doc="weight of the FSP term in the main stage"),
+               "init_epochs": HParam(0, low=0, doc="epochs of the paper's stage 1 (FSP loss only)")}
+    student_taps = ("feat0", "stages")
+    teacher_taps = ("feat0", "stages")
+    smoke_hparams = {"init_epochs": 1}
+
+    def __init__(self, student, teachers, hp, ctx):
+        super().__init__(student, teachers, hp, ctx)
+        s, t = self.student_shapes(), self.teacher_shapes()
+        ss, ts = [s[k] for k in self.s_taps], [t[k] for k in self.t_taps[0]]
+        if len(ss) != len(ts):
+            raise ConfigError(f"method 'fsp': the student has {len(ss)} features (stem + stages) with shapes {ss} "
+                              f"and the teacher {len(ts)} with shapes {ts}; FSP pairs them one to one")
+        for i in range(len(ss) - 1):
+            if (ss[i][0], ss[i + 1][0]) != (ts[i][0], ts[i + 1][0]):
+                raise ConfigError(f"method 'fsp': the FSP matrix of student features {ss[i]} → {ss[i + 1]} is "
+                                  f"{ss[i][0]}×{ss[i + 1][0]} but the teacher's, of {ts[i]} → {ts[i + 1]}, is "
+                                  f"{ts[i][0]}×{ts[i + 1][0]}; FSP needs equal channel counts (student shapes "
+                                  f"{ss}, teacher shapes {ts})")
+
+    def stages(self):
+        init = [Stage("init", self.hp.init_epochs, optimizers=["init"], evaluate=False)] if self.hp.init_epochs else []
+        return init + [Stage("main", self.ctx.epochs, optimizers=["student"])]
+
+    def optim_groups(self):
+        groups = super().optim_groups()
+        fc = {id(p) for p in self.student.get_classifier().parameters()}
+        groups["init"] = OptimGroup([p for p in self.student.parameters() if id(p) not in fc])
+        return groups
+
+    def _fsp(self, x):
+        s_logits, sf = self.student_forward(x)
+        _, tf = self.teacher_forward(x)
+        loss = fsp_loss([sf[k].float() for k in self.s_taps], [tf[k].float() for k in self.t_taps[0]])
+        return s_logits, loss
+
+    def train_step(self, batch, trainer):
+        x, y = batch[0], batch[1]
+        if self.progress.stage == "init":
+            _, loss = self._fsp(x)
+            out = {"fsp": loss}
+            trainer.optimize("init", out)
+            return out
+        out = self.forward_train(x, y)
+        trainer.optimize("student", out)
+        return out
+
+    def forward_train(self, x, y):
+        s_logits, loss = self._fsp(x)
+        out = {"ce": losses.ce(s_logits, y)}
+        if self.hp.beta > 0:
+            out["fsp"] = self.hp.beta * loss
+        return out

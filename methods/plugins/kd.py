@@ -1,0 +1,41 @@
+"""``kd``: vanilla knowledge distillation with soft targets.
+
+Paper: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015 (arXiv 1503.02531);
+survey Gou et al. 2021, Eq. (1)–(3).
+Equation: L = α·CE(y, σ(z_s)) + (1 − α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T)), KL summed over classes and
+averaged over the batch. Defaults follow RepDistiller's CIFAR-100 recipe: T = 4, α = 0.1.
+With ``standardize=True`` both logit vectors are z-scored first (Sun et al. 2024, logit
+standardisation), the option every logit-based method of this suite shares.
+"""
+from __future__ import annotations
+
+from kdsuite.methods import losses
+from kdsuite.methods.base import Distiller
+from kdsuite.methods.hparams import HParam
+from kdsuite.methods.registry import register_method
+
+
+@register_method
+class KD(Distiller):
+    name = "kd"
+    category = "response"
+    scheme = "offline"
+    paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
+    equation = "α·CE(y, σ(z_s)) + (1−α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T))"
+    hparams = {
+        "T": HParam(4.0, low=0.0, low_open=True, doc="softmax temperature"),
+        "alpha": HParam(0.1, low=0.0, high=1.0, doc="weight of the hard-label cross-entropy"),
+        "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)"),
+    }
+
+    def forward_train(self, x, y):
+        # teacher first: its activations are freed before the student's are kept for backward
+        t_logits, _ = self.teacher_forward(x)
+        s_logits = self.student(x)
+        s_kd, t_kd = s_logits, t_logits
+        if self.hp.standardize:
+            s_kd, t_kd = losses.standardize_logits(s_logits), losses.standardize_logits(t_logits)
+        out = {"kd": (1.0 - self.hp.alpha) * losses.kd_loss(s_kd, t_kd, self.hp.T)}
+        if self.hp.alpha > 0:
+            out["ce"] = self.hp.alpha * losses.ce(s_logits, y)
+        return out
