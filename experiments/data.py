@@ -37,6 +37,7 @@ class DataBundle:
     std: Tuple[float, ...]
     name: str
     augmented: bool = False  # random augmentation of training images (rules out the teacher cache)
+    train_labels: Optional[torch.Tensor] = None  # (num_train,) class of each training sample, by index
 
 
 # ---- in-memory, device-resident batches ------------------------------------------------------
@@ -273,7 +274,8 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
         train.transform = T.Compose(ttf + [T.ToTensor(), norm])
         test.transform = T.Compose([T.ToTensor(), norm])
         tl, vl = _loaders(train, test, cfg, device, fields, dist_info)
-    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment)
+    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
+                      torch.as_tensor(train.targets, dtype=torch.long))
 
 
 def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
@@ -321,7 +323,7 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
     tl, vl = _loaders(train, val, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
-                      "imagefolder", augment)
+                      "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long))
 
 
 def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None,
@@ -340,7 +342,7 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
         tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
                           fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
-        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment)
+        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment, ytr.clone())
     if cfg["train_fraction"] != 1.0:
         raise ConfigError(f"dataset.train_fraction = {cfg['train_fraction']} is supported for digits only; "
                           f"use 1.0 for {name}")

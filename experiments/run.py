@@ -126,7 +126,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     steps = cfg["max_steps_per_epoch"] or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
                        steps_per_epoch=steps, batch_size=cfg["dataset"]["batch_size"], num_train=data.num_train,
-                       build_model=build_model, data_mean=data.mean, data_std=data.std)
+                       build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
     method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
     settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
                              optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=eff["precision"],

@@ -35,7 +35,7 @@ def make(name, teachers=("cifar_resnet20",), student="cifar_resnet8", num_classe
     s = zoo.create_model(student, num_classes=num_classes)
     ts = [zoo.create_model(t, num_classes=num_classes).eval().requires_grad_(False) for t in teachers]
     ctx = BuildContext(num_classes=num_classes, input_shape=(3, 16, 16), epochs=2, steps_per_epoch=5, batch_size=8,
-                       num_train=100, build_model=lambda a, num_classes=num_classes, in_chans=3, **k:
+                       num_train=100, train_labels=torch.arange(100) % num_classes, build_model=lambda a, num_classes=num_classes, in_chans=3, **k:
                        zoo.create_model(a, num_classes=num_classes, in_chans=in_chans, **k))
     return cls(s, ts, resolve_hparams(cls.name, cls.hparams, hp), ctx)
 

@@ -67,6 +67,9 @@ class BuildContext:
     build_model: Optional[Callable[..., nn.Module]] = None  # zoo factory (online peers, generators ...)
     data_mean: Tuple[float, ...] = ()
     data_std: Tuple[float, ...] = ()
+    # (num_train,) class of every training sample, by dataset index; None where the data pipeline
+    # cannot tell (CRD's class-aware negative sampling needs it)
+    train_labels: Optional[torch.Tensor] = None
 
 
 @dataclass
