@@ -497,7 +497,7 @@ class Trainer:
                 self._check_finite(first_bad, sums, stage, epoch, weights=False)
                 self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in sums.items()})
         n_steps = min(step + 1, steps) if steps else 0
-        self._check_finite(first_bad, sums, stage, epoch, weights=True)
+        self._check_finite(first_bad, sums, stage, epoch, weights=True, last_step=prog.step)
         train_time = time.time() - t0
         method.on_epoch_end(self)
         distributed.broadcast_buffers([method], self.dist)  # rank 0's BN statistics everywhere, as DDP does
@@ -528,9 +528,11 @@ class Trainer:
         self._save(state)
 
     def _check_finite(self, first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], stage: Stage, epoch: int,
-                      weights: bool) -> None:
+                      weights: bool, last_step: Optional[int] = None) -> None:
         """Raise :class:`Diverged` when a loss so far this epoch (or, with ``weights``, a parameter or
-        buffer) is not finite; every process of a data-parallel run takes the same decision."""
+        buffer) is not finite; every process of a data-parallel run takes the same decision. The step
+        is the first with a non-finite loss, else (weights only) the epoch's last step, by which the
+        weights had become non-finite."""
         flags = [(first_bad >= 0).double()]
         if weights:
             tensors = [t for t in list(self.method.parameters()) + list(self.method.buffers()) if t.is_floating_point()]
@@ -541,9 +543,11 @@ class Trainer:
             return
         bad_terms = sorted(k for k, v in sums.items() if not torch.isfinite(v))
         step = int(first_bad.item())
-        what = (f"non-finite loss ({', '.join(bad_terms) or 'total'})" if flag[0] > 0
-                else "non-finite weights")
-        raise Diverged({"stage": stage.name, "epoch": epoch + 1, "step": step if step >= 0 else None, "what": what})
+        if flag[0] > 0:
+            what = f"non-finite loss ({', '.join(bad_terms) or 'total'})"
+        else:
+            what, step = "non-finite weights", last_step
+        raise Diverged({"stage": stage.name, "epoch": epoch + 1, "step": step, "what": what})
 
     def _result(self, status: str, state: Dict[str, Any], stages: List[Stage]) -> FitResult:
         metrics: Dict[str, Any] = {}

@@ -5,7 +5,6 @@ import copy
 import hashlib
 import inspect
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from experiments.cli import main
 from experiments.config import NON_IDENTITY, config_hash, validate
 from experiments.grid import load_grid
 from experiments.identity import code_identity, data_identity, method_variant, variant_label
-from experiments.run import run
 from methods.registry import get_method
 
 TINY = {"epochs": 1, "max_steps_per_epoch": 2, "progress": "none", "dataset": {"name": "digits", "batch_size": 32}}
