@@ -237,3 +237,68 @@ def test_plots_are_written_as_png_and_pdf(tmp_path):
     assert g.loc["kd", "gain"] == pytest.approx(statistics.mean([statistics.mean([70.0, 71.0, 75.0]) - van8, 85.0 - van14]))
     assert g.loc["kd", "err"] == pytest.approx(statistics.mean([statistics.stdev([70.0, 71.0, 75.0]), 0.0]))
     assert list(g.index) == ["dkd", "kd", "fitnet_1stage", "dml"]  # grouped in taxonomy order
+
+
+def _kd(seed, top1, T, config_hash=None, status="finished"):
+    r = _rec("kd", seed, top1)
+    hp = {"T": float(T), "alpha": 0.1, "standardize": False}
+    variant = {"T": float(T)} if T != 4 else {}
+    return dict(r, config={"method": {"name": "kd", "hparams": hp}}, variant=variant, status=status,
+                variant_label=", ".join(f"{k}={v:g}" for k, v in variant.items()),
+                config_hash=config_hash or f"kd-T{T}-s{seed}")
+
+
+def test_variants_are_separate_rows_and_seeds_are_counted_once():
+    recs = [_kd(0, 80.0, 2), _kd(1, 81.0, 2), _kd(0, 96.0, 4), _kd(1, 97.0, 4),
+            _kd(1, 97.0, 4),                           # a copy of the same run (same hash): counted once
+            *[_rec("vanilla", s, 60.0 + s) for s in (0, 1)]]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd (T=2)") == f"{statistics.mean([80.0, 81.0]):.2f} ± {statistics.stdev([80.0, 81.0]):.2f} (2)"
+    assert _cell(md, "kd (T=4)") == f"{statistics.mean([96.0, 97.0]):.2f} ± {statistics.stdev([96.0, 97.0]):.2f} (2)"
+    assert not re.search(r"\| kd \|", md)
+    # one seed run twice under different configs: averaged, counted once, flagged
+    dup = recs + [_kd(1, 91.0, 4, config_hash="kd-T4-s1-other-data")]
+    md = render_table(dup, "methods", "md", "last")
+    per_seed = [96.0, statistics.mean([97.0, 91.0])]
+    assert _cell(md, "kd (T=4)") == f"{statistics.mean(per_seed):.2f} ± {statistics.stdev(per_seed):.2f} (2)†"
+    assert "†: a seed was run more than once" in md.split("\n\n")[-1]
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(dup, "methods", "csv", "last")))
+    assert str(csv.set_index("method").loc["kd (T=4)", "duplicate_seeds"]).startswith("1")
+
+
+def test_diverged_cells_show_div_never_numbers():
+    recs = [_kd(0, 80.0, 4), _kd(1, 82.0, 4), _kd(2, 9.72, 4, status="diverged"),
+            *[_rec("vanilla", s, 60.0 + s) for s in (0, 1)], _rec("dkd", 0, 70.0)]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd") == "div. (1/3)" and "9.72" not in md and "81.00" not in md
+    assert "**70.00 (1)**" in md  # the best student is among the cells that have a number
+    assert "diverged" in md.split("\n\n")[-1]
+    tex = render_table(recs, "methods", "latex", "last")
+    assert "div. (1/3)" in tex and "9.72" not in tex
+    summary = {r["category"]: r for r in category_summary(runs_frame(recs), "last_top1")}
+    assert summary["response"]["methods"] == ["dkd", "kd"] and summary["response"]["gain"]["n"] == 1  # dkd only
+
+
+def test_ties_are_all_bold():
+    recs = [_rec("kd", 0, 75.0), _rec("dkd", 0, 75.0), _rec("vanilla", 0, 60.0)]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd") == _cell(md, "dkd") == "75.00 (1)" and md.count("**75.00 (1)**") == 2
+
+
+def test_a_grid_sweeping_T_prints_two_kd_rows(tmp_path, capsys):
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump({"name": "sweep", "output": str(tmp_path / "out"), "defaults": {
+        "dataset": {"name": "digits", "batch_size": 32}, "epochs": 1, "max_steps_per_epoch": 2, "progress": "none"},
+        "stages": {"teachers": {"runs": [{"key": "t", "student": "cifar_resnet8"}]},
+                   "students": {"needs": "teachers", "axes": {
+                       "method": ["kd"], "seed": [0], "method.hparams.T": [2, 4],
+                       "pair": [{"teachers": ["t"], "student": "cifar_resnet8"}]}}}}, sort_keys=False))
+    assert main(["grid", "launch", str(gfile)]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("record.json")]
+    kd = {r["config"]["method"]["hparams"]["T"]: r for r in recs if r["method"] == "kd"}
+    assert kd[2.0]["variant"] == {"T": 2.0} and kd[2.0]["variant_label"] == "T=2" and kd[4.0]["variant"] == {}
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "out")]) == 0
+    md = capsys.readouterr().out
+    for T in (2, 4):
+        assert _cell(md, f"kd (T={T})").strip("*") == f"{kd[float(T)]['metrics']['last_top1']:.2f} (1)"
