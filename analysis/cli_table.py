@@ -93,6 +93,7 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
 def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: str, reference: str = None) -> str:
     from analysis import references, tables
 
+    layout = check_layout(layout, reference)
     df = tables.runs_frame(records)
     metric = f"{metric}_top1"
     if layout == "runs":
@@ -116,7 +117,21 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     return tables.comparison_frame(table).to_csv(index=False)
 
 
+LAYOUT_ALIASES = {"repdistiller": "methods"}  # the README's name of the methods × pairs layout
+
+
+def check_layout(layout: str, reference: str = None) -> str:
+    """The layout's canonical name; ConfigError when ``reference`` is given for a layout it cannot apply to."""
+    layout = LAYOUT_ALIASES.get(layout, layout)
+    if reference and layout != "methods":
+        raise ConfigError(f"--reference {reference} puts published numbers beside the cells of --layout "
+                          f"methods (alias repdistiller); --layout {layout} has no per-method cells to compare "
+                          f"— drop --reference or use --layout methods")
+    return layout
+
+
 def cmd_table(args) -> int:
+    args.layout = check_layout(args.layout, args.reference)
     if args.reference:
         from analysis.references import load
 
@@ -175,10 +190,12 @@ def _source_args(p) -> None:
 def add_commands(sub) -> None:
     p = sub.add_parser("table", help="paper tables from run records or W&B")
     _source_args(p)
-    p.add_argument("--layout", choices=["methods", "categories", "runs"], default="methods",
-                   help="methods: RepDistiller layout; categories: taxonomy summary; runs: one CSV row per run")
+    p.add_argument("--layout", choices=["methods", "repdistiller", "categories", "runs"], default="methods",
+                   help="methods (alias repdistiller): the RepDistiller layout; categories: taxonomy summary; "
+                        "runs: one CSV row per run")
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
-    p.add_argument("--reference", help="published numbers beside each cell (e.g. repdistiller, dkd, dist, all)")
+    p.add_argument("--reference", help="published numbers beside each cell of --layout methods (e.g. repdistiller, "
+                                       "dkd, dist, all); a source reporting another epoch than --metric gets no Δ")
     p.add_argument("--out", help="write to this file (atomically) instead of stdout")
     p.set_defaults(fn=cmd_table)
 

@@ -236,10 +236,13 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
     if not ref:
         return ""
     pub = f"{ref['value']:.2f}"
+    if ref.get("comparable") is False:
+        return f" [pub. {pub} ({ref['epoch_policy']} epoch), no Δ]"
+    tag = " (epoch unstated)" if ref.get("comparable") is None and "comparable" in ref else ""
     if s is None or "mean" not in s:
-        return f" [pub. {pub}]"
+        return f" [pub. {pub}{tag}]"
     d = s["mean"] - ref["value"]
-    return f" [pub. {pub}, Δ {'+' if d >= 0 else minus}{abs(d):.2f}]"
+    return f" [pub. {pub}{tag}, Δ {'+' if d >= 0 else minus}{abs(d):.2f}]"
 
 
 def _caption(table: Dict[str, Any]) -> str:
@@ -248,6 +251,12 @@ def _caption(table: Dict[str, Any]) -> str:
     if table.get("reference"):
         txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
                 f"table's mean minus it.")
+        policies = {r.get("comparable") for r in (table.get("refs") or {}).values()}
+        if False in policies:
+            txt += (f" 'no Δ': the source reports another epoch than this table's "
+                    f"({table['metric'].replace('_top1', '')}); the numbers are not comparable.")
+        if None in policies:
+            txt += " 'epoch unstated': the source does not say which epoch it reports."
     cells = [s for _l, _c, cells in table["rows"] for s in cells.values() if s]
     if any("diverged" in s for s in cells):
         txt += " div. (k/n): k of the cell's n seeds diverged (non-finite loss or weights); no mean is given."
@@ -315,7 +324,7 @@ def to_latex(table: Dict[str, Any]) -> str:
                 r = None
             if r:
                 pub = f"{r['value']:.2f}"
-                txt += (rf" {{\scriptsize ({pub})}}" if s is None else
+                txt += (rf" {{\scriptsize ({pub})}}" if s is None or r.get("comparable") is False else
                         rf" {{\scriptsize ({pub}, {s['mean'] - r['value']:+.2f})}}")
             out.append(txt)
         lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
@@ -338,7 +347,8 @@ def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
                          "n": None if s is None else s["n"], "diverged": (s or {}).get("diverged", 0),
                          "duplicate_seeds": "+".join((s or {}).get("dup", [])),
                          "published": r["value"] if r else None,
-                         "delta": (s["mean"] - r["value"]) if (r and ok) else None,
+                         "delta": (s["mean"] - r["value"]) if (r and ok and r.get("comparable") is not False) else None,
+                         "published_epoch": (r.get("epoch_policy") or None) if r else None,
                          "published_source": r["source"] if r else None})
     return pd.DataFrame(rows)
 

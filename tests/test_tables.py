@@ -302,3 +302,49 @@ def test_a_grid_sweeping_T_prints_two_kd_rows(tmp_path, capsys):
     md = capsys.readouterr().out
     for T in (2, 4):
         assert _cell(md, f"kd (T={T})").strip("*") == f"{kd[float(T)]['metrics']['last_top1']:.2f} (1)"
+
+
+def _cifar(method, seed, top1, best=None):
+    return _rec(method, seed, top1, student="cifar_resnet8x4", teachers=("cifar_resnet32x4",), dataset="cifar100",
+                best=best)
+
+
+def test_repdistillers_fitnet_is_the_one_stage_recipe():
+    rep = references.load("repdistiller")
+    assert "fitnet" not in set(rep["method"]) and (rep["method"] == "fitnet_1stage").sum() == 13
+    md = render_table([_cifar("fitnet_1stage", 0, 73.0), _cifar("fitnet", 0, 72.0)], "methods", "md", "last",
+                      reference="repdistiller")
+    line = next(l for l in md.splitlines() if l.startswith("| fitnet_1stage |"))
+    published = rep[(rep["method"] == "fitnet_1stage") & (rep["student_arch"] == "cifar_resnet8x4")]["value"].item()
+    assert f"[pub. {published:.2f}, Δ −{published - 73.0:.2f}]" in line
+    assert "[pub." not in next(l for l in md.splitlines() if l.startswith("| fitnet |"))
+
+
+def test_epoch_policy_of_each_reference_is_honoured():
+    recs = [_cifar("kd", 0, 73.0, best=74.0), _cifar("kd", 1, 74.0, best=75.0)]
+    # RepDistiller reports the last epoch: a best-epoch table gets its number but no difference
+    md = render_table(recs, "methods", "md", "best", reference="repdistiller")
+    assert "[pub. 73.33 (last epoch), no Δ]" in md and "not comparable" in md
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(recs, "methods", "csv", "best", reference="repdistiller")))
+    row = csv[csv["method"] == "kd"].iloc[0]
+    assert row["published"] == 73.33 and pd.isna(row["delta"]) and row["published_epoch"] == "last"
+    assert "[pub. 73.33, Δ +0.17]" in render_table(recs, "methods", "md", "last", reference="repdistiller")
+    # DIST does not say which epoch: the difference is given and marked
+    dist = [_cifar("dist", 0, 76.0)]
+    assert "[pub. 76.31 (epoch unstated), Δ −0.31]" in render_table(dist, "methods", "md", "last", reference="dist")
+    tex = render_table(recs, "methods", "latex", "best", reference="repdistiller")
+    assert r"{\scriptsize (73.33)}" in tex
+
+
+def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, capsys):
+    _write_records(tmp_path / "src", SYNTH)
+    for layout in ("categories", "runs"):
+        capsys.readouterr()
+        assert main(["table", "--source", str(tmp_path / "src"), "--layout", layout, "--format", "csv",
+                     "--reference", "repdistiller"]) == 2
+        assert f"--layout {layout} has no per-method cells" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "src"), "--layout", "repdistiller"]) == 0
+    alias = capsys.readouterr().out
+    assert main(["table", "--source", str(tmp_path / "src"), "--layout", "methods"]) == 0
+    assert alias == capsys.readouterr().out and alias.startswith("| Method |")
