@@ -9,19 +9,20 @@ local records and records converted from W&B plot the same way.
 - ``pairs``: one panel per teacher→student pair, a bar per method with the seed std as error bar, the
   vanilla student as a dashed line.
 - ``curves``: validation top-1 per epoch (mean over seeds, shaded ± std), one panel per pair.
-Files are written atomically (rendered to a temporary name, then renamed).
+Files are written atomically (rendered in memory, written to a temporary name, then renamed), with the
+permissions the umask gives.
 """
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
 from analysis.tables import gains, stats
+from methods.checkpoint import atomic_write_bytes
 from methods.registry import CATEGORIES
 
 KINDS = ("gain", "pairs", "curves")
@@ -42,14 +43,9 @@ def _save(fig, out: Path, stem: str, formats: Sequence[str]) -> List[Path]:
     written = []
     for fmt in formats:
         target = out / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{fmt}", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=150)
+        atomic_write_bytes(target, buf.getvalue())  # atomic, with the umask's permissions
         written.append(target)
     return written
 
