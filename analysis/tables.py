@@ -246,8 +246,8 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
 
 
 def _caption(table: Dict[str, Any]) -> str:
-    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± std over "
-           f"seeds (number of seeds); best student per column in bold; – = not run.")
+    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± sample std "
+           f"(n − 1) over seeds (number of seeds); best student per column in bold (ties all bold); – = not run.")
     if table.get("reference"):
         txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
                 f"table's mean minus it.")
@@ -286,7 +286,7 @@ def to_markdown(table: Dict[str, Any]) -> str:
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": "-"}
+              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}"}
 
 
 def latex_escape(text: Any) -> str:
@@ -294,13 +294,29 @@ def latex_escape(text: Any) -> str:
     return "".join(_LATEX_ESC.get(ch, ch) for ch in str(text))
 
 
-def to_latex(table: Dict[str, Any]) -> str:
-    """A booktabs ``table`` environment; categories separated by ``\\midrule``; needs ``\\usepackage{booktabs}``."""
+def tex_signed(x: float) -> str:
+    """``+0.17`` / ``−0.51`` with a real minus sign in LaTeX (``$-$``), not a hyphen."""
+    return f"{'$+$' if x >= 0 else '$-$'}{abs(x):.2f}"
+
+
+def _tex_cell(s: Dict[str, Any], bold: bool) -> str:
+    txt = f"{s['mean']:.2f}$\\pm${s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
+    txt = rf"\textbf{{{txt}}}" if bold else txt
+    return txt + rf" {{\scriptsize ({s['n']})}}" + (r"$^\dagger$" if s.get("dup") else "")
+
+
+def _fit(lines: List[str], tabular: List[str]) -> List[str]:
+    # shrinks a table wider than the column to fit it, never enlarges one (needs \usepackage{adjustbox})
+    return lines + [r"\begin{adjustbox}{max width=\linewidth}"] + tabular + [r"\end{adjustbox}"]
+
+
+def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> str:
+    """A booktabs ``table`` environment; categories separated by ``\\midrule``; cells ``mean±std (n)``;
+    needs ``\\usepackage{booktabs,adjustbox}`` (a table wider than the column is shrunk to fit)."""
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
              "Method & Category & " + " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
     prev = None
     for label, cat, cells in table["rows"]:
@@ -316,21 +332,24 @@ def to_latex(table: Dict[str, Any]) -> str:
             elif "diverged" in s:
                 txt = f"div. ({s['diverged']}/{s['n']})"
             else:
-                txt = (f"{s['mean']:.2f}$\\pm${s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}")
-                txt = rf"\textbf{{{txt}}}" if label in best[c] else txt
-                txt += r"$^\dagger$" if s.get("dup") else ""
+                txt = _tex_cell(s, label in best[c])
             r = refs.get((label, c))
             if s is not None and "mean" not in s:
                 r = None
             if r:
                 pub = f"{r['value']:.2f}"
-                txt += (rf" {{\scriptsize ({pub})}}" if s is None or r.get("comparable") is False else
-                        rf" {{\scriptsize ({pub}, {s['mean'] - r['value']:+.2f})}}")
+                if s is None:
+                    txt += rf" {{\scriptsize [pub.~{pub}]}}"
+                elif r.get("comparable") is False:
+                    txt += rf" {{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
+                else:
+                    unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
+                    txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
             out.append(txt)
         lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(_caption(table)) + "}",
-              r"\end{table}"]
-    return "\n".join(lines)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
+                     + [r"\caption{" + latex_escape(_caption(table)) + "}", rf"\label{{{tex_label}}}", r"\end{table}"])
 
 
 def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
@@ -368,18 +387,24 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def summary_latex(rows: List[Dict[str, Any]], metric: str) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",
+def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories") -> str:
+    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,adjustbox}``); a gain over one
+    cell has no ±; every gain names its number of method × pair cells."""
+    lines = [r"\begin{tabular}{llp{3.2cm}rrl}", r"\toprule",
              r"Category & Taxonomy & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
     for r in rows:
-        gain = "--" if r["gain"] is None else f"{r['gain']['mean']:+.2f}$\\pm${r['gain']['std']:.2f}"
-        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({r['best'][1]:+.2f})"
+        g = r["gain"]
+        gain = "--" if g is None else (f"{tex_signed(g['mean'])}$\\pm${g['std']:.2f} ({g['n']})" if g["n"] > 1
+                                       else f"{tex_signed(g['mean'])} (1)")
+        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({tex_signed(r['best'][1])})"
         lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
                      f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}",
-              r"\caption{Mean gain over the vanilla student per survey category (" +
-              latex_escape(metric.replace("_top1", "")) + r"-epoch top-1).}", r"\end{table}"]
-    return "\n".join(lines)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
+               latex_escape(metric.replace("_top1", "")) + r"-epoch top-1, percentage points): mean $\pm$ sample "
+               r"std over the category's method $\times$ pair cells (number of cells).}")
+    return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines) + [caption, rf"\label{{{label}}}",
+                                                                                     r"\end{table}"])
 
 
 def summary_frame(rows: List[Dict[str, Any]]) -> pd.DataFrame:

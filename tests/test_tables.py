@@ -124,8 +124,18 @@ def test_latex_is_booktabs_and_escapes_every_name():
     assert latex_escape("a_b & 50% #1 {x} ~y^z \\") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}"
     tex = render_table(SYNTH, "methods", "latex", "last")
     assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{llcc}" in tex
-    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 & -- \\" in tex
-    assert r"\textbf{72.00$\pm$2.65}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
+    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    # a single seed has no ±, the label is there, minus signs are real ones
+    assert r"\textbf{85.00} {\scriptsize (1)}" in tex and r"\label{tab:kdsuite-methods}" in tex
+    assert "(n $-$ 1)" in tex and r"\begin{adjustbox}{max width=\linewidth}" in tex
+    cat = render_table(SYNTH, "categories", "latex", "last")
+    van8 = statistics.mean([60.0, 62.0, 64.0])
+    fit_gain = statistics.mean([61.0, 63.0]) - van8  # one cell: no ± (was "±0.00")
+    assert f"& {'$+$' if fit_gain >= 0 else '$-$'}{abs(fit_gain):.2f} (1) &" in cat and r"\label{tab:kdsuite-categories}" in cat
+    assert r"\S{}2.1" in cat and "§" not in cat
+    neg = render_table([_rec("vanilla", 0, 70.0), _rec("kd", 0, 65.0)], "categories", "latex", "last")
+    assert "$-$5.00 (1)" in neg and "-5.00" not in neg.replace("$-$", "")
     body = tex.split(r"\midrule", 1)[1]
     # no unescaped special character outside the commands we emit
     stripped = re.sub(r"\\[a-zA-Z]+|\\[_&%#{}$]|\$\\pm\$|\$\\rightarrow\$|[{}]", "", body)
@@ -348,3 +358,19 @@ def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, ca
     alias = capsys.readouterr().out
     assert main(["table", "--source", str(tmp_path / "src"), "--layout", "methods"]) == 0
     assert alias == capsys.readouterr().out and alias.startswith("| Method |")
+
+
+def test_figures_share_one_palette_and_embed_truetype_fonts(tmp_path):
+    from analysis.plots import _colours, category_colours
+
+    every = category_colours()
+    # a category's colour does not depend on which other categories a figure shows
+    assert _colours(["online"])["online"] == _colours(["response", "online"])["online"] == every["online"]
+    assert len(set(every.values())) == len(every)
+    _write_records(tmp_path / "src", [dict(r, history=[{"epoch": e, "stage": "main", "val/student/top1": 10.0 * e}
+                                                      for e in (1, 2)]) for r in SYNTH])
+    assert main(["plot", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "fig"), "--formats", "pdf"]) == 0
+    for pdf in (tmp_path / "fig").glob("*.pdf"):
+        raw = pdf.read_bytes()
+        # TrueType outlines: simple (/TrueType) or, for glyphs beyond Latin-1 such as →, CID-keyed (/CIDFontType2)
+        assert b"/Type3" not in raw and (b"/TrueType" in raw or b"/CIDFontType2" in raw), pdf.name
