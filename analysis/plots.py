@@ -29,6 +29,18 @@ from methods.checkpoint import atomic_write_bytes
 from methods.registry import CATEGORIES
 
 KINDS = ("gain", "pairs", "curves")
+# how papers write the methods' names (registry keys are lower-case identifiers)
+DISPLAY = {"vanilla": "Vanilla", "kd": "KD", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet",
+           "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
+           "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "aver": "AVER",
+           "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE", "byot": "BYOT",
+           "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL", "dfad": "DFAD",
+           "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)"}
+
+
+def display_name(method: str) -> str:
+    """A method's name as papers write it (``kd`` → ``KD``); unknown names unchanged."""
+    return DISPLAY.get(method, method)
 FORMATS = ("png", "pdf")
 
 
@@ -102,7 +114,7 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
     x = range(len(data))
     ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(list(x), data["method"], rotation=45, ha="right")
+    ax.set_xticks(list(x), [display_name(m) for m in data["method"]], rotation=45, ha="right")
     ax.set_ylabel(f"gain over vanilla ({metric.replace('_top1', '')} top-1, pp)")
     ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included)", fontsize=8)
     _category_legend(ax, plt, colours, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
@@ -139,7 +151,7 @@ def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=F
         if len(tvals):
             lines.append(ax.axhline(float(tvals.iloc[0]), ls=":", color="dimgrey", lw=1.2,
                                     label=f"teacher {float(tvals.iloc[0]):.2f}"))
-        ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=45, ha="right")
+        ax.set_xticks(range(len(rows)), [display_name(r[0]) for r in rows], rotation=45, ha="right")
         ax.set_title(pair, fontsize=9)
         ax.set_ylabel(f"{metric.replace('_top1', '')} top-1 (%), bars ± seed std")
         ax.set_ylim(0.0, 100.0)  # the whole accuracy scale: no truncated axis exaggerating differences
@@ -182,7 +194,7 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS, key: 
             # several stages (hint, main …) continue each other on one epoch axis
             g = g.assign(step=g.groupby("seed").cumcount() + 1)
             agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(agg.index, agg["mean"], label=method, lw=1.2)  # shaded: ± sample std over seeds
+            ax.plot(agg.index, agg["mean"], label=display_name(method), lw=1.2)  # shaded: ± sample std over seeds
             ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15)
         ax.set_title(pair, fontsize=9)
         ax.set_xlabel("epoch (all stages)")

@@ -36,8 +36,10 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
         m = r.get("metrics") or {}
-        variant = r.get("variant") or {}
         hparams = ((r.get("config") or {}).get("method") or {}).get("hparams") or {}
+        variant = r.get("variant")
+        if variant is None:  # records from before schema 2, and W&B runs: derive it from the config
+            variant = _variant_of(r.get("method"), hparams)
         t_top1 = m.get("teacher_top1")
         if isinstance(t_top1, (list, tuple)):
             t_top1 = t_top1[0] if t_top1 else None
@@ -63,6 +65,16 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
             "variant_label", "hparams", "diverged_at"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _variant_of(method: Optional[str], hparams: Dict[str, Any]) -> Dict[str, Any]:
+    from experiments.identity import method_variant
+    from methods.registry import get_method
+
+    try:
+        return method_variant(get_method(method), hparams) if hparams else {}
+    except KeyError:
+        return {}
 
 
 def stats(values: Iterable[Any]) -> Optional[Dict[str, float]]:

@@ -56,11 +56,16 @@ def _states(grid) -> Dict[str, Tuple[str, str]]:
 def _unavailable_data(grid) -> List[str]:
     from experiments.identity import UNAVAILABLE, data_identity
 
-    seen = {}
+    seen, checked = {}, set()
     for r in grid.all_runs():
-        ident = data_identity(r.cfg["dataset"])
+        ds = r.cfg["dataset"]
+        key = (ds["name"], str(ds.get("root")), ds.get("verify_checksums"))
+        if key in checked:  # one look per data set, not per run (a folder listing can be long)
+            continue
+        checked.add(key)
+        ident = data_identity(ds)
         if ident["fingerprint"] == UNAVAILABLE:
-            seen[str(r.cfg["dataset"].get("root"))] = ident["basis"]
+            seen[str(ds.get("root"))] = ident["basis"]
     return [f"dataset.root = '{root}': {why}" for root, why in seen.items()]
 
 

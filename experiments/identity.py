@@ -138,6 +138,7 @@ def hash_fingerprint(ds: Mapping[str, Any]) -> Optional[str]:
 
 
 # ---- code ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)  # packages_distributions() scans every installed package
 def _distribution_of(module: str) -> Tuple[Optional[str], Optional[str]]:
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 

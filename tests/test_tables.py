@@ -374,3 +374,27 @@ def test_figures_share_one_palette_and_embed_truetype_fonts(tmp_path):
         raw = pdf.read_bytes()
         # TrueType outlines: simple (/TrueType) or, for glyphs beyond Latin-1 such as →, CID-keyed (/CIDFontType2)
         assert b"/Type3" not in raw and (b"/TrueType" in raw or b"/CIDFontType2" in raw), pdf.name
+
+
+def test_figures_use_the_papers_names_of_methods(monkeypatch, tmp_path):
+    import matplotlib.axes
+
+    from analysis.plots import plot_gain
+
+    seen = []
+    real = matplotlib.axes.Axes.set_xticks
+
+    def spy(self, ticks, labels=None, **kw):
+        seen.append(list(labels or []))
+        return real(self, ticks, labels, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xticks", spy)
+    plot_gain(runs_frame(SYNTH), tmp_path, "last_top1", ["png"])
+    assert seen == [["DKD", "KD", "FitNet (1-stage)", "DML"]]
+
+
+def test_records_without_a_variant_field_get_it_from_their_config():
+    old = [{k: v for k, v in _kd(s, top1, T).items() if k not in ("variant", "variant_label")}
+           for s, top1, T in ((0, 80.0, 2), (0, 96.0, 4))]
+    md = render_table(old + [_rec("vanilla", 0, 60.0)], "methods", "md", "last")
+    assert _cell(md, "kd (T=2)") == "80.00 (1)" and _cell(md, "kd (T=4)") == "96.00 (1)"
