@@ -343,7 +343,9 @@ def test_epoch_policy_of_each_reference_is_honoured():
     dist = [_cifar("dist", 0, 76.0)]
     assert "[pub. 76.31 (epoch unstated), Δ −0.31]" in render_table(dist, "methods", "md", "last", reference="dist")
     tex = render_table(recs, "methods", "latex", "best", reference="repdistiller")
-    assert r"{\scriptsize (73.33)}" in tex
+    assert r"{\scriptsize [pub.~73.33 (last epoch), no $\Delta$]}" in tex
+    tex_last = render_table(recs, "methods", "latex", "last", reference="repdistiller")
+    assert r"{\scriptsize [pub.~73.33, $\Delta$\,$+$0.17]}" in tex_last
 
 
 def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, capsys):
