@@ -16,9 +16,35 @@ from kdsuite.core.fileio import atomic_write_text
 from kdsuite.core.errors import ConfigError
 
 
+# diverged runs are tabulated (as ``div.``), never dropped: leaving them out would report the survivors
+TABULATED = ("finished", "diverged")
+
+
+class Records(list):
+    """Records of a source, with ``notes`` on what was not tabulated as it is (unreadable, stale)."""
+
+    def __init__(self, records, notes=()):
+        super().__init__(records)
+        self.notes = list(notes)
+
+
+def _stale_notes(records: List[Dict[str, Any]]) -> List[str]:
+    from kdsuite.experiments.identity import record_stale_reason
+
+    out = []
+    for r in records:
+        why = record_stale_reason(r) if r.get("status") == "finished" else None
+        if why:
+            print(f"kdsuite: warning: stale record {r.get('record_path') or r.get('run_dir')}: {why}", file=sys.stderr)
+            out.append(f"Stale (method code changed since the run): {r.get('run_dir')}.")
+    return out
+
+
 def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
-    """Finished records of ``args.source``; ConfigError saying what was found when there are none."""
+    """Finished and diverged records of ``args.source`` (a :class:`Records` list whose ``notes`` name
+    every unreadable or stale record); ConfigError saying what was found when there are none."""
     source = args.source
+    notes: List[str] = []
     tags = list(getattr(args, "tag", None) or [])
     group = getattr(args, "group", None)
     if source.startswith("wandb:"):
@@ -30,7 +56,7 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
             raise ConfigError(f"--source {source}: no finished runs matching {describe_filters(group, tags)}; "
                               f"needed: runs logged by kdsuite (WANDB_MODE=online, or offline and `wandb sync`ed)")
     else:
-        from kdsuite.core.records import iter_records
+        from kdsuite.core.records import scan_records
 
         src = Path(source)
         if not src.exists():
@@ -39,13 +65,18 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
         if not src.is_dir():
             raise ConfigError(f"--source '{src}' is a file; expected a folder of run records (e.g. runs/demo) "
                               f"or wandb:ENTITY/PROJECT")
-        every = list(iter_records(src, status=None))
-        records = [r for r in every if r.get("status") == "finished"]
+        every, unreadable = scan_records(src, status=None)
+        for e in unreadable:
+            print(f"kdsuite: warning: {e}", file=sys.stderr)
+            notes.append(f"Not tabulated: unreadable record {e.path}.")
+        records = [r for r in every if r.get("status") in TABULATED]
         if not records:
             found = Counter(str(r.get("status")) for r in every)
+            found.update({"unreadable": len(unreadable)} if unreadable else {})
             what = ", ".join(f"{n} {s}" for s, n in sorted(found.items())) if found else "no record.json at all"
             raise ConfigError(f"--source '{src}': no finished run records (found: {what}); run a grid first "
                               f"(`kdsuite grid launch GRID`) or point --source at its output folder")
+        notes += _stale_notes(records)
         if group:
             records = [r for r in records if r.get("name") == group]
             if not records:
@@ -56,12 +87,13 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
     if len(datasets) > 1:
         raise ConfigError(f"--source {source} mixes records of datasets {dict(sorted(datasets.items()))}; a table "
                           f"holds one dataset: point --source at one grid's folder or filter with --group/--tag")
-    return records
+    return Records(records, notes)
 
 
 def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: str, reference: str = None) -> str:
     from kdsuite.analysis import references, tables
 
+    layout = check_layout(layout, reference)
     df = tables.runs_frame(records)
     metric = f"{metric}_top1"
     if layout == "runs":
@@ -76,6 +108,7 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
             return tables.summary_latex(rows, metric) + "\n"
         return tables.summary_frame(rows).to_csv(index=False)
     table = tables.comparison(df, metric)
+    table["notes"] = list(getattr(records, "notes", []))
     table = references.attach(table, reference, str(records[0].get("dataset")))
     if fmt == "md":
         return tables.to_markdown(table) + "\n"
@@ -84,7 +117,21 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     return tables.comparison_frame(table).to_csv(index=False)
 
 
+LAYOUT_ALIASES = {"repdistiller": "methods"}  # the README's name of the methods × pairs layout
+
+
+def check_layout(layout: str, reference: str = None) -> str:
+    """The layout's canonical name; ConfigError when ``reference`` is given for a layout it cannot apply to."""
+    layout = LAYOUT_ALIASES.get(layout, layout)
+    if reference and layout != "methods":
+        raise ConfigError(f"--reference {reference} puts published numbers beside the cells of --layout "
+                          f"methods (alias repdistiller); --layout {layout} has no per-method cells to compare "
+                          f"— drop --reference or use --layout methods")
+    return layout
+
+
 def cmd_table(args) -> int:
+    args.layout = check_layout(args.layout, args.reference)
     if args.reference:
         from kdsuite.analysis.references import load
 
@@ -105,6 +152,11 @@ def cmd_plot(args) -> int:
     kinds = list(plots.KINDS) if args.kind == "all" else [args.kind]
     records = load_source(args, history="curves" in kinds)
     df = tables.runs_frame(records)
+    diverged = df[df["status"] == "diverged"]
+    if len(diverged):  # a diverged run has no accuracy to plot; leaving it out silently would flatter its method
+        print(f"kdsuite: warning: {len(diverged)} diverged run(s) left out of the figures: "
+              + ", ".join(sorted(set(diverged["method"]))), file=sys.stderr)
+        df = df[df["status"] != "diverged"]
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in plots.FORMATS]
     if bad or not formats:
@@ -138,10 +190,12 @@ def _source_args(p) -> None:
 def add_commands(sub) -> None:
     p = sub.add_parser("table", help="paper tables from run records or W&B")
     _source_args(p)
-    p.add_argument("--layout", choices=["methods", "categories", "runs"], default="methods",
-                   help="methods: RepDistiller layout; categories: taxonomy summary; runs: one CSV row per run")
+    p.add_argument("--layout", choices=["methods", "repdistiller", "categories", "runs"], default="methods",
+                   help="methods (alias repdistiller): the RepDistiller layout; categories: taxonomy summary; "
+                        "runs: one CSV row per run")
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
-    p.add_argument("--reference", help="published numbers beside each cell (e.g. repdistiller, dkd, dist, all)")
+    p.add_argument("--reference", help="published numbers beside each cell of --layout methods (e.g. repdistiller, "
+                                       "dkd, dist, all); a source reporting another epoch than --metric gets no Δ")
     p.add_argument("--out", help="write to this file (atomically) instead of stdout")
     p.set_defaults(fn=cmd_table)
 

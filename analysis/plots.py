@@ -6,25 +6,41 @@ local records and records converted from W&B plot the same way.
 
 - ``gain``: per method, the gain over the vanilla student of the same architecture (mean over pairs),
   bars coloured and grouped by survey category, error bars = the seed std of the method's runs.
-- ``pairs``: one panel per teacher→student pair, a bar per method with the seed std as error bar, the
-  vanilla student as a dashed line.
-- ``curves``: validation top-1 per epoch (mean over seeds, shaded ± std), one panel per pair.
-Files are written atomically (rendered to a temporary name, then renamed).
+- ``pairs``: one panel per teacher→student pair, a bar per method (grouped by category in taxonomy
+  order) with the seed std as error bar, the vanilla student as a dashed line and the teacher as a dotted
+  one, on the whole 0–100 % axis.
+- ``curves``: test top-1 per epoch (mean over seeds, shaded ± std), one panel per pair.
+
+Every figure uses one palette (:func:`category_colours`: a category's colour is fixed by its place in the
+taxonomy) and embeds TrueType (Type 42) fonts in PDFs.
+Files are written atomically (rendered in memory, written to a temporary name, then renamed), with the
+permissions the umask gives.
 """
 from __future__ import annotations
 
-import math
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
 from kdsuite.analysis.tables import gains, stats
+from kdsuite.core.fileio import atomic_write_bytes
 from kdsuite.methods.registry import CATEGORIES
 
 KINDS = ("gain", "pairs", "curves")
+# how papers write the methods' names (registry keys are lower-case identifiers)
+DISPLAY = {"vanilla": "Vanilla", "kd": "KD", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet",
+           "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
+           "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "aver": "AVER",
+           "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE", "byot": "BYOT",
+           "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL", "dfad": "DFAD",
+           "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)"}
+
+
+def display_name(method: str) -> str:
+    """A method's name as papers write it (``kd`` → ``KD``); unknown names unchanged."""
+    return DISPLAY.get(method, method)
 FORMATS = ("png", "pdf")
 
 
@@ -34,6 +50,8 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # TrueType (Type 42) fonts in PDF/PS: IEEE and ACM checkers reject the default Type 3
+    matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "legend.fontsize": 8})
     return plt
 
 
@@ -42,23 +60,33 @@ def _save(fig, out: Path, stem: str, formats: Sequence[str]) -> List[Path]:
     written = []
     for fmt in formats:
         target = out / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{fmt}", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=150)
+        atomic_write_bytes(target, buf.getvalue())  # atomic, with the umask's permissions
         written.append(target)
     return written
 
 
-def _colours(categories: Iterable[str]) -> Dict[str, Any]:
+def category_colours(categories: Iterable[str] = ()) -> Dict[str, Any]:
+    """One colour per survey category, the same in every figure: fixed by the category's place in the
+    registry's taxonomy order (not by which categories a figure happens to show); categories outside
+    the registry follow, sorted. Keys in taxonomy order."""
     plt = _plt()
-    order = [c for c in CATEGORIES if c in set(categories)] + sorted(set(categories) - set(CATEGORIES))
-    cmap = plt.get_cmap("tab10")
-    return {c: cmap(i % 10) for i, c in enumerate(order)}
+    order = list(CATEGORIES) + sorted(set(categories) - set(CATEGORIES))
+    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    return {c: cmap(i % cmap.N) for i, c in enumerate(order)}
+
+
+def _colours(categories: Iterable[str]) -> Dict[str, Any]:
+    """The fixed palette restricted to ``categories`` (for legends), in taxonomy order."""
+    every = category_colours(categories)
+    present = set(categories)
+    return {c: col for c, col in every.items() if c in present}
+
+
+def _category_legend(ax, plt, colours: Dict[str, Any], **kw) -> None:
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours]
+    ax.legend(handles, [CATEGORIES[c].title if c in CATEGORIES else c for c in colours], frameon=False, **kw)
 
 
 def gain_data(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -82,15 +110,14 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
     if data.empty:
         raise ValueError("no method has a vanilla run of the same student: no gain to plot")
     colours = _colours(data["category"])
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(data) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(data) + 1.5) + 2.8, 3.6))  # + the legend beside
     x = range(len(data))
     ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(list(x), data["method"], rotation=45, ha="right")
+    ax.set_xticks(list(x), [display_name(m) for m in data["method"]], rotation=45, ha="right")
     ax.set_ylabel(f"gain over vanilla ({metric.replace('_top1', '')} top-1, pp)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours]
-    ax.legend(handles, [CATEGORIES[c].title if c in CATEGORIES else c for c in colours], fontsize=7,
-              loc="best", frameon=False)
+    ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included)", fontsize=8)
+    _category_legend(ax, plt, colours, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     fig.tight_layout()
     try:
         return _save(fig, out, "gain_by_category", formats)
@@ -103,7 +130,8 @@ def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=F
     students = df[~df["export_teacher"]]
     pairs = list(dict.fromkeys(students[students["teachers"] != ""]["pair"])) or list(dict.fromkeys(students["pair"]))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.6), squeeze=False)
-    colours = _colours(students["category"].dropna())
+    colours = _colours(students[students["method"] != "vanilla"]["category"].dropna())  # vanilla: a line
+    order = {c: i for i, c in enumerate(category_colours(students["category"].dropna()))}
     for ax, pair in zip(axes[0], pairs):
         student = students[students["pair"] == pair]["student"].iloc[0]
         rows = []
@@ -112,17 +140,25 @@ def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=F
             s = stats(sub[metric])
             if s and method != "vanilla":
                 rows.append((method, g["category"].iloc[0], s))
+        rows.sort(key=lambda r: (order.get(r[1], 99), r[0]))  # grouped by category, in taxonomy order
         van = stats(students[(students["method"] == "vanilla") & (students["student"] == student)][metric])
         ax.bar(range(len(rows)), [r[2]["mean"] for r in rows], yerr=[r[2]["std"] for r in rows], capsize=3,
                color=[colours.get(r[1], "grey") for r in rows])
+        lines = []
         if van:
-            ax.axhline(van["mean"], ls="--", color="black", lw=1, label=f"vanilla {van['mean']:.2f}")
-            ax.legend(fontsize=7, frameon=False)
-        ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=45, ha="right")
+            lines.append(ax.axhline(van["mean"], ls="--", color="black", lw=1, label=f"vanilla {van['mean']:.2f}"))
+        tvals = students[students["pair"] == pair]["teacher_top1"].dropna()
+        if len(tvals):
+            lines.append(ax.axhline(float(tvals.iloc[0]), ls=":", color="dimgrey", lw=1.2,
+                                    label=f"teacher {float(tvals.iloc[0]):.2f}"))
+        ax.set_xticks(range(len(rows)), [display_name(r[0]) for r in rows], rotation=45, ha="right")
         ax.set_title(pair, fontsize=9)
-        ax.set_ylabel(f"{metric.replace('_top1', '')} top-1 (%)")
-        lo = min([r[2]["mean"] - r[2]["std"] for r in rows] + ([van["mean"]] if van else []), default=0)
-        ax.set_ylim(max(0.0, math.floor(lo - 5)), None)
+        ax.set_ylabel(f"{metric.replace('_top1', '')} top-1 (%), bars ± seed std")
+        ax.set_ylim(0.0, 100.0)  # the whole accuracy scale: no truncated axis exaggerating differences
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours] + lines
+        labels = [CATEGORIES[c].title if c in CATEGORIES else c for c in colours] + [ln.get_label() for ln in lines]
+        if ax is axes[0][-1]:  # one legend, beside the last panel, not on the bars
+            ax.legend(handles, labels, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     try:
         return _save(fig, out, "accuracy_by_pair", formats)
@@ -158,12 +194,12 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS, key: 
             # several stages (hint, main …) continue each other on one epoch axis
             g = g.assign(step=g.groupby("seed").cumcount() + 1)
             agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(agg.index, agg["mean"], label=method, lw=1.2)
+            ax.plot(agg.index, agg["mean"], label=display_name(method), lw=1.2)  # shaded: ± sample std over seeds
             ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15)
         ax.set_title(pair, fontsize=9)
         ax.set_xlabel("epoch (all stages)")
-        ax.set_ylabel("validation top-1 (%)")
-        ax.legend(fontsize=6, frameon=False, ncol=2)
+        ax.set_ylabel("test top-1 (%)")  # digits/CIFAR have no validation split: this is the test split
+        ax.legend(frameon=False, ncol=2)
     fig.tight_layout()
     try:
         return _save(fig, out, "training_curves", formats)

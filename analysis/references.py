@@ -80,7 +80,7 @@ def match(table: Dict[str, Any], ref: pd.DataFrame, dataset: str, name: str) -> 
     ref = ref[ref["dataset"] == dataset]
     out: Dict[Tuple[str, str], Dict[str, Any]] = {}
     for label, _cat, _cells in table["rows"]:
-        method = row_method(label)
+        method = (table.get("row_methods") or {}).get(label) or row_method(label)
         for c in table["columns"]:
             t_arch, s_arch = table["column_archs"][c]
             hit = ref[(ref["method"] == method) & (ref["teacher_arch"] == t_arch) & (ref["student_arch"] == s_arch)]
@@ -91,8 +91,22 @@ def match(table: Dict[str, Any], ref: pd.DataFrame, dataset: str, name: str) -> 
     return out
 
 
+def comparable(policy: Optional[str], metric: str) -> Optional[bool]:
+    """Whether a published number of ``epoch_policy`` ``policy`` (last / best / unstated) can be set
+    against a table of ``metric`` (``last_top1`` / ``best_top1``): True, False, or None when the source
+    does not say."""
+    if not policy:
+        return None
+    return policy == metric.replace("_top1", "")
+
+
 def attach(table: Dict[str, Any], name: Optional[str], dataset: str) -> Dict[str, Any]:
-    """``table`` with ``refs`` and ``reference`` set from reference ``name`` (unchanged when None)."""
+    """``table`` with ``refs`` and ``reference`` set from reference ``name`` (unchanged when None). Each
+    reference carries ``comparable`` (:func:`comparable`): renderers give no difference where the
+    published number comes from another epoch than the table's, and mark an unstated policy."""
     if not name:
         return table
-    return dict(table, refs=match(table, load(name), dataset, name), reference=name)
+    refs = match(table, load(name), dataset, name)
+    for r in refs.values():
+        r["comparable"] = comparable(r.get("epoch_policy"), table["metric"])
+    return dict(table, refs=refs, reference=name)

@@ -3,9 +3,11 @@
 Role in the flow: the last step. Records (local, or converted from W&B by
 :mod:`kdsuite.analysis.wandb_source`) become a long data frame (:func:`runs_frame`, one row per run), then
 
-- :func:`comparison` — rows are methods grouped by survey category with the teacher and the vanilla
-  student on top, columns are teacher→student pairs, cells are mean ± std over seeds with the seed
-  count (sample std, n − 1); the best student per column is marked;
+- :func:`comparison` — rows are methods (one row per variant: ``kd (T=2)``, ``kd (T=4)``) grouped by
+  survey category with the teacher and the vanilla student on top, columns are teacher→student pairs,
+  cells are mean ± std over *distinct* seeds with the seed count (sample std, n − 1; a seed run twice
+  under different configs is averaged and flagged); a cell with a diverged run shows ``div.``, never a
+  number; the best students per column (ties included) are marked;
 - :func:`category_summary` — one row per survey category (taxonomy axis, schemes, methods) with the
   mean gain over the vanilla student of the same architecture, in percentage points;
 - the long frame itself (``--layout runs``).
@@ -16,6 +18,7 @@ Missing cells stay missing (``–`` / ``--`` / empty in CSV), never 0. With publ
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -33,6 +36,10 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
         m = r.get("metrics") or {}
+        hparams = ((r.get("config") or {}).get("method") or {}).get("hparams") or {}
+        variant = r.get("variant")
+        if variant is None:  # records from before schema 2, and W&B runs: derive it from the config
+            variant = _variant_of(r.get("method"), hparams)
         t_top1 = m.get("teacher_top1")
         if isinstance(t_top1, (list, tuple)):
             t_top1 = t_top1[0] if t_top1 else None
@@ -48,12 +55,26 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_params": m.get("student_params"), "wall_time_s": m.get("wall_time_s"),
             "images_per_s": m.get("images_per_s"), "export_teacher": bool(r.get("teacher_export")),
             "config_hash": r.get("config_hash"), "git_commit": ((r.get("provenance") or {}).get("git") or {}).get("commit"),
-            "run_dir": r.get("run_dir"),
+            "run_dir": r.get("run_dir"), "status": r.get("status") or "finished",
+            "variant": json.dumps(variant, sort_keys=True, default=str), "variant_label": r.get("variant_label") or "",
+            "hparams": json.dumps(hparams, sort_keys=True, default=str),
+            "diverged_at": (r.get("divergence") or {}).get("step"),
         })
     cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
             "teacher_archs", "pair", "seed", "best_top1", "last_top1", "best_top5", "last_top5", "teacher_top1",
-            "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir"]
+            "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
+            "variant_label", "hparams", "diverged_at"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _variant_of(method: Optional[str], hparams: Dict[str, Any]) -> Dict[str, Any]:
+    from kdsuite.experiments.identity import method_variant
+    from kdsuite.methods.registry import get_method
+
+    try:
+        return method_variant(get_method(method), hparams) if hparams else {}
+    except KeyError:
+        return {}
 
 
 def stats(values: Iterable[Any]) -> Optional[Dict[str, float]]:
@@ -64,6 +85,55 @@ def stats(values: Iterable[Any]) -> Optional[Dict[str, float]]:
     mean = sum(vals) / len(vals)
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
     return {"mean": mean, "std": std, "n": len(vals)}
+
+
+def cell_stats(runs: pd.DataFrame, metric: str) -> Optional[Dict[str, Any]]:
+    """One table cell from its runs: copies of one run (same config hash) count once; each distinct
+    seed counts once (several runs of a seed — different configs — are averaged, and the seeds listed
+    under ``dup``); a diverged run makes the cell ``{"diverged": k, "n": seeds}`` with no mean."""
+    if runs.empty:
+        return None
+    hashed = runs[runs["config_hash"].notna()].drop_duplicates("config_hash")
+    runs = pd.concat([hashed, runs[runs["config_hash"].isna()]])
+    seed_key = runs["seed"].astype(object).where(runs["seed"].notna(), runs["run_id"].astype(str))
+    seeds = seed_key.nunique()
+    div = int((runs["status"] == "diverged").sum())
+    if div:
+        return {"diverged": div, "n": seeds}
+    ok = runs[runs[metric].notna()]
+    if ok.empty:
+        return None
+    key = seed_key[ok.index]
+    per_seed = ok.groupby(key)[metric].mean()
+    s = stats(per_seed.tolist())
+    dup = sorted(str(k) for k, n in key.value_counts().items() if n > 1)
+    if dup:
+        s["dup"] = dup
+    return s
+
+
+def _hp_value(hparams_json: str, key: str) -> Any:
+    return json.loads(hparams_json).get(key) if hparams_json else None
+
+
+def variant_rows(ms: pd.DataFrame, method: str) -> List[Tuple[str, pd.DataFrame]]:
+    """``[(row label, runs)]`` of one method: one row per variant; when there are several, each is
+    labelled by the hyper-parameters that tell them apart (``kd (T=2)``, ``kd (T=4)``)."""
+    from kdsuite.experiments.identity import fmt_value
+
+    groups = list(ms.groupby("variant", sort=True))
+    if len(groups) == 1:
+        return [(method, groups[0][1])]
+    keys = sorted({k for v, _g in groups for k in json.loads(v)})
+    out = []
+    for v, g in groups:
+        own = json.loads(v)
+        parts = []
+        for k in keys:
+            val = own[k] if k in own else _hp_value(g["hparams"].iloc[0], k)
+            parts.append(f"{k}={fmt_value(val) if val is not None else 'default'}")
+        out.append((f"{method} ({', '.join(parts)})", g))
+    return out
 
 
 def comparison(df: pd.DataFrame, metric: str = "last_top1") -> Dict[str, Any]:
@@ -85,31 +155,32 @@ def comparison(df: pd.DataFrame, metric: str = "last_top1") -> Dict[str, Any]:
         tvals = sub["teacher_top1"].dropna().tolist()
         teacher_cells[c] = stats(tvals[:1])
     rows: List[Tuple[str, str, Dict[str, Any]]] = [(TEACHER, "teacher", teacher_cells)]
+    row_methods = {TEACHER: "teacher", VANILLA: "vanilla"}
     van = students[students["method"] == "vanilla"]
-    rows.append((VANILLA, "baseline", {c: stats(van[van["student"] == col_student[c]][metric]) for c in columns}))
+    rows.append((VANILLA, "baseline", {c: cell_stats(van[van["student"] == col_student[c]], metric) for c in columns}))
     for cat in [c for c in CATEGORIES if c != "baseline"] + sorted(set(students["category"].dropna()) - set(CATEGORIES)):
         sub = students[(students["category"] == cat) & (students["method"] != "vanilla")]
         for method in sorted(sub["method"].unique()):
-            ms = sub[sub["method"] == method]
-            cells = {}
-            for c in columns:
-                # methods without a teacher (online / self) are matched to a column by its student
-                hit = ms[ms["pair"] == c] if (ms["teachers"] != "").any() else ms[ms["student"] == col_student[c]]
-                cells[c] = stats(hit[metric])
-            rows.append((method, cat, cells))
-    return {"columns": columns, "rows": rows, "metric": metric, "column_archs": archs}
+            for label, ms in variant_rows(sub[sub["method"] == method], method):
+                cells = {}
+                for c in columns:
+                    # methods without a teacher (online / self) are matched to a column by its student
+                    hit = ms[ms["pair"] == c] if (ms["teachers"] != "").any() else ms[ms["student"] == col_student[c]]
+                    cells[c] = cell_stats(hit, metric)
+                rows.append((label, cat, cells))
+                row_methods[label] = method
+    return {"columns": columns, "rows": rows, "metric": metric, "column_archs": archs, "row_methods": row_methods}
 
 
-def best_per_column(table: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    """The student row (not the teacher) with the highest mean in each column; ties go to the first row."""
-    best: Dict[str, Optional[str]] = {}
+def best_per_column(table: Dict[str, Any]) -> Dict[str, set]:
+    """The student rows (not the teacher, not diverged cells) with the highest mean in each column, as
+    printed (two decimals): rows tied at the top are all marked."""
+    best: Dict[str, set] = {}
     for c in table["columns"]:
-        top, label_top = None, None
-        for label, cat, cells in table["rows"]:
-            s = cells.get(c)
-            if cat != "teacher" and s is not None and (top is None or s["mean"] > top):
-                top, label_top = s["mean"], label
-        best[c] = label_top
+        means = {label: round(s["mean"], 2) for label, cat, cells in table["rows"]
+                 if cat != "teacher" and (s := cells.get(c)) is not None and "mean" in s}
+        top = max(means.values(), default=None)
+        best[c] = {label for label, m in means.items() if m == top}
     return best
 
 
@@ -117,17 +188,20 @@ def gains(df: pd.DataFrame, metric: str = "last_top1") -> pd.DataFrame:
     """One row per (method, student, pair): the seed mean minus the vanilla seed mean of the same student
     architecture (percentage points); methods whose student has no vanilla run get no row."""
     students = df[~df["export_teacher"]]
-    van = students[students["method"] == "vanilla"].groupby("student")[metric].mean()
+    vans = students[students["method"] == "vanilla"]
+    van = {st: cell_stats(g, metric) for st, g in vans.groupby("student")}
     out = []
-    for (method, cat, scheme, student, pair), g in students[students["method"] != "vanilla"].groupby(
-            ["method", "category", "scheme", "student", "pair"], dropna=False):
-        s = stats(g[metric])
-        if s is None or student not in van.index or pd.isna(van[student]):
+    for (method, variant, cat, scheme, student, pair), g in students[students["method"] != "vanilla"].groupby(
+            ["method", "variant", "category", "scheme", "student", "pair"], dropna=False):
+        s, v = cell_stats(g, metric), van.get(student)
+        # a diverged cell (or baseline) has no mean: no gain, rather than the survivors' mean
+        if s is None or v is None or "mean" not in s or "mean" not in v:
             continue
-        out.append({"method": method, "category": cat, "scheme": scheme, "student": student, "pair": pair,
-                    "mean": s["mean"], "vanilla": float(van[student]), "gain": s["mean"] - float(van[student]),
+        out.append({"method": method, "variant": variant, "category": cat, "scheme": scheme, "student": student,
+                    "pair": pair, "mean": s["mean"], "vanilla": v["mean"], "gain": s["mean"] - v["mean"],
                     "n": s["n"]})
-    return pd.DataFrame(out, columns=["method", "category", "scheme", "student", "pair", "mean", "vanilla", "gain", "n"])
+    return pd.DataFrame(out, columns=["method", "variant", "category", "scheme", "student", "pair", "mean", "vanilla",
+                                      "gain", "n"])
 
 
 def category_summary(df: pd.DataFrame, metric: str = "last_top1") -> List[Dict[str, Any]]:
@@ -152,10 +226,16 @@ def category_summary(df: pd.DataFrame, metric: str = "last_top1") -> List[Dict[s
 
 
 # ----------------------------------------------------------------------------------------- rendering
+DUP_MARK = "†"
+
+
 def _fmt(s: Optional[Dict[str, float]], pm: str = "±") -> Optional[str]:
     if s is None:
         return None
-    return f"{s['mean']:.2f} {pm} {s['std']:.2f} ({s['n']})" if s["n"] > 1 else f"{s['mean']:.2f} ({s['n']})"
+    if "diverged" in s:
+        return f"div. ({s['diverged']}/{s['n']})"
+    txt = f"{s['mean']:.2f} {pm} {s['std']:.2f} ({s['n']})" if s["n"] > 1 else f"{s['mean']:.2f} ({s['n']})"
+    return txt + (DUP_MARK if s.get("dup") else "")
 
 
 def _category_title(cat: str) -> str:
@@ -168,18 +248,35 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
     if not ref:
         return ""
     pub = f"{ref['value']:.2f}"
-    if s is None:
-        return f" [pub. {pub}]"
+    if ref.get("comparable") is False:
+        return f" [pub. {pub} ({ref['epoch_policy']} epoch), no Δ]"
+    tag = " (epoch unstated)" if ref.get("comparable") is None and "comparable" in ref else ""
+    if s is None or "mean" not in s:
+        return f" [pub. {pub}{tag}]"
     d = s["mean"] - ref["value"]
-    return f" [pub. {pub}, Δ {'+' if d >= 0 else minus}{abs(d):.2f}]"
+    return f" [pub. {pub}{tag}, Δ {'+' if d >= 0 else minus}{abs(d):.2f}]"
 
 
 def _caption(table: Dict[str, Any]) -> str:
-    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± std over "
-           f"seeds (number of seeds); best student per column in bold; – = not run.")
+    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± sample std "
+           f"(n − 1) over seeds (number of seeds); best student per column in bold (ties all bold); – = not run.")
     if table.get("reference"):
         txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
                 f"table's mean minus it.")
+        policies = {r.get("comparable") for r in (table.get("refs") or {}).values()}
+        if False in policies:
+            txt += (f" 'no Δ': the source reports another epoch than this table's "
+                    f"({table['metric'].replace('_top1', '')}); the numbers are not comparable.")
+        if None in policies:
+            txt += " 'epoch unstated': the source does not say which epoch it reports."
+    cells = [s for _l, _c, cells in table["rows"] for s in cells.values() if s]
+    if any("diverged" in s for s in cells):
+        txt += " div. (k/n): k of the cell's n seeds diverged (non-finite loss or weights); no mean is given."
+    if any(s.get("dup") for s in cells):
+        txt += (f" {DUP_MARK}: a seed was run more than once with different configs; its runs are averaged and "
+                f"the seed counted once.")
+    for note in table.get("notes") or []:
+        txt += f" {note}"
     return txt
 
 
@@ -192,7 +289,7 @@ def to_markdown(table: Dict[str, Any]) -> str:
         out = []
         for c in cols:
             txt = _fmt(cells.get(c))
-            txt = "–" if txt is None else (f"**{txt}**" if best[c] == label else txt)
+            txt = "–" if txt is None else (f"**{txt}**" if label in best[c] else txt)
             out.append(txt + _ref_text(refs.get((label, c)), cells.get(c)))
         lines.append(f"| {label} | {_category_title(cat)} | " + " | ".join(out) + " |")
     lines.append("\n" + _caption(table))
@@ -201,7 +298,7 @@ def to_markdown(table: Dict[str, Any]) -> str:
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": "-"}
+              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}"}
 
 
 def latex_escape(text: Any) -> str:
@@ -209,13 +306,29 @@ def latex_escape(text: Any) -> str:
     return "".join(_LATEX_ESC.get(ch, ch) for ch in str(text))
 
 
-def to_latex(table: Dict[str, Any]) -> str:
-    """A booktabs ``table`` environment; categories separated by ``\\midrule``; needs ``\\usepackage{booktabs}``."""
+def tex_signed(x: float) -> str:
+    """``+0.17`` / ``−0.51`` with a real minus sign in LaTeX (``$-$``), not a hyphen."""
+    return f"{'$+$' if x >= 0 else '$-$'}{abs(x):.2f}"
+
+
+def _tex_cell(s: Dict[str, Any], bold: bool) -> str:
+    txt = f"{s['mean']:.2f}$\\pm${s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
+    txt = rf"\textbf{{{txt}}}" if bold else txt
+    return txt + rf" {{\scriptsize ({s['n']})}}" + (r"$^\dagger$" if s.get("dup") else "")
+
+
+def _fit(lines: List[str], tabular: List[str]) -> List[str]:
+    # shrinks a table wider than the column to fit it, never enlarges one (needs \usepackage{adjustbox})
+    return lines + [r"\begin{adjustbox}{max width=\linewidth}"] + tabular + [r"\end{adjustbox}"]
+
+
+def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> str:
+    """A booktabs ``table`` environment; categories separated by ``\\midrule``; cells ``mean±std (n)``;
+    needs ``\\usepackage{booktabs,adjustbox}`` (a table wider than the column is shrunk to fit)."""
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
              "Method & Category & " + " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
     prev = None
     for label, cat, cells in table["rows"]:
@@ -228,19 +341,27 @@ def to_latex(table: Dict[str, Any]) -> str:
             s = cells.get(c)
             if s is None:
                 txt = "--"
+            elif "diverged" in s:
+                txt = f"div. ({s['diverged']}/{s['n']})"
             else:
-                txt = (f"{s['mean']:.2f}$\\pm${s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}")
-                txt = rf"\textbf{{{txt}}}" if best[c] == label else txt
+                txt = _tex_cell(s, label in best[c])
             r = refs.get((label, c))
+            if s is not None and "mean" not in s:
+                r = None
             if r:
                 pub = f"{r['value']:.2f}"
-                txt += (rf" {{\scriptsize ({pub})}}" if s is None else
-                        rf" {{\scriptsize ({pub}, {s['mean'] - r['value']:+.2f})}}")
+                if s is None:
+                    txt += rf" {{\scriptsize [pub.~{pub}]}}"
+                elif r.get("comparable") is False:
+                    txt += rf" {{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
+                else:
+                    unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
+                    txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
             out.append(txt)
         lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(_caption(table)) + "}",
-              r"\end{table}"]
-    return "\n".join(lines)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
+                     + [r"\caption{" + latex_escape(_caption(table)) + "}", rf"\label{{{tex_label}}}", r"\end{table}"])
 
 
 def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
@@ -251,11 +372,14 @@ def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
         for c in table["columns"]:
             s = cells.get(c)
             r = refs.get((label, c))
+            ok = s is not None and "mean" in s
             rows.append({"method": label, "category": cat, "pair": c, "metric": table["metric"],
-                         "mean": None if s is None else s["mean"], "std": None if s is None else s["std"],
-                         "n": None if s is None else s["n"],
+                         "mean": s["mean"] if ok else None, "std": s["std"] if ok else None,
+                         "n": None if s is None else s["n"], "diverged": (s or {}).get("diverged", 0),
+                         "duplicate_seeds": "+".join((s or {}).get("dup", [])),
                          "published": r["value"] if r else None,
-                         "delta": (s["mean"] - r["value"]) if (r and s) else None,
+                         "delta": (s["mean"] - r["value"]) if (r and ok and r.get("comparable") is not False) else None,
+                         "published_epoch": (r.get("epoch_policy") or None) if r else None,
                          "published_source": r["source"] if r else None})
     return pd.DataFrame(rows)
 
@@ -275,18 +399,24 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def summary_latex(rows: List[Dict[str, Any]], metric: str) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",
+def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories") -> str:
+    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,adjustbox}``); a gain over one
+    cell has no ±; every gain names its number of method × pair cells."""
+    lines = [r"\begin{tabular}{llp{3.2cm}rrl}", r"\toprule",
              r"Category & Taxonomy & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
     for r in rows:
-        gain = "--" if r["gain"] is None else f"{r['gain']['mean']:+.2f}$\\pm${r['gain']['std']:.2f}"
-        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({r['best'][1]:+.2f})"
+        g = r["gain"]
+        gain = "--" if g is None else (f"{tex_signed(g['mean'])}$\\pm${g['std']:.2f} ({g['n']})" if g["n"] > 1
+                                       else f"{tex_signed(g['mean'])} (1)")
+        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({tex_signed(r['best'][1])})"
         lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
                      f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}",
-              r"\caption{Mean gain over the vanilla student per survey category (" +
-              latex_escape(metric.replace("_top1", "")) + r"-epoch top-1).}", r"\end{table}"]
-    return "\n".join(lines)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
+               latex_escape(metric.replace("_top1", "")) + r"-epoch top-1, percentage points): mean $\pm$ sample "
+               r"std over the category's method $\times$ pair cells (number of cells).}")
+    return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines) + [caption, rf"\label{{{label}}}",
+                                                                                     r"\end{table}"])
 
 
 def summary_frame(rows: List[Dict[str, Any]]) -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """Atomic file writes shared by checkpoints (trainer), teacher weights (zoo) and run records
 (analysis): write to a temporary file in the same folder, fsync, then ``os.replace``. A reader
-sees either the old file or the new one, never half of one; a crash never erases a finished file."""
+sees either the old file or the new one, never half of one; a crash never erases a finished file.
+The file gets the permissions a plain ``open()`` would give it (0666 less the umask: 0644 under
+umask 022), not the 0600 of a temporary file, so colleagues on shared storage can read it."""
 from __future__ import annotations
 
 import json
@@ -12,11 +14,26 @@ from typing import Any, Callable
 import torch
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic across threads, but brief)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()

@@ -1,14 +1,19 @@
-"""Run records: one JSON file per run, the suite's source of truth.
+"""Run records: one JSON file per run, the suite's source of truth, in one typed schema.
 
 Role in the flow: the run entry point writes ``<run_dir>/record.json`` when a run starts
-(``status: running``), finishes (``finished``) or fails (``failed``, with the error); tables and
-plots read them back. Writes are atomic, and a failed or restarted run never overwrites the
-record of a finished one.
+(``status: running``) and when it ends (``finished``, ``diverged``, ``failed`` or ``interrupted``);
+grids, tables and plots read them back. :class:`RunRecord` is the schema: every write and every read
+goes through :func:`write_record` / :func:`load_record` here. Writes are atomic, and a failed or
+restarted run never overwrites the record of a finished one. A record that cannot be read (truncated,
+not JSON, not a record) raises :class:`RecordError` naming its path; :func:`scan_records` collects
+those instead of dropping them, so every caller can list them.
 
-A record holds: the resolved config and its hash (the run's identity), the seed, the git commit,
-library versions, host, the method's category / scheme / paper, the student and teacher
-architectures, the metrics (best/last top-1 and top-5, teacher accuracy, student parameters, wall
-time, images/s, per-peer / per-exit / per-stage results) and the per-epoch history.
+A record holds: the resolved config and its hash (the run's identity), the seed, the method's
+variant (its non-default hyper-parameters), the data's identity (name + content fingerprint), the
+method's code identity (plugin file sha256 + package version), the git commit, library versions,
+host, the method's category / scheme / paper, the student and teacher architectures, the metrics
+(best/last top-1 and top-5, teacher accuracy, student parameters, wall time, images/s, per-peer /
+per-exit / per-stage results), the per-epoch history, and for a diverged run where it diverged.
 """
 from __future__ import annotations
 
@@ -20,13 +25,94 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kdsuite.core.fileio import atomic_write_json
+from kdsuite.core.errors import ConfigError
 
 RECORD = "record.json"
-SCHEMA = 1
+SCHEMA = 2
+STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
+# folders whose records are not part of a grid's results (stale runs moved aside by --rerun-stale)
+ARCHIVE = ".superseded"
 _LIBS = ("torch", "torchvision", "timm", "numpy", "wandb", "pandas", "submitit", "scikit-learn", "safetensors")
+
+
+class RecordError(ConfigError):
+    """A ``record.json`` that cannot be read as a run record; the message names the file."""
+
+    def __init__(self, path: os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: unreadable run record ({reason}); move it aside or delete it — the run "
+                         f"is then treated as not started")
+
+
+class DataIdentity(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    fingerprint: Optional[str] = None
+    basis: Optional[str] = None
+
+
+class CodeIdentity(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    module: Optional[str] = None
+    file: Optional[str] = None
+    file_sha256: Optional[str] = None
+    package: Optional[str] = None
+    version: Optional[str] = None
+
+
+class RunRecord(BaseModel):
+    """The schema of ``record.json``. Unknown fields are kept (``extra="allow"``): tools that add
+    fields to a record do not lose them when it is rewritten."""
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_version: int = Field(SCHEMA, alias="schema")
+    status: Literal["running", "finished", "diverged", "failed", "interrupted"]
+    run_id: Optional[str] = None
+    config_hash: Optional[str] = None
+    config: Dict[str, Any] = Field(default_factory=dict)
+    seed: Optional[int] = None
+    name: Optional[str] = None
+    method: Optional[str] = None
+    variant: Dict[str, Any] = Field(default_factory=dict)
+    variant_label: str = ""
+    category: Optional[str] = None
+    category_title: Optional[str] = None
+    scheme: Optional[str] = None
+    paper: Optional[str] = None
+    dataset: Optional[str] = None
+    data: Optional[DataIdentity] = None
+    code: Optional[CodeIdentity] = None
+    student: Optional[str] = None
+    student_name: Optional[str] = None
+    teachers: List[str] = Field(default_factory=list)
+    teacher_names: List[str] = Field(default_factory=list)
+    pair: Optional[str] = None
+    run_dir: Optional[str] = None
+    started: Optional[str] = None
+    finished: Optional[str] = None
+    updated: Optional[str] = None
+    provenance: Dict[str, Any] = Field(default_factory=dict)
+    effective: Dict[str, Any] = Field(default_factory=dict)
+    metrics: Dict[str, Any] = Field(default_factory=dict)
+    history: List[Dict[str, Any]] = Field(default_factory=list)
+    stage_results: Dict[str, Any] = Field(default_factory=dict)
+    divergence: Optional[Dict[str, Any]] = None  # {"stage", "epoch", "step", "what"} of a diverged run
+    error: Optional[str] = None
+    traceback: Optional[str] = None
+    teacher_export: Optional[Dict[str, Any]] = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _legacy_status(cls, v):
+        return "interrupted" if v == "stopped" else v  # schema 1 wrote the trainer's "stopped"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return self.model_dump(by_alias=True)
 
 
 def git_commit() -> Dict[str, Any]:
@@ -63,33 +149,77 @@ def record_path(run_dir: os.PathLike) -> Path:
     return Path(run_dir) / RECORD
 
 
+def load_record(path: os.PathLike) -> RunRecord:
+    """The record in file ``path``; :class:`RecordError` (naming the file) when it cannot be read."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise RecordError(path, f"not valid JSON, truncated? {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordError(path, f"{type(e).__name__}: {e}") from None
+    if not isinstance(data, dict):
+        raise RecordError(path, f"holds a {type(data).__name__}, not a record")
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "record"
+        raise RecordError(path, f"{where}: {first['msg']}") from None
+
+
 def read_record(run_dir: os.PathLike) -> Optional[Dict[str, Any]]:
+    """The record of ``run_dir`` as a dict (every schema field present), None when there is none."""
     p = record_path(run_dir)
     if not p.exists():
         return None
-    return json.loads(p.read_text())
+    return load_record(p).to_dict()
 
 
-def write_record(run_dir: os.PathLike, record: Dict[str, Any]) -> Path:
-    """Atomically write ``record``; refuses to replace a finished record with an unfinished one."""
+def write_record(run_dir: os.PathLike, record: Union[RunRecord, Dict[str, Any]]) -> Path:
+    """Atomically write ``record`` (checked against :class:`RunRecord`); refuses to replace a finished
+    record with an unfinished one."""
     old = read_record(run_dir)
-    if old is not None and old.get("status") == "finished" and record.get("status") != "finished":
+    rec = record if isinstance(record, RunRecord) else RunRecord.model_validate(dict(record))
+    if old is not None and old.get("status") == "finished" and rec.status != "finished":
         raise RuntimeError(f"{record_path(run_dir)} holds a finished run; refusing to overwrite it with "
-                           f"status '{record.get('status')}'")
-    record = dict(record, schema=SCHEMA, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return atomic_write_json(record_path(run_dir), record)
+                           f"status '{rec.status}'")
+    out = rec.to_dict()
+    out.update(schema=SCHEMA, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return atomic_write_json(record_path(run_dir), out)
+
+
+def _archived(p: Path, root: Path) -> bool:
+    return ARCHIVE in p.relative_to(root).parts
+
+
+def scan_records(root: os.PathLike, status: Optional[str] = "finished") -> Tuple[List[Dict[str, Any]], List[RecordError]]:
+    """Every readable record under ``root`` (recursively; runs moved aside as superseded are left out),
+    optionally only those with ``status`` (one status or a tuple), and every unreadable one."""
+    root = Path(root)
+    wanted = (status,) if isinstance(status, str) else status
+    out, bad = [], []
+    for p in sorted(root.rglob(RECORD)):
+        if _archived(p, root):
+            continue
+        try:
+            rec = load_record(p).to_dict()
+        except RecordError as e:
+            bad.append(e)
+            continue
+        if wanted is None or rec.get("status") in wanted:
+            rec["run_dir"] = rec.get("run_dir") or str(p.parent)
+            rec["record_path"] = str(p)
+            out.append(rec)
+    return out, bad
 
 
 def iter_records(root: os.PathLike, status: Optional[str] = "finished") -> Iterator[Dict[str, Any]]:
-    """Every record under ``root`` (recursively), optionally only those with ``status``."""
-    for p in sorted(Path(root).rglob(RECORD)):
-        try:
-            rec = json.loads(p.read_text())
-        except json.JSONDecodeError:
-            continue
-        if status is None or rec.get("status") == status:
-            rec.setdefault("run_dir", str(p.parent))
-            yield rec
+    """Every record under ``root``; an unreadable one raises :class:`RecordError` (use
+    :func:`scan_records` to collect them instead)."""
+    recs, bad = scan_records(root, status)
+    if bad:
+        raise bad[0]
+    yield from recs
 
 
 def load_records(root: os.PathLike, status: Optional[str] = "finished") -> List[Dict[str, Any]]:

@@ -13,6 +13,11 @@ states and ends with the same weights as a run that never stopped (bit-exact on 
 
 No per-step host synchronisation: loss terms are accumulated on the device and read back only every
 ``log_every`` steps and at the end of each epoch.
+
+Divergence: the first step whose summed loss is not finite is remembered on the device; it is read at
+the same points (every ``log_every`` steps, and at each epoch end together with a check that every
+parameter and buffer is finite). A run that diverged stops there with ``status='diverged'`` and
+:attr:`FitResult.divergence` saying where; its last checkpoint stays the last finite epoch.
 """
 from __future__ import annotations
 
@@ -163,10 +168,19 @@ class TrainSettings:
 
 @dataclass
 class FitResult:
-    status: str                      # finished | stopped
+    status: str                      # finished | stopped | diverged
     metrics: Dict[str, Any]
     history: List[Dict[str, Any]]
     stage_results: Dict[str, Dict[str, Any]]
+    divergence: Optional[Dict[str, Any]] = None  # {"stage", "epoch", "step", "what"} when diverged
+
+
+class Diverged(Exception):
+    """Raised inside an epoch when the loss or the weights stopped being finite."""
+
+    def __init__(self, info: Dict[str, Any]):
+        super().__init__(info["what"])
+        self.info = info
 
 
 class Trainer:
@@ -413,7 +427,12 @@ class Trainer:
             while state["epoch"] < stage.epochs:
                 if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
                     return self._result("stopped", state, stages)
-                self._train_epoch(si, stage, state)
+                try:
+                    self._train_epoch(si, stage, state)
+                except Diverged as d:
+                    res = self._result("diverged", state, stages)
+                    res.divergence = d.info
+                    return res
                 epochs_run += 1
             state["stage_index"] += 1
             state["epoch"] = 0
@@ -460,6 +479,7 @@ class Trainer:
         images = 0
         t0 = time.time()
         step = 0
+        first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)  # first non-finite step, on device
         for step, batch in enumerate(self._batches()):
             if step >= steps:
                 break
@@ -475,13 +495,20 @@ class Trainer:
             self._local_n = batch[0].shape[0] if batch is not None else max(n_global, 1)
             batch = self._to_device(batch)
             losses = self.step(batch)
+            total = None
             for k, v in losses.items():
                 v = v.detach().float()
                 sums[k] = sums[k] + v if k in sums else v
+                total = v if total is None else total + v
+            if total is not None:
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total),
+                                        torch.full_like(first_bad, prog.step), first_bad)
             images += n_global
             if (step + 1) % self.s.log_every == 0:
+                self._check_finite(first_bad, sums, stage, epoch, weights=False)
                 self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in sums.items()})
         n_steps = min(step + 1, steps) if steps else 0
+        self._check_finite(first_bad, sums, stage, epoch, weights=True, last_step=prog.step)
         train_time = time.time() - t0
         method.on_epoch_end(self)
         distributed.broadcast_buffers([method], self.dist)  # rank 0's BN statistics everywhere, as DDP does
@@ -510,6 +537,28 @@ class Trainer:
         if self.log_fn is not None:
             self.log_fn(entry, len(state["history"]))
         self._save(state)
+
+    def _check_finite(self, first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], stage: Stage, epoch: int,
+                      weights: bool, last_step: Optional[int] = None) -> None:
+        """Raise :class:`Diverged` when a loss so far this epoch (or, with ``weights``, a parameter or
+        buffer) is not finite; every process of a data-parallel run takes the same decision. The step
+        is the first with a non-finite loss, else (weights only) the epoch's last step, by which the
+        weights had become non-finite."""
+        flags = [(first_bad >= 0).double()]
+        if weights:
+            tensors = [t for t in list(self.method.parameters()) + list(self.method.buffers()) if t.is_floating_point()]
+            finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all() if tensors else torch.tensor(True)
+            flags.append((~finite).double().to(self.device))
+        flag = distributed.sum_(torch.stack(flags).to(self.device), self.dist)
+        if not bool((flag > 0).any()):
+            return
+        bad_terms = sorted(k for k, v in sums.items() if not torch.isfinite(v))
+        step = int(first_bad.item())
+        if flag[0] > 0:
+            what = f"non-finite loss ({', '.join(bad_terms) or 'total'})"
+        else:
+            what, step = "non-finite weights", last_step
+        raise Diverged({"stage": stage.name, "epoch": epoch + 1, "step": step, "what": what})
 
     def _result(self, status: str, state: Dict[str, Any], stages: List[Stage]) -> FitResult:
         metrics: Dict[str, Any] = {}

@@ -7,7 +7,9 @@ value and what is allowed, before any model is built or file written — and has
 
 The hash covers what decides the result (data, models, method and its hyper-parameters, recipe,
 seed, precision, teacher *weights* by their sha256) and leaves out where and how the run is
-watched (device, output folder, W&B, progress display, teacher paths).
+watched (device, output folder, W&B, progress display, teacher paths). Data is identified by its
+content, not its path: for data whose name does not pin its content (image folders, CIFAR read without
+the checksum check) the hash covers the fingerprint of :func:`kdsuite.experiments.identity.hash_fingerprint`.
 """
 from __future__ import annotations
 
@@ -237,6 +239,11 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in ("root", "download")}
+    from kdsuite.experiments.identity import hash_fingerprint
+
+    fp = hash_fingerprint(cfg["dataset"])
+    if fp is not None:  # absent for digits and checksummed CIFAR, whose hashes therefore stay as they were
+        ident["dataset"]["content"] = fp
     # a teacher is identified by the run that made it (its config hash) or else by its weights
     ident["teachers"] = [{"arch": t.get("arch"), "id": t.get("config_hash") or t.get("sha256")}
                          for t in ident["teachers"]]

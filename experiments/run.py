@@ -20,6 +20,7 @@ from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
 from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
 from kdsuite.experiments.data import build_data, cache_loader
+from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
 from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
@@ -171,8 +172,8 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     """Train one run to completion (or ``stop_after_epochs``) and return its record."""
     cfg, h, run_dir = prepared or prepare(raw)
     existing = read_record(run_dir)
-    if existing is not None and existing.get("status") == "finished":
-        return existing
+    if existing is not None and existing.get("status") in ("finished", "diverged"):
+        return existing  # a diverged run diverges again when rerun with the same code and config
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)
@@ -180,6 +181,7 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
     cls, data, method = type(parts.method), parts.data, parts.method
     teacher_archs = [t["arch"] for t in cfg["teachers"]]
+    variant = method_variant(cls, cfg["method"]["hparams"])
     record: Dict[str, Any] = {
         "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
         "name": cfg["name"], "method": cls.name, "category": cls.category, "scheme": cls.scheme,
@@ -187,6 +189,8 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
         "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
         "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
         "pair": pair_label(cfg["student"]["arch"], teacher_archs), "run_dir": str(run_dir),
+        "variant": variant, "variant_label": variant_label(variant), "data": data_identity(cfg["dataset"]),
+        "code": code_identity(cls),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
     }
     write_record(run_dir, record)
@@ -206,7 +210,8 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     metrics["student_params"] = zoo.count_params(parts.student)
     metrics["wall_time_s"] = time.time() - t0
     metrics["teacher_record_top1"] = [m.get("top1") for m in parts.teacher_meta]
-    record.update(status=res.status, metrics=metrics, history=res.history, stage_results=res.stage_results,
+    record.update(status={"stopped": "interrupted"}.get(res.status, res.status), metrics=metrics,
+                  history=res.history, stage_results=res.stage_results, divergence=res.divergence,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
         meta = save_teacher(parts.student, run_dir, {

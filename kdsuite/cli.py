@@ -95,7 +95,7 @@ def cmd_demo(args) -> int:
     n = len(grid.all_runs())
     print(f"kdsuite demo: grid '{grid.name}' — {n} runs in {len(grid.stages)} stages, output {grid.spec.get('output')}")
     counts = run_in_process(grid)
-    records = load_records(grid.spec.get("output"))
+    records = load_records(grid.spec.get("output"), status=("finished", "diverged"))
     print()
     print(render_table(records, "methods", "md", "last"))
     print(render_table(records, "categories", "md", "last"))

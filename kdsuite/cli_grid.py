@@ -1,37 +1,102 @@
 """``kdsuite grid plan|launch|status GRID``: what a grid would run, running it (in this process, or
-as one Slurm job array per stage through submitit), and the state of every run from its record."""
+as one Slurm job array per stage through submitit), and the state of every run from its record.
+
+Every command reads each run's record once: an unreadable ``record.json`` is listed by path (plan,
+status) or stops a launch before anything is submitted; a finished record whose method code (or
+teacher) changed since it ran is *stale* — shown by plan and status, and rerun by
+``launch --rerun-stale`` (the old run folder is moved to ``<output>/.superseded/``)."""
 from __future__ import annotations
 
 import collections
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
 
-from kdsuite.core.records import read_record
+from kdsuite.core.records import ARCHIVE, RecordError, read_record
+from kdsuite.experiments.config import ConfigError
 
 
-def _state(run) -> tuple:
-    rec = read_record(run.run_dir)
+def _state(run) -> Tuple[str, str]:
+    """``(state, detail)``: not started, running, done, stale, diverged, failed, interrupted, unreadable."""
+    try:
+        rec = read_record(run.run_dir)
+    except RecordError as e:
+        return "unreadable", f"{e.path}: {e.reason}"
     if rec is None:
         return "not started", ""
     status = rec.get("status")
     if status == "finished":
+        from kdsuite.experiments.identity import record_stale_reason
+
+        why = record_stale_reason(rec)
+        if why:
+            return "stale", why
         m = rec.get("metrics", {})
         return "done", f"top-1 {m.get('last_top1', float('nan')):.2f}"
+    if status == "diverged":
+        d = rec.get("divergence") or {}
+        return "diverged", f"{d.get('what', 'non-finite values')} at step {d.get('step')} (epoch {d.get('epoch')})"
     if status == "failed":
         return "failed", rec.get("error", "")
     return status, ""
+
+
+def _states(grid) -> Dict[str, Tuple[str, str]]:
+    """The state of every run of ``grid`` by hash; a teacher's staleness carries to the runs that need it."""
+    states = {r.hash: _state(r) for r in grid.all_runs()}
+    for r in grid.all_runs():  # stages are in order: a teacher's state is settled before its students'
+        if states[r.hash][0] == "done":
+            stale_t = [h for h in r.needs if states.get(h, ("",))[0] == "stale"]
+            if stale_t:
+                states[r.hash] = ("stale", "its teacher is stale and will be retrained")
+    return states
+
+
+def _unavailable_data(grid) -> List[str]:
+    from kdsuite.experiments.identity import UNAVAILABLE, data_identity
+
+    seen, checked = {}, set()
+    for r in grid.all_runs():
+        ds = r.cfg["dataset"]
+        key = (ds["name"], str(ds.get("root")), ds.get("verify_checksums"))
+        if key in checked:  # one look per data set, not per run (a folder listing can be long)
+            continue
+        checked.add(key)
+        ident = data_identity(ds)
+        if ident["fingerprint"] == UNAVAILABLE:
+            seen[str(ds.get("root"))] = ident["basis"]
+    return [f"dataset.root = '{root}': {why}" for root, why in seen.items()]
+
+
+def _report_problems(states, grid) -> None:
+    bad = [(r, states[r.hash][1]) for r in grid.all_runs() if states[r.hash][0] == "unreadable"]
+    if bad:
+        print(f"{len(bad)} unreadable record(s) (truncated or not a run record):")
+        for _r, why in bad:
+            print(f"  {why}")
+    stale = [(r, states[r.hash][1]) for r in grid.all_runs() if states[r.hash][0] == "stale"]
+    if stale:
+        print(f"{len(stale)} stale run(s) — finished with other code than now; `grid launch --rerun-stale` reruns them:")
+        for r, why in stale:
+            print(f"  {r.run_dir}: {why}")
 
 
 def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
 
     grid = load_grid(args.grid, output=args.output)
+    states = _states(grid)
     total, hours, unknown = 0, 0.0, False
     for sname, runs in grid.stages.items():
-        done = sum(_state(r)[0] == "done" for r in runs)
+        done = sum(states[r.hash][0] == "done" for r in runs)
+        stale = sum(states[r.hash][0] == "stale" for r in runs)
         per_method = collections.Counter(r.cfg["method"]["name"] for r in runs)
         h = grid.gpu_hours_per_run(sname)
         res = grid.resources(sname)
         est = f", about {h * (len(runs) - done):.0f} GPU-hours to go" if h is not None else ""
-        print(f"stage {sname}: {len(runs)} runs ({done} already finished){est} — "
+        print(f"stage {sname}: {len(runs)} runs ({done} already finished"
+              + (f", {stale} stale" if stale else "") + f"){est} — "
               + ", ".join(f"{m} {n}" for m, n in per_method.items()))
         if res:
             print("  resources: " + ", ".join(f"{k}={v}" for k, v in res.items()))
@@ -42,7 +107,19 @@ def cmd_plan(args) -> int:
             hours += h * (len(runs) - done)
     print(f"total: {total} runs" + (f", about {hours:.0f} GPU-hours to go" if hours else "")
           + (" (no estimate for some stages: set gpu_hours_per_run)" if unknown and hours else ""))
+    _report_problems(states, grid)
+    for line in _unavailable_data(grid):
+        print(f"data not readable here, run identities provisional: {line}")
     return 0
+
+
+def supersede(run_dir: Path) -> Path:
+    """Move a stale run's folder to ``<parent>/.superseded/<name>-<time>``: kept for comparison, out of
+    the grid's results, and its config hash free to run again."""
+    dest = run_dir.parent / ARCHIVE / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(run_dir), str(dest))
+    return dest
 
 
 def cmd_launch(args) -> int:
@@ -50,6 +127,23 @@ def cmd_launch(args) -> int:
     from kdsuite.slurm.executors import run_in_process, submit_slurm
 
     grid = load_grid(args.grid, output=args.output)
+    states = _states(grid)
+    bad = [states[r.hash][1] for r in grid.all_runs() if states[r.hash][0] == "unreadable"]
+    if bad:
+        raise ConfigError(f"grid '{grid.name}': {len(bad)} unreadable run record(s); move them aside or delete "
+                          f"them (those runs then start again), nothing was launched:\n  " + "\n  ".join(bad))
+    missing = _unavailable_data(grid)
+    if missing:
+        raise ConfigError(f"grid '{grid.name}': the data must be readable where the grid is launched (runs are "
+                          f"identified by its content): " + "; ".join(missing))
+    stale = [r for r in grid.all_runs() if states[r.hash][0] == "stale"]
+    if stale and getattr(args, "rerun_stale", False):
+        for r in stale:
+            if r.run_dir.exists():
+                print(f"stale, rerunning ({states[r.hash][1]}): {r.run_dir} moved to {supersede(r.run_dir)}")
+    elif stale:
+        print(f"{len(stale)} stale run(s) kept as they are (finished with other code than now); "
+              f"pass --rerun-stale to rerun them (`grid plan` lists them)")
     if args.cluster in ("local", "debug"):
         counts = run_in_process(grid)
         print(f"{counts['finished']} finished, {counts['skipped']} already done, {counts['failed']} failed")
@@ -67,12 +161,13 @@ def cmd_status(args) -> int:
     grid = load_grid(args.grid, output=args.output)
     jobs = read_manifest(grid.output).get("runs", {})
     slurm = job_states([j["job_id"] for j in jobs.values()])
+    states = _states(grid)
     counts = collections.Counter()
     for sname, runs in grid.stages.items():
         for r in runs:
-            state, detail = _state(r)
+            state, detail = states[r.hash]
             job = jobs.get(r.hash)
-            if job and state != "done":
+            if job and state not in ("done", "stale", "unreadable"):
                 js = slurm.get(job["job_id"])
                 if js and state in ("not started", "running"):
                     state = js.lower()  # pending / running / requeued … as Slurm sees it
@@ -94,4 +189,6 @@ def add_commands(sub) -> None:
             p.add_argument("--cluster", choices=["local", "debug", "slurm"], default="local")
             p.add_argument("--profile", default="slurm/profiles/local_test.yaml")
             p.add_argument("--rerun-failed", action="store_true")
+            p.add_argument("--rerun-stale", action="store_true",
+                           help="rerun finished runs whose method code (or teacher) changed since they ran")
         p.set_defaults(fn=fn)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from kdsuite.methods.plugins.ab import alternative_loss, connector
-from kdsuite.methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make
 from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
 

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from kdsuite.methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make
 
 

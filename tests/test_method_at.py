@@ -26,7 +26,7 @@ def test_at_loss_matches_formula():
 
 def test_at_refuses_models_with_different_stage_counts():
     import pytest
-    from kdsuite.methods.hparams import ConfigError
+    from kdsuite.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="stages"):
         make("at", teachers=("cifar_vgg8",))

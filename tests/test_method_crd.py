@@ -157,7 +157,7 @@ def test_crd_relax_and_uniform_sampling_options():
 def test_crd_class_aware_sampling_without_labels_is_a_config_error():
     import pytest
 
-    from kdsuite.methods.hparams import ConfigError
+    from kdsuite.core.errors import ConfigError
     with pytest.raises(ConfigError, match="sampling: uniform"):
         real_pair("crd", num_train=100, train_labels=None, nce_k=8)
     assert real_pair("crd", num_train=100, train_labels=None, nce_k=8, sampling="uniform").hp.sampling == "uniform"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdsuite.methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdsuite.methods.plugins.fsp import fsp_loss
-from kdsuite.methods.hparams import ConfigError
+from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make
 from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
 

@@ -124,8 +124,18 @@ def test_latex_is_booktabs_and_escapes_every_name():
     assert latex_escape("a_b & 50% #1 {x} ~y^z \\") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}"
     tex = render_table(SYNTH, "methods", "latex", "last")
     assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{llcc}" in tex
-    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 & -- \\" in tex
-    assert r"\textbf{72.00$\pm$2.65}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
+    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    # a single seed has no ±, the label is there, minus signs are real ones
+    assert r"\textbf{85.00} {\scriptsize (1)}" in tex and r"\label{tab:kdsuite-methods}" in tex
+    assert "(n $-$ 1)" in tex and r"\begin{adjustbox}{max width=\linewidth}" in tex
+    cat = render_table(SYNTH, "categories", "latex", "last")
+    van8 = statistics.mean([60.0, 62.0, 64.0])
+    fit_gain = statistics.mean([61.0, 63.0]) - van8  # one cell: no ± (was "±0.00")
+    assert f"& {'$+$' if fit_gain >= 0 else '$-$'}{abs(fit_gain):.2f} (1) &" in cat and r"\label{tab:kdsuite-categories}" in cat
+    assert r"\S{}2.1" in cat and "§" not in cat
+    neg = render_table([_rec("vanilla", 0, 70.0), _rec("kd", 0, 65.0)], "categories", "latex", "last")
+    assert "$-$5.00 (1)" in neg and "-5.00" not in neg.replace("$-$", "")
     body = tex.split(r"\midrule", 1)[1]
     # no unescaped special character outside the commands we emit
     stripped = re.sub(r"\\[a-zA-Z]+|\\[_&%#{}$]|\$\\pm\$|\$\\rightarrow\$|[{}]", "", body)
@@ -237,3 +247,156 @@ def test_plots_are_written_as_png_and_pdf(tmp_path):
     assert g.loc["kd", "gain"] == pytest.approx(statistics.mean([statistics.mean([70.0, 71.0, 75.0]) - van8, 85.0 - van14]))
     assert g.loc["kd", "err"] == pytest.approx(statistics.mean([statistics.stdev([70.0, 71.0, 75.0]), 0.0]))
     assert list(g.index) == ["dkd", "kd", "fitnet_1stage", "dml"]  # grouped in taxonomy order
+
+
+def _kd(seed, top1, T, config_hash=None, status="finished"):
+    r = _rec("kd", seed, top1)
+    hp = {"T": float(T), "alpha": 0.1, "standardize": False}
+    variant = {"T": float(T)} if T != 4 else {}
+    return dict(r, config={"method": {"name": "kd", "hparams": hp}}, variant=variant, status=status,
+                variant_label=", ".join(f"{k}={v:g}" for k, v in variant.items()),
+                config_hash=config_hash or f"kd-T{T}-s{seed}")
+
+
+def test_variants_are_separate_rows_and_seeds_are_counted_once():
+    recs = [_kd(0, 80.0, 2), _kd(1, 81.0, 2), _kd(0, 96.0, 4), _kd(1, 97.0, 4),
+            _kd(1, 97.0, 4),                           # a copy of the same run (same hash): counted once
+            *[_rec("vanilla", s, 60.0 + s) for s in (0, 1)]]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd (T=2)") == f"{statistics.mean([80.0, 81.0]):.2f} ± {statistics.stdev([80.0, 81.0]):.2f} (2)"
+    assert _cell(md, "kd (T=4)") == f"{statistics.mean([96.0, 97.0]):.2f} ± {statistics.stdev([96.0, 97.0]):.2f} (2)"
+    assert not re.search(r"\| kd \|", md)
+    # one seed run twice under different configs: averaged, counted once, flagged
+    dup = recs + [_kd(1, 91.0, 4, config_hash="kd-T4-s1-other-data")]
+    md = render_table(dup, "methods", "md", "last")
+    per_seed = [96.0, statistics.mean([97.0, 91.0])]
+    assert _cell(md, "kd (T=4)") == f"{statistics.mean(per_seed):.2f} ± {statistics.stdev(per_seed):.2f} (2)†"
+    assert "†: a seed was run more than once" in md.split("\n\n")[-1]
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(dup, "methods", "csv", "last")))
+    assert str(csv.set_index("method").loc["kd (T=4)", "duplicate_seeds"]).startswith("1")
+
+
+def test_diverged_cells_show_div_never_numbers():
+    recs = [_kd(0, 80.0, 4), _kd(1, 82.0, 4), _kd(2, 9.72, 4, status="diverged"),
+            *[_rec("vanilla", s, 60.0 + s) for s in (0, 1)], _rec("dkd", 0, 70.0)]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd") == "div. (1/3)" and "9.72" not in md and "81.00" not in md
+    assert "**70.00 (1)**" in md  # the best student is among the cells that have a number
+    assert "diverged" in md.split("\n\n")[-1]
+    tex = render_table(recs, "methods", "latex", "last")
+    assert "div. (1/3)" in tex and "9.72" not in tex
+    summary = {r["category"]: r for r in category_summary(runs_frame(recs), "last_top1")}
+    assert summary["response"]["methods"] == ["dkd", "kd"] and summary["response"]["gain"]["n"] == 1  # dkd only
+
+
+def test_ties_are_all_bold():
+    recs = [_rec("kd", 0, 75.0), _rec("dkd", 0, 75.0), _rec("vanilla", 0, 60.0)]
+    md = render_table(recs, "methods", "md", "last")
+    assert _cell(md, "kd") == _cell(md, "dkd") == "75.00 (1)" and md.count("**75.00 (1)**") == 2
+
+
+def test_a_grid_sweeping_T_prints_two_kd_rows(tmp_path, capsys):
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump({"name": "sweep", "output": str(tmp_path / "out"), "defaults": {
+        "dataset": {"name": "digits", "batch_size": 32}, "epochs": 1, "max_steps_per_epoch": 2, "progress": "none"},
+        "stages": {"teachers": {"runs": [{"key": "t", "student": "cifar_resnet8"}]},
+                   "students": {"needs": "teachers", "axes": {
+                       "method": ["kd"], "seed": [0], "method.hparams.T": [2, 4],
+                       "pair": [{"teachers": ["t"], "student": "cifar_resnet8"}]}}}}, sort_keys=False))
+    assert main(["grid", "launch", str(gfile)]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("record.json")]
+    kd = {r["config"]["method"]["hparams"]["T"]: r for r in recs if r["method"] == "kd"}
+    assert kd[2.0]["variant"] == {"T": 2.0} and kd[2.0]["variant_label"] == "T=2" and kd[4.0]["variant"] == {}
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "out")]) == 0
+    md = capsys.readouterr().out
+    for T in (2, 4):
+        assert _cell(md, f"kd (T={T})").strip("*") == f"{kd[float(T)]['metrics']['last_top1']:.2f} (1)"
+
+
+def _cifar(method, seed, top1, best=None):
+    return _rec(method, seed, top1, student="cifar_resnet8x4", teachers=("cifar_resnet32x4",), dataset="cifar100",
+                best=best)
+
+
+def test_repdistillers_fitnet_is_the_one_stage_recipe():
+    rep = references.load("repdistiller")
+    assert "fitnet" not in set(rep["method"]) and (rep["method"] == "fitnet_1stage").sum() == 13
+    md = render_table([_cifar("fitnet_1stage", 0, 73.0), _cifar("fitnet", 0, 72.0)], "methods", "md", "last",
+                      reference="repdistiller")
+    line = next(l for l in md.splitlines() if l.startswith("| fitnet_1stage |"))
+    published = rep[(rep["method"] == "fitnet_1stage") & (rep["student_arch"] == "cifar_resnet8x4")]["value"].item()
+    assert f"[pub. {published:.2f}, Δ −{published - 73.0:.2f}]" in line
+    assert "[pub." not in next(l for l in md.splitlines() if l.startswith("| fitnet |"))
+
+
+def test_epoch_policy_of_each_reference_is_honoured():
+    recs = [_cifar("kd", 0, 73.0, best=74.0), _cifar("kd", 1, 74.0, best=75.0)]
+    # RepDistiller reports the last epoch: a best-epoch table gets its number but no difference
+    md = render_table(recs, "methods", "md", "best", reference="repdistiller")
+    assert "[pub. 73.33 (last epoch), no Δ]" in md and "not comparable" in md
+    csv = pd.read_csv(pd.io.common.StringIO(render_table(recs, "methods", "csv", "best", reference="repdistiller")))
+    row = csv[csv["method"] == "kd"].iloc[0]
+    assert row["published"] == 73.33 and pd.isna(row["delta"]) and row["published_epoch"] == "last"
+    assert "[pub. 73.33, Δ +0.17]" in render_table(recs, "methods", "md", "last", reference="repdistiller")
+    # DIST does not say which epoch: the difference is given and marked
+    dist = [_cifar("dist", 0, 76.0)]
+    assert "[pub. 76.31 (epoch unstated), Δ −0.31]" in render_table(dist, "methods", "md", "last", reference="dist")
+    tex = render_table(recs, "methods", "latex", "best", reference="repdistiller")
+    assert r"{\scriptsize [pub.~73.33 (last epoch), no $\Delta$]}" in tex
+    tex_last = render_table(recs, "methods", "latex", "last", reference="repdistiller")
+    assert r"{\scriptsize [pub.~73.33, $\Delta$\,$+$0.17]}" in tex_last
+
+
+def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, capsys):
+    _write_records(tmp_path / "src", SYNTH)
+    for layout in ("categories", "runs"):
+        capsys.readouterr()
+        assert main(["table", "--source", str(tmp_path / "src"), "--layout", layout, "--format", "csv",
+                     "--reference", "repdistiller"]) == 2
+        assert f"--layout {layout} has no per-method cells" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "src"), "--layout", "repdistiller"]) == 0
+    alias = capsys.readouterr().out
+    assert main(["table", "--source", str(tmp_path / "src"), "--layout", "methods"]) == 0
+    assert alias == capsys.readouterr().out and alias.startswith("| Method |")
+
+
+def test_figures_share_one_palette_and_embed_truetype_fonts(tmp_path):
+    from kdsuite.analysis.plots import _colours, category_colours
+
+    every = category_colours()
+    # a category's colour does not depend on which other categories a figure shows
+    assert _colours(["online"])["online"] == _colours(["response", "online"])["online"] == every["online"]
+    assert len(set(every.values())) == len(every)
+    _write_records(tmp_path / "src", [dict(r, history=[{"epoch": e, "stage": "main", "val/student/top1": 10.0 * e}
+                                                      for e in (1, 2)]) for r in SYNTH])
+    assert main(["plot", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "fig"), "--formats", "pdf"]) == 0
+    for pdf in (tmp_path / "fig").glob("*.pdf"):
+        raw = pdf.read_bytes()
+        # TrueType outlines: simple (/TrueType) or, for glyphs beyond Latin-1 such as →, CID-keyed (/CIDFontType2)
+        assert b"/Type3" not in raw and (b"/TrueType" in raw or b"/CIDFontType2" in raw), pdf.name
+
+
+def test_figures_use_the_papers_names_of_methods(monkeypatch, tmp_path):
+    import matplotlib.axes
+
+    from kdsuite.analysis.plots import plot_gain
+
+    seen = []
+    real = matplotlib.axes.Axes.set_xticks
+
+    def spy(self, ticks, labels=None, **kw):
+        seen.append(list(labels or []))
+        return real(self, ticks, labels, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xticks", spy)
+    plot_gain(runs_frame(SYNTH), tmp_path, "last_top1", ["png"])
+    assert seen == [["DKD", "KD", "FitNet (1-stage)", "DML"]]
+
+
+def test_records_without_a_variant_field_get_it_from_their_config():
+    old = [{k: v for k, v in _kd(s, top1, T).items() if k not in ("variant", "variant_label")}
+           for s, top1, T in ((0, 80.0, 2), (0, 96.0, 4))]
+    md = render_table(old + [_rec("vanilla", 0, 60.0)], "methods", "md", "last")
+    assert _cell(md, "kd (T=2)") == "80.00 (1)" and _cell(md, "kd (T=4)") == "96.00 (1)"

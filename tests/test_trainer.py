@@ -27,7 +27,7 @@ def test_stopped_and_resumed_run_ends_with_identical_weights(tmp_path):
     straight = run(_cfg(tmp_path / "a"))
     cfg_b = _cfg(tmp_path / "b")
     partial = run(cfg_b, stop_after_epochs=2)
-    assert partial["status"] == "stopped"
+    assert partial["status"] == "interrupted"
     resumed = run(cfg_b)
     assert resumed["status"] == "finished"
     wa, oa = _weights(tmp_path / "a" / straight["run_dir"].split("/")[-1])

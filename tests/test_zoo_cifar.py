@@ -37,7 +37,7 @@ def test_parameter_count_matches_the_literature(name):
 def test_pretrained_is_refused_and_unknown_names_listed():
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("cifar_resnet8", pretrained=True)
-    from kdsuite.methods.hparams import ConfigError
+    from kdsuite.core.errors import ConfigError
     with pytest.raises(ConfigError, match="cifar_resnet8x4"):
         zoo.create_model("cifar_resnet8x5", num_classes=10)
 
