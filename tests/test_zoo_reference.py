@@ -34,7 +34,7 @@ def _linear(p, cout, cin):
     return [(f"{p}.weight", (cout, cin)), (f"{p}.bias", (cout,))]
 
 
-def ref_resnet(depth, w):
+def ref_resnet(depth, w, nc=NC):
     """models/resnet.py: conv1, bn1, layer1..3 of BasicBlocks (downsample.0/.1), fc."""
     n = (depth - 2) // 6
     out = _conv("conv1", w[0], 3, 3) + _bn("bn1", w[0])
@@ -47,7 +47,7 @@ def ref_resnet(depth, w):
             if j == 0 and (stride != 1 or cin != planes):
                 out += _conv(f"{p}.downsample.0", planes, cin, 1) + _bn(f"{p}.downsample.1", planes)
             cin = planes
-    return out + _linear("fc", NC, w[3])
+    return out + _linear("fc", nc, w[3])
 
 
 def ref_resnet50():
@@ -89,14 +89,14 @@ VGG_CFG = {"vgg8": [[64], [128], [256], [512], [512]],
            "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]}
 
 
-def ref_vgg(cfg):
+def ref_vgg(cfg, nc=NC):
     """models/vgg.py (batch_norm=True): block<b>.<3m> conv with bias, block<b>.<3m+1> BN, classifier."""
     out, cin = [], 3
     for b, widths in enumerate(cfg):
         for m, v in enumerate(widths):
             out += _conv(f"block{b}.{3 * m}", v, cin, 3, bias=True) + _bn(f"block{b}.{3 * m + 1}", v)
             cin = v
-    return out + _linear("classifier", NC, 512)
+    return out + _linear("classifier", nc, 512)
 
 
 def ref_mobilenetv2():
