@@ -24,6 +24,8 @@ def cmd_plan(args) -> int:
     from experiments.grid import load_grid
 
     grid = load_grid(args.grid, output=args.output)
+    for key, entry in (grid.spec.get("teachers") or {}).items():
+        print(f"teacher {key}: record {entry['checkpoint'] if isinstance(entry, dict) else entry} (no stage)")
     total, hours, unknown = 0, 0.0, False
     for sname, runs in grid.stages.items():
         done = sum(_state(r)[0] == "done" for r in runs)
