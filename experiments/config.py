@@ -177,7 +177,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"student.arch must be a model name, got {st.get('arch')!r}")
     from kdsuite import zoo
 
-    if st["arch"] not in zoo.list_models(st["arch"]):
+    if not zoo.known_arch(st["arch"]):
         zoo.create_model(st["arch"], num_classes=10)  # raises the listing error
     if not isinstance(cfg["teachers"], list):
         raise ConfigError(f"teachers must be a list of {{checkpoint: PATH}} entries, got {cfg['teachers']!r}")

@@ -13,6 +13,8 @@ Format::
     gpu_hours_per_run: 0.5             # optional: GPU-hours of one run, for `grid plan`'s estimate
     resources: {...}                   # optional: cluster resources of every stage (see below)
     defaults: {...}                    # merged into every run config (dataset, optim, schedule ...)
+    teachers:                          # optional: teacher records that exist already, by key
+      resnet32x4: {checkpoint: /shared/teachers/resnet32x4}   # or just the path; ~ and $VARS expand
     stages:
       teachers:                        # a stage of explicit runs
         runs:
@@ -41,6 +43,12 @@ name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_pe
 per GPU — default: ``gpus_per_node`` when that is > 1), ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
 ``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``kdsuite.slurm.packing``).
 
+A pair's teacher key names either a run of an earlier stage (``key:``; the student waits for it) or an
+entry of the grid-wide ``teachers`` map: a record folder made by ``kdsuite teacher import`` (released
+RepDistiller / mdistiller / torchvision weights) or ``kdsuite train-teacher``. Such a record must exist
+when the grid is expanded: its architecture and weight hash become part of each student's identity, and
+its students are planned with no teacher stage to wait for.
+
 A method that takes no teacher (vanilla, online, self) drops the pair's teachers; runs that end up
 identical (same config hash) are planned once. Every problem of a grid (unknown method / model /
 dataset, values out of range, teacher keys no earlier stage produces, bad resources) is collected and
@@ -62,7 +70,7 @@ from kdsuite.experiments.run import run_dir_for
 GRID_DIR = Path(__file__).parent / "grids"
 STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
               "student_overrides", "gpu_hours_per_run"}
-GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources"}
+GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources", "teachers"}
 # resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
 RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack")
 RESOURCE_FIELDS = RESOURCE_INT + ("partition", "account", "mem_gb", "constraint")
@@ -201,6 +209,41 @@ def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
     return out
 
 
+def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, Dict[str, Any]]:
+    """The grid-wide ``teachers`` map resolved to teacher entries ``{checkpoint, arch, sha256[, config_hash]}``
+    — the same fields :func:`kdsuite.experiments.run.resolve_teachers` fills at run time, so the hash planned here
+    is the hash the run gets — plus ``dataset`` (checked against each run's, then dropped)."""
+    import os
+
+    from kdsuite.zoo.teachers import read_teacher_meta
+
+    given = spec.get("teachers")
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        errors.append(f"teachers must map teacher keys to {{checkpoint: PATH}}, got {given!r}")
+        return {}
+    out: Dict[str, Dict[str, Any]] = {}
+    for key, entry in given.items():
+        where = f"teachers.{key}"
+        if isinstance(entry, str):
+            entry = {"checkpoint": entry}
+        if not isinstance(entry, Mapping) or set(entry) != {"checkpoint"} or not isinstance(entry["checkpoint"], str):
+            errors.append(f"{where} = {entry!r}: expected {{checkpoint: PATH}} (a teacher record folder)")
+            continue
+        ckpt = os.path.expandvars(os.path.expanduser(entry["checkpoint"]))
+        try:
+            meta = read_teacher_meta(ckpt, f"{where}.checkpoint")
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        t = {"checkpoint": ckpt, "arch": meta["arch"], "sha256": meta["sha256"], "dataset": meta.get("dataset")}
+        if meta.get("config_hash"):
+            t["config_hash"] = meta["config_hash"]
+        out[str(key)] = t
+    return out
+
+
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
     """Expand and validate every run of ``spec``; all problems are collected and raised together."""
     errors: List[str] = []
@@ -217,6 +260,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     if not stages_spec:
         errors.append("grid: no stages")
     teacher_runs: Dict[str, RunSpec] = {}
+    existing = existing_teachers(spec, errors)
+    existing_ds = {t["checkpoint"]: t["dataset"] for t in existing.values()}
     stages: Dict[str, List[RunSpec]] = {}
     for sname, st in stages_spec.items():
         where = f"stages.{sname}"
@@ -239,6 +284,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
         for i, r in enumerate(st.get("runs") or []):
             r = dict(r)
             key = r.pop("key", None)
+            if key is not None and key in existing:
+                errors.append(f"{where}.runs[{i}]: key {key!r} is also in the grid's teachers map; use one or the other")
             if "student" in r and isinstance(r["student"], str):
                 r["student"] = {"arch": r["student"]}
             points.append((f"{where}.runs[{i}]", key, r, {}))
@@ -275,9 +322,13 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                             raw["student"] = {"arch": v["student"], "kwargs": {}}
                             raw["teachers"] = []
                             for tk in v.get("teachers") or []:
+                                if tk in existing:
+                                    raw["teachers"].append({f: x for f, x in existing[tk].items() if f != "dataset"})
+                                    continue
                                 if tk not in teacher_runs:
                                     point_errors.append(f"teacher key {tk!r} is produced by no earlier stage "
-                                                        f"(known: {sorted(teacher_runs)})")
+                                                        f"and is not in the grid's teachers map (known: "
+                                                        f"{sorted(teacher_runs) + sorted(existing)})")
                                     continue
                                 t = teacher_runs[tk]
                                 raw["teachers"].append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"],
@@ -304,6 +355,11 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                     raw["export_teacher"] = True
                 try:
                     cfg = validate(raw)
+                    for t in cfg["teachers"]:
+                        ds = existing_ds.get(t["checkpoint"])
+                        if ds not in (None, cfg["dataset"]["name"]):
+                            point_errors.append(f"teacher record {t['checkpoint']} was trained on dataset {ds!r} "
+                                                f"but this run uses {cfg['dataset']['name']!r}")
                 except ConfigError as e:
                     # a missing teacher also breaks the teacher count; report the cause, not that
                     if not (point_errors and "teacher(s), the config gives" in str(e)):
@@ -311,8 +367,9 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 if point_errors:
                     raise ConfigError("; ".join(point_errors))
                 h = config_hash(cfg)
+                produced = {r.hash for r in teacher_runs.values()}
                 spec_ = RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
-                                needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash")])
+                                needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced])
                 if key is not None:
                     teacher_runs[key] = spec_
                 out.setdefault(h, spec_)

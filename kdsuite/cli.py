@@ -4,6 +4,7 @@
     kdsuite models [PATTERN]             model names (timm + the cifar_* KD family)
     kdsuite train CONFIG.yaml [--set k=v ...]
     kdsuite train-teacher --arch A [--dataset D] [--epochs N] [--set k=v ...]
+    kdsuite teacher import --format F FILE --arch A [--num-classes N] [--accuracy X] [--out DIR]
     kdsuite grid plan|launch|status GRID [...]
     kdsuite table --source runs/DIR [...]
     kdsuite demo                         the main job: a small taxonomy grid on digits + its table
@@ -84,6 +85,19 @@ def cmd_train_teacher(args) -> int:
     return 0
 
 
+def cmd_teacher_import(args) -> int:
+    from kdsuite.zoo.teacher_import import import_teacher
+
+    folder, meta = import_teacher(args.file, args.format, args.arch, num_classes=args.num_classes,
+                                  accuracy=args.accuracy, out=args.out, dataset=args.dataset)
+    acc = "unknown" if meta["top1"] is None else f"{meta['top1']:.2f} ({meta['top1_source']})"
+    print(f"imported {args.format} file {args.file} as a {meta['arch']} teacher ({meta['num_classes']} classes, "
+          f"{meta['dataset']}), top-1 {acc}, weights sha256 {meta['sha256'][:12]}… → {folder}")
+    print(f"use `teachers: [{{checkpoint: {folder}}}]` in a run, or `teachers: {{KEY: {{checkpoint: {folder}}}}}` "
+          f"in a grid")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from kdsuite.analysis.cli_table import render_table
     from kdsuite.core.records import load_records
@@ -146,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(fn=cmd_train_teacher)
+    s = sub.add_parser("teacher", help="teacher records: import released teacher weights")
+    tsub = s.add_subparsers(dest="teacher_cmd", required=True)
+    from kdsuite.zoo.teacher_import import FORMATS
+
+    t = tsub.add_parser("import", help="convert a RepDistiller / mdistiller / timm / torchvision file into a "
+                        "teacher record (safetensors + teacher.json); loads tensors only, never pickled objects")
+    t.add_argument("file", help="the released file, e.g. save/models/resnet32x4_vanilla/ckpt_epoch_240.pth")
+    t.add_argument("--format", required=True, choices=FORMATS)
+    t.add_argument("--arch", required=True, help="model name (cifar_resnet32x4, or the literature's resnet32x4; "
+                   "timm names such as resnet34.tv_in1k)")
+    t.add_argument("--num-classes", type=int, help="default: 100 for CIFAR-100 formats, 1000 for ImageNet ones")
+    t.add_argument("--accuracy", type=float, help="declared top-1 (%%) to record; default: the file's own "
+                   "(RepDistiller's 'accuracy' / 'best_acc'), if any")
+    t.add_argument("--dataset", help="dataset name runs will use it on (default: cifar100 for repdistiller/"
+                   "mdistiller, imagefolder for timm/torchvision)")
+    t.add_argument("--out", help="record folder (default: runs/teachers/imported-<arch>-<sha256 prefix>)")
+    t.set_defaults(fn=cmd_teacher_import)
     s = sub.add_parser("demo", help="the main job on the embedded digits data")
     s.add_argument("--output", default="runs/demo")
     s.set_defaults(fn=cmd_demo)

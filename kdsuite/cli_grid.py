@@ -86,6 +86,8 @@ def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
 
     grid = load_grid(args.grid, output=args.output)
+    for key, entry in (grid.spec.get("teachers") or {}).items():
+        print(f"teacher {key}: record {entry['checkpoint'] if isinstance(entry, dict) else entry} (no stage)")
     states = _states(grid)
     total, hours, unknown = 0, 0.0, False
     for sname, runs in grid.stages.items():

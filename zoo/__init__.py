@@ -26,14 +26,23 @@ def list_models(pattern: str = "*") -> List[str]:
     return timm.list_models(pattern)
 
 
+def known_arch(arch: str) -> bool:
+    """``arch`` is a timm/zoo model name, or a timm name with one of its pretrained-weight tags
+    (``resnet34.tv_in1k``: the architecture ``resnet34``; ``pretrained: true`` then loads those weights)."""
+    global _TIMM_NAMES
+    if _TIMM_NAMES is None:
+        _TIMM_NAMES = set(timm.list_models())
+    base, _, tag = arch.partition(".")
+    if not tag:
+        return arch in _TIMM_NAMES
+    return base in _TIMM_NAMES and arch in timm.list_pretrained(arch)
+
+
 def create_model(arch: str, num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """``timm.create_model`` with a clear error for unknown names (closest matches listed)."""
     from kdsuite.core.errors import ConfigError
 
-    global _TIMM_NAMES
-    if _TIMM_NAMES is None:
-        _TIMM_NAMES = set(timm.list_models())
-    if arch not in _TIMM_NAMES:
+    if not known_arch(arch):
         close = difflib.get_close_matches(arch, _TIMM_NAMES, n=5, cutoff=0.6)
         raise ConfigError(f"unknown model '{arch}': not in timm's registry. The CIFAR KD family: "
                           f"{', '.join(sorted(LITERATURE_NAMES))}"

@@ -61,7 +61,8 @@ def read_teacher_meta(ref: str | Path, field: str = "teachers[0].checkpoint") ->
     meta_path = folder / META
     if not meta_path.exists():
         raise ConfigError(f"{field} = '{ref}': no teacher record ({META}) there; train one with "
-                          f"`kdsuite train-teacher` or point at a folder holding {META} and {WEIGHTS}")
+                          f"`kdsuite train-teacher`, import released weights with `kdsuite teacher import`, or "
+                          f"point at a folder holding {META} and {WEIGHTS}")
     return json.loads(meta_path.read_text())
 
 

@@ -12,7 +12,7 @@ _TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "f
 
 
 def cifar_model(name: str, literature: str, build: Callable[..., object]):
-    """Register ``build(num_classes, in_chans)`` as timm model ``name`` shown as ``literature``."""
+    """Register ``build(num_classes, in_chans, **options)`` as timm model ``name`` shown as ``literature``."""
 
     def entry(pretrained: bool = False, num_classes: int = 100, in_chans: int = 3, **kwargs):
         if pretrained:
@@ -20,9 +20,12 @@ def cifar_model(name: str, literature: str, build: Callable[..., object]):
                              f"with `kdsuite train-teacher --arch {name}`")
         for k in _TIMM_ONLY_KWARGS:
             kwargs.pop(k, None)
-        if kwargs:
-            raise TypeError(f"{name}: unexpected arguments {sorted(kwargs)}")
-        return build(num_classes=num_classes, in_chans=in_chans)
+        try:  # model options (e.g. VGG's last_pool) pass through; anything else is refused by name
+            return build(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        except TypeError as e:
+            if kwargs:
+                raise TypeError(f"{name}: unexpected arguments {sorted(kwargs)} ({e})") from None
+            raise
 
     entry.__name__ = name
     entry.__qualname__ = name

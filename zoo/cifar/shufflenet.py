@@ -63,7 +63,8 @@ class CifarShuffleV1(CifarNet):
 class V2Basic(nn.Module):
     """Split in halves, transform one, concatenate, shuffle. ``final_relu=False`` returns the
     shuffled concatenation before the branch's last ReLU; the untouched half is the output of a
-    ReLU already, so the stage's ReLU then gives exactly the block's usual output."""
+    ReLU already, so the stage's ReLU then gives exactly the block's usual output.
+    :meth:`CifarShuffleV2.preact_of` undoes the shuffle for the pre-activation tap."""
 
     def __init__(self, c: int, final_relu: bool = True):
         super().__init__()
@@ -99,6 +100,10 @@ class V2Down(nn.Module):
 
 
 class CifarShuffleV2(CifarNet):
+    """Pre-activation taps (``feat<i>_pre``) are the concatenation [untouched half, branch before its
+    ReLU] *before* the channel shuffle, as RepDistiller's ShuffleV2 returns them (and mdistiller's
+    copy); the post-activation taps are shuffled, as the blocks' outputs are."""
+
     def __init__(self, num_classes: int = 100, in_chans: int = 3, widths=(116, 232, 464), blocks=(3, 7, 3), head=1024):
         super().__init__()
         self.num_classes = num_classes
@@ -113,6 +118,13 @@ class CifarShuffleV2(CifarNet):
         self.num_features = head
         self.fc = nn.Linear(head, num_classes)
         self._finish_init(24, list(widths), (2, 4, 8))
+
+    def preact_of(self, index, pre, post):
+        if index == 0:
+            return pre
+        # a stage's pre-activation comes out of its last block already shuffled (2 groups); shuffling
+        # again with C/2 groups is the inverse permutation
+        return channel_shuffle(pre, pre.shape[1] // 2)
 
 
 cifar_model("cifar_shufflenetv1", "ShuffleV1", CifarShuffleV1)

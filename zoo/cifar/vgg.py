@@ -1,11 +1,17 @@
 """VGG with batch norm for CIFAR (Simonyan & Zisserman 2015) in RepDistiller's layout: five conv
-blocks separated by 2×2 max-pools, adaptive average pooling, one linear classifier — vgg8, vgg11,
-vgg13, vgg16, vgg19. Inputs from 16×16 up (four 2× poolings)."""
+blocks, adaptive average pooling, one linear classifier — vgg8, vgg11, vgg13, vgg16, vgg19.
+
+Pooling follows RepDistiller's ``models/vgg.py`` (and mdistiller's copy of it), the code behind every
+published vgg13/vgg8 number: a 2×2 max-pool before blocks 1, 2 and 3, but before the last block only
+for 64×64 inputs (its Tiny-ImageNet setting). At 32×32 the last two blocks therefore both run at 4×4
+(features 32, 16, 8, 4, 4). ``last_pool="always"`` pools before every block instead (last map 2×2 at
+32×32); parameters and state-dict keys are the same either way."""
 from __future__ import annotations
 
 from functools import partial
 
 import torch.nn as nn
+import torch.nn.functional as F
 
 from kdsuite.zoo.cifar._register import cifar_model
 from kdsuite.zoo.cifar.common import CifarNet, init_weights
@@ -28,21 +34,37 @@ def _block(cin: int, widths) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
+class PoolFor64(nn.Module):
+    """The pool before the last block: 2×2 max-pool only when the image was 64×64, i.e. when this
+    block's input (after three 2× pools) is 8 pixels high — RepDistiller's ``if h == 64: pool3``."""
+
+    def forward(self, x):
+        return F.max_pool2d(x, 2, 2) if x.shape[-2] == 64 // 8 else x
+
+
+LAST_POOL = ("reference", "always")
+
+
 class CifarVGG(CifarNet):
-    def __init__(self, cfg, num_classes: int = 100, in_chans: int = 3):
+    def __init__(self, cfg, num_classes: int = 100, in_chans: int = 3, last_pool: str = "reference"):
         super().__init__()
+        if last_pool not in LAST_POOL:
+            raise ValueError(f"last_pool = {last_pool!r}: expected one of {LAST_POOL}")
         self.num_classes = num_classes
         self.stem = nn.Sequential(_block(in_chans, cfg[0]), nn.ReLU(inplace=True))
         stages, cin = [], cfg[0][-1]
-        for widths in cfg[1:]:
-            stages.append(nn.Sequential(nn.MaxPool2d(2, 2), _block(cin, widths)))
+        for i, widths in enumerate(cfg[1:]):
+            last = i == len(cfg) - 2
+            pool = PoolFor64() if last and last_pool == "reference" else nn.MaxPool2d(2, 2)
+            stages.append(nn.Sequential(pool, _block(cin, widths)))
             cin = widths[-1]
         self.stages = nn.ModuleList(stages)
         self.stage_acts = nn.ModuleList([nn.ReLU() for _ in stages])
         self.final = nn.Identity()
         self.num_features = cin
         self.fc = nn.Linear(cin, num_classes)
-        self._finish_init(cfg[0][-1], [w[-1] for w in cfg[1:]], (2, 4, 8, 16))
+        # reductions at 32×32 (the last one is 16 for "always" and for 64×64 inputs)
+        self._finish_init(cfg[0][-1], [w[-1] for w in cfg[1:]], (2, 4, 8, 8 if last_pool == "reference" else 16))
         init_weights(self, linear_std=0.01)
 
 
