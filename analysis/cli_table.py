@@ -29,7 +29,7 @@ class Records(list):
 
 
 def _stale_notes(records: List[Dict[str, Any]]) -> List[str]:
-    from kdsuite.experiments.identity import record_stale_reason
+    from kdsuite.methods.identity import record_stale_reason
 
     out = []
     for r in records:

@@ -68,7 +68,7 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
 
 
 def _variant_of(method: Optional[str], hparams: Dict[str, Any]) -> Dict[str, Any]:
-    from kdsuite.experiments.identity import method_variant
+    from kdsuite.methods.identity import method_variant
     from kdsuite.methods.registry import get_method
 
     try:
@@ -119,7 +119,7 @@ def _hp_value(hparams_json: str, key: str) -> Any:
 def variant_rows(ms: pd.DataFrame, method: str) -> List[Tuple[str, pd.DataFrame]]:
     """``[(row label, runs)]`` of one method: one row per variant; when there are several, each is
     labelled by the hyper-parameters that tell them apart (``kd (T=2)``, ``kd (T=4)``)."""
-    from kdsuite.experiments.identity import fmt_value
+    from kdsuite.methods.identity import fmt_value
 
     groups = list(ms.groupby("variant", sort=True))
     if len(groups) == 1:

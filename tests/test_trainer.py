@@ -105,7 +105,7 @@ def test_a_short_vanilla_run_learns(tmp_path):
     assert rec["metrics"]["last_top1"] > 60.0  # chance is 10%
     assert rec["metrics"]["best_top1"] >= rec["metrics"]["last_top1"]
     assert rec["metrics"]["student_params"] == sum(
-        p.numel() for p in __import__("zoo").create_model("cifar_resnet8", num_classes=10).parameters())
+        p.numel() for p in __import__("kdsuite.zoo", fromlist=["create_model"]).create_model("cifar_resnet8", num_classes=10).parameters())
 
 
 def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
