@@ -56,7 +56,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, validate
+from experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, read_yaml_mapping, validate
 from experiments.run import run_dir_for
 
 GRID_DIR = Path(__file__).parent / "grids"
@@ -152,13 +152,15 @@ def find_grid(name_or_path: str) -> Path:
 
 def load_grid(name_or_path: str, output: Optional[str] = None, overrides: Optional[List[str]] = None) -> Grid:
     path = find_grid(name_or_path)
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml_mapping(path, "grid file")
     if output:
         spec["output"] = output
     return expand(spec, path, overrides or [])
 
 
 def _axis_items(axes: Mapping[str, List[Any]], where: str):
+    if not isinstance(axes, Mapping):
+        raise ConfigError(f"{where}.axes must map config fields to lists of values, got {axes!r}")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{where}.axes.{k} must be a non-empty list, got {v!r}")
@@ -243,7 +245,15 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 r["student"] = {"arch": r["student"]}
             points.append((f"{where}.runs[{i}]", key, r, {}))
         rules = st.get("exclude") or []
-        for point in (_axis_items(st["axes"], where) if st.get("axes") else []):
+        if "axes" in st and not st["axes"]:
+            errors.append(f"{where}.axes = {st['axes']!r}: an empty axes mapping plans no runs; give at least one "
+                          f"axis (method, seed, pair or a dotted config field) or remove it")
+        try:
+            axis_points = list(_axis_items(st["axes"], where)) if st.get("axes") else []
+        except ConfigError as e:
+            errors.append(str(e))
+            axis_points = []
+        for point in axis_points:
             method = point.get("method")
             pairs = (st.get("method_pairs") or {}).get(method) if method else None
             for pair in ([None] if "pair" not in point and pairs is None else (pairs or [point.get("pair")])):
@@ -319,6 +329,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
             except ConfigError as e:
                 errors.append(f"{label}: {e}")
         stages[sname] = list(out.values())
+        if not points and not ("axes" in st and not st["axes"]):
+            errors.append(f"{where}: plans no runs (no `runs`, no `axes`, or `exclude` removes every point)")
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, stages)

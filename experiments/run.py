@@ -6,6 +6,7 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
     architecture that differs from the record's is an error."""
     for i, t in enumerate(cfg["teachers"]):
         field = f"teachers[{i}].checkpoint"
-        meta = read_teacher_meta(t["checkpoint"], field)
+        meta = _teacher_meta(t["checkpoint"], field)
         if t.get("arch") and t["arch"] != meta["arch"]:
             raise ConfigError(f"teachers[{i}].arch = {t['arch']!r} but the record at '{t['checkpoint']}' holds a "
                               f"{meta['arch']!r}")
@@ -44,6 +45,25 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
+
+
+TEACHER_META_KEYS = ("arch", "num_classes", "dataset", "sha256")
+
+
+def _teacher_meta(ref: str, field: str) -> Dict[str, Any]:
+    """The teacher record at ``ref``; a damaged (not JSON) or incomplete one is a ConfigError naming it."""
+    import json
+
+    try:
+        meta = read_teacher_meta(ref, field)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is damaged ({e}); "
+                          f"re-export the teacher (rerun its run) or restore the file") from None
+    missing = [k for k in TEACHER_META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is incomplete (missing "
+                          f"{', '.join(missing)}; a record holds {', '.join(TEACHER_META_KEYS)}, …)")
+    return meta
 
 
 def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
@@ -172,6 +192,8 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     cfg, h, run_dir = prepared or prepare(raw)
     existing = read_record(run_dir)
     if existing is not None and existing.get("status") == "finished":
+        print(f"[{run_dir.name}] reused, not retrained: its record is finished ({run_dir})", file=sys.stderr,
+              flush=True)
         return existing
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:

@@ -50,3 +50,40 @@ def atomic_torch_save(obj: Any, path: os.PathLike) -> Path:
 def load_checkpoint(path: os.PathLike) -> Any:
     """Checkpoints hold only tensors and plain containers, so the safe loader suffices."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---- the two newest epoch checkpoints -----------------------------------------------------
+def previous_path(path: os.PathLike) -> Path:
+    """Where the checkpoint before the newest one is kept (``checkpoint.pt`` → ``checkpoint.prev.pt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(obj: Any, path: os.PathLike) -> Path:
+    """Write ``obj`` atomically to ``path``, keeping the checkpoint it replaces as :func:`previous_path`:
+    a newest file damaged later (a full disk, a bad copy) still leaves one to resume from."""
+    path = Path(path)
+    if path.exists():
+        os.replace(path, previous_path(path))
+    return atomic_torch_save(obj, path)
+
+
+def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print) -> Any:
+    """The newest readable checkpoint of ``path`` and :func:`previous_path`, or None when there is none.
+    A file that cannot be read is named, moved aside (``<name>.damaged-<time>``) and the older one used."""
+    import time
+
+    for cand in (Path(path), previous_path(path)):
+        if not cand.exists():
+            continue
+        try:
+            return load_checkpoint(cand)
+        except Exception as e:  # noqa: BLE001 — torch raises many types for a truncated or foreign file
+            aside = cand.with_name(f"{cand.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                os.replace(cand, aside)
+            except FileNotFoundError:  # another process of the same run moved it first
+                pass
+            log(f"checkpoint {cand} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                f"moved aside to {aside.name}, trying the previous one")
+    return None

@@ -57,16 +57,13 @@ IN_FLIGHT = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQ
 
 
 def load_profile(path) -> Dict[str, Any]:
-    import yaml
-
+    from experiments.config import read_yaml_mapping
     from methods.hparams import ConfigError
 
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise ConfigError(f"--profile '{p}' does not exist; profiles live in slurm/profiles/ (see slurm/README.md)")
-    prof = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(prof, dict):
-        raise ConfigError(f"profile '{p}': expected a mapping of {', '.join(PROFILE_FIELDS)}, got {prof!r}")
+    prof = read_yaml_mapping(p, "profile")
     problems = [f"missing required field '{k}'" for k in PROFILE_REQUIRED if k not in prof]
     problems += [f"unknown field '{k}' (allowed: {', '.join(PROFILE_FIELDS)})" for k in prof if k not in PROFILE_FIELDS]
     if "slurm_setup" in prof and not (isinstance(prof["slurm_setup"], list)
