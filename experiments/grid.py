@@ -39,7 +39,8 @@ to the explicit ``runs`` of a stage (e.g. a lower learning rate for every Mobile
 name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_per_node``,
 ``tasks_per_node`` (processes per node; > 1 trains data-parallel with torch.distributed, one process
 per GPU — default: ``gpus_per_node`` when that is > 1), ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
-``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``slurm.packing``).
+``constraint``, ``qos``, ``gres``, ``array_parallelism``, ``max_num_timeout`` (requeues after a time-out),
+``pack`` (several runs per job, see ``slurm.packing``).
 
 A method that takes no teacher (vanilla, online, self) drops the pair's teachers; runs that end up
 identical (same config hash) are planned once. Every problem of a grid (unknown method / model /
@@ -64,8 +65,11 @@ STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_
               "student_overrides", "gpu_hours_per_run"}
 GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources"}
 # resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
-RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack")
-RESOURCE_FIELDS = RESOURCE_INT + ("partition", "account", "mem_gb", "constraint")
+RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack",
+                "max_num_timeout")
+RESOURCE_STR = ("partition", "account", "constraint", "qos", "gres")
+RESOURCE_FIELDS = RESOURCE_INT + RESOURCE_STR + ("mem_gb",)
+_RESOURCE_MIN = {"gpus_per_node": 0, "max_num_timeout": 0}
 
 
 def check_resources(res: Any, where: str) -> List[str]:
@@ -78,12 +82,13 @@ def check_resources(res: Any, where: str) -> List[str]:
            for k in res if k not in RESOURCE_FIELDS]
     for k in RESOURCE_INT:
         v = res.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "gpus_per_node" else 1)):
-            out.append(f"{where}.{k} = {v!r}: expected an integer >= {0 if k == 'gpus_per_node' else 1}")
+        low = _RESOURCE_MIN.get(k, 1)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            out.append(f"{where}.{k} = {v!r}: expected an integer >= {low}")
     v = res.get("mem_gb")
     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
         out.append(f"{where}.mem_gb = {v!r}: expected a number > 0")
-    for k in ("partition", "account", "constraint"):
+    for k in RESOURCE_STR:
         v = res.get(k)
         if v is not None and not isinstance(v, str):
             out.append(f"{where}.{k} = {v!r}: expected a string")

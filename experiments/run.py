@@ -21,6 +21,8 @@ from analysis.records import provenance, read_record, write_record
 from analysis.wandb_log import WandbMirror
 from experiments.config import ConfigError, config_hash, effective, validate
 from experiments.data import build_data, cache_loader
+from experiments.interrupts import classify, stop_on_signals
+from experiments.lease import Lease
 from methods import distributed
 from methods.base import BuildContext
 from methods.progress import Reporter
@@ -198,6 +200,16 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)
+    with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
+        return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+
+
+def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int],
+              reporter: Optional[Reporter]) -> Dict[str, Any]:
+    """The training part of :func:`run`, holding the run's lease."""
+    existing = read_record(run_dir)
+    if existing is not None and existing.get("status") == "finished":  # finished by another job meanwhile
+        return existing
     mirror_box: List[Any] = []
     parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
     cls, data, method = type(parts.method), parts.data, parts.method
@@ -219,10 +231,14 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     try:
         res = parts.trainer.fit(stop_after_epochs=stop_after_epochs)
     except BaseException as e:
-        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20),
+        status, reason = classify(e)  # interrupted (signal, preemption: resumable) or failed
+        record.update(status=status, error=reason, traceback=traceback.format_exc(limit=20),
                       wall_time_s=time.time() - t0)
         write_record(run_dir, record)
-        mirror.finish({"status": "failed"}, exit_code=1)
+        mirror.finish({"status": status}, exit_code=1)
+        if status == "interrupted":
+            print(f"[{run_dir.name}] interrupted ({reason}); resumable from its last epoch checkpoint: run the "
+                  f"same command again, or relaunch the grid", file=sys.stderr, flush=True)
         raise
     metrics = dict(res.metrics)
     metrics["student_params"] = zoo.count_params(parts.student)

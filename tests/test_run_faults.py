@@ -1,6 +1,9 @@
 """Faults of files a run reads back: a damaged checkpoint is named, moved aside and the run resumes from
 the previous one (to the uninterrupted result); a CIFAR batch read without checksums cannot run code; a
-checksum mismatch suggests turning checks off only for well-formed files; resumes and reuses say so."""
+checksum mismatch suggests turning checks off only for well-formed files; resumes and reuses say so; a
+second process on a run exits at once (the run's lease); SIGTERM leaves an ``interrupted`` run that says
+how to resume."""
+import json
 import os
 import pickle
 
@@ -102,3 +105,68 @@ def test_a_checksum_mismatch_suggests_turning_checks_off_only_for_well_formed_fi
     with pytest.raises(ConfigError) as e:
         build_data(_ds(tmp_path), "cpu")
     assert "verify_checksums: false" not in str(e.value) and "damaged" in str(e.value) and "test'" in str(e.value)
+
+
+def _cli_env():
+    from pathlib import Path
+
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), WANDB_MODE="disabled")
+
+
+def test_a_second_process_on_a_run_exits_at_once_naming_the_holder(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from experiments.cli import main
+    from experiments.run import prepare
+
+    sets = ["--set", f"output.root={tmp_path}", "--set", "epochs=1", "--set", "max_steps_per_epoch=2",
+            "--set", "progress=none"]
+    _, _, run_dir = prepare({"epochs": 1, "max_steps_per_epoch": 2, "progress": "none",
+                             "output": {"root": str(tmp_path)}})
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom experiments.lease import Lease\n"
+                               f"with Lease({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"],
+                              stdout=subprocess.PIPE, text=True, env=_cli_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", *sets]) == 3
+        err = capsys.readouterr().err
+        assert f"run {run_dir} is already being trained" in err and f"pid {holder.pid}" in err, err
+        assert not (run_dir / "record.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the dead holder's lease: the run trains now
+    assert main(["train", *sets]) == 0
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "finished"
+
+
+def test_sigterm_leaves_an_interrupted_run_that_says_how_to_resume(tmp_path, capfd):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _cfg(tmp_path, epochs=200, max_steps_per_epoch=2)
+    args = [sys.executable, "-m", "experiments.cli", "train", *(a for k, v in (
+        ("output.root", tmp_path), ("epochs", 200), ("max_steps_per_epoch", 2), ("progress", "none"),
+        ("student", "cifar_resnet8"), ("dataset.batch_size", 32)) for a in ("--set", f"{k}={v}"))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    from experiments.run import prepare
+
+    _, _, run_dir = prepare(cfg)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "checkpoint.pt").exists():
+        time.sleep(0.5)
+    assert (run_dir / "checkpoint.pt").exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    assert "interrupted (stopped by SIGTERM)" in err and "resumable from its last epoch checkpoint" in err, err
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert rec["status"] == "interrupted" and rec["error"] == "stopped by SIGTERM"
+    done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
+    capfd.readouterr()
+    run(cfg, stop_after_epochs=1)
+    assert f"resuming from epoch {done}" in capfd.readouterr().err
