@@ -374,7 +374,7 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
                 _print_array(log, grid.name, sname, n, chunk, res, deps, ex)
                 for t, g in enumerate(chunk):
                     for r in g:
-                        submitted_task[r.hash] = f"<array {n} task {t}>"
+                        submitted_task[r.hash] = f"array{n}_{t}"  # stands for task t of this launch's array n
                 launch["arrays"].append({"stage": sname, "tasks": len(chunk), "dependency": deps})
                 jobs[sname].extend(chunk)
                 continue
@@ -407,7 +407,8 @@ def _print_array(log, grid_name: str, stage: str, n: int, chunk, res: Dict[str, 
             "account", "qos", "gres", "constraint", "exclusive", "pack", "array_parallelism", "max_num_timeout")
     log(f"[grid {grid_name}] array {n} (stage {stage}): {len(chunk)} tasks, {len(runs)} runs")
     log("  resources: " + ", ".join(f"{k}={res[k]}" for k in keys if res.get(k) not in (None, "")))
-    log(f"  depends on: {', '.join(deps) if deps else 'nothing (starts at once)'}")
+    log(f"  depends on: {', '.join(deps) if deps else 'nothing (starts at once)'}"
+        + (" (arrayN_T: task T of array N of this launch)" if any(d.startswith("array") for d in deps) else ""))
     try:  # the sbatch lines submitit would write (its own renderer)
         inner = ex._executor
         inner.parameters["map_count"] = len(chunk)

@@ -12,7 +12,7 @@ import pytest
 from analysis.records import read_record
 from experiments.cli import main
 from experiments.grid import expand
-from slurm.executors import SlurmUnavailable, read_manifest, submit_slurm
+from slurm.executors import IN_FLIGHT, SlurmUnavailable, read_manifest, submit_slurm
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -157,6 +157,7 @@ def test_a_run_failed_by_the_timeout_cap_is_listed_and_rerun(slurm_cluster, tmp_
     job._interrupt(timeout=True)
     assert _wait(lambda: (read_record(r.run_dir) or {}).get("status") == "failed", 120), read_record(r.run_dir)
     assert "timeout" in read_record(r.run_dir)["error"] and "max_num_timeout" in read_record(r.run_dir)["error"]
+    assert _wait(lambda: _slurm_state(job.job_id).get(job.job_id, "").split("|")[0] not in IN_FLIGHT, 120)
     logs = []
     assert submit_slurm(grid, profile, log=logs.append) == {"only": []}
     assert any("failed — timeout" in l and "--rerun-failed" in l for l in logs), logs
@@ -164,6 +165,8 @@ def test_a_run_failed_by_the_timeout_cap_is_listed_and_rerun(slurm_cluster, tmp_
     assert main(["grid", "status", _write(tmp_path, spec)]) == 0
     out = capsys.readouterr().out
     assert f"failed       {r.label}" in out and "max_num_timeout" in out, out
+    # rerun as the error advises, with a longer time limit (the profile is not part of the run's identity)
+    profile.write_text(profile.read_text().replace("timeout_min: 5", "timeout_min: 30"))
     (again,) = submit_slurm(grid, profile, rerun_failed=True)["only"]
     assert _wait(lambda: (read_record(r.run_dir) or {}).get("status") == "finished", 400), \
         again.paths.stderr.read_text()[-3000:] if again.paths.stderr.exists() else "no log"
@@ -182,12 +185,12 @@ def test_dry_run_prints_arrays_dependencies_and_sbatch_lines_and_submits_nothing
     out = capsys.readouterr().out
     teachers, students = out.split("array 1 (stage students)")
     assert "array 0 (stage teachers): 1 tasks, 1 runs" in teachers and "depends on: nothing" in teachers
-    assert "2 tasks, 2 runs" in students and "depends on: <array 0 task 0>" in students
+    assert "2 tasks, 2 runs" in students and "depends on: array0_0" in students
     for line in ("#SBATCH --partition=debug", "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --gres=gpu:1",
                  "#SBATCH --exclusive", "#SBATCH --mail-user=me@example.org", "#SBATCH --mail-type=END,FAIL",
                  "#SBATCH --reservation=kd-res", "#SBATCH --nice=5"):
         assert line in teachers and line in students, (line, out)
-    assert "#SBATCH --dependency=afterok:<array 0 task 0>" in students and "--kill-on-invalid-dep=yes" in students
+    assert "#SBATCH --dependency=afterok:array0_0" in students and "--kill-on-invalid-dep=yes" in students
     assert "#SBATCH --array=0-1%" in students
     assert "would submit 3 array tasks: teachers 1, students 2" in out
     after = set(subprocess.run(["squeue", "-h", "-t", "all", "-o", "%F"], capture_output=True, text=True).stdout.split())
