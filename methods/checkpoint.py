@@ -7,12 +7,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 
-def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", keep: Optional[Path] = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -21,6 +21,8 @@ def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb") -
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep is not None and path.exists():
+            os.replace(path, keep)  # only once the new file is complete: `path` is missing for a moment at most
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -63,9 +65,7 @@ def save_checkpoint(obj: Any, path: os.PathLike) -> Path:
     """Write ``obj`` atomically to ``path``, keeping the checkpoint it replaces as :func:`previous_path`:
     a newest file damaged later (a full disk, a bad copy) still leaves one to resume from."""
     path = Path(path)
-    if path.exists():
-        os.replace(path, previous_path(path))
-    return atomic_torch_save(obj, path)
+    return _atomic(path, lambda fh: torch.save(obj, fh), keep=previous_path(path))
 
 
 def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print) -> Any:
