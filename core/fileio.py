@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -28,7 +28,7 @@ def current_umask() -> int:
     return mask
 
 
-def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", keep: Optional[Path] = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -38,6 +38,8 @@ def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb") -
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep is not None and path.exists():
+            os.replace(path, keep)  # only once the new file is complete: `path` is missing for a moment at most
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -67,3 +69,38 @@ def atomic_torch_save(obj: Any, path: os.PathLike) -> Path:
 def load_checkpoint(path: os.PathLike) -> Any:
     """Checkpoints hold only tensors and plain containers, so the safe loader suffices."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---- the two newest epoch checkpoints -----------------------------------------------------
+def previous_path(path: os.PathLike) -> Path:
+    """Where the checkpoint before the newest one is kept (``checkpoint.pt`` → ``checkpoint.prev.pt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(obj: Any, path: os.PathLike) -> Path:
+    """Write ``obj`` atomically to ``path``, keeping the checkpoint it replaces as :func:`previous_path`:
+    a newest file damaged later (a full disk, a bad copy) still leaves one to resume from."""
+    path = Path(path)
+    return _atomic(path, lambda fh: torch.save(obj, fh), keep=previous_path(path))
+
+
+def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print) -> Any:
+    """The newest readable checkpoint of ``path`` and :func:`previous_path`, or None when there is none.
+    A file that cannot be read is named, moved aside (``<name>.damaged-<time>``) and the older one used."""
+    import time
+
+    for cand in (Path(path), previous_path(path)):
+        if not cand.exists():
+            continue
+        try:
+            return load_checkpoint(cand)
+        except Exception as e:  # noqa: BLE001 — torch raises many types for a truncated or foreign file
+            aside = cand.with_name(f"{cand.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                os.replace(cand, aside)
+            except FileNotFoundError:  # another process of the same run moved it first
+                pass
+            log(f"checkpoint {cand} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                f"moved aside to {aside.name}, trying the previous one")
+    return None

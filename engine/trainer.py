@@ -26,6 +26,7 @@ import hashlib
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch.nn as nn
 
 from kdsuite.engine import cpu_memory, distributed
 from kdsuite.methods.base import Distiller, OptimGroup, Stage
-from kdsuite.core.fileio import atomic_torch_save, load_checkpoint
+from kdsuite.core.fileio import load_latest_checkpoint, save_checkpoint
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.progress import Reporter
 
@@ -379,13 +380,16 @@ class Trainer:
             return
         state = dict(state, format=CHECKPOINT_FORMAT, method=self.method.state_dict(),
                      optimizers={n: o.state_dict() for n, o in self.optimizers.items()})
-        atomic_torch_save(state, path)
+        save_checkpoint(state, path)
 
     def _load(self) -> Optional[Dict[str, Any]]:
         path = self._checkpoint_path()
-        if path is None or not path.exists():
+        if path is None:
             return None
-        ckpt = load_checkpoint(path)
+        ckpt = load_latest_checkpoint(path, log=lambda msg: print(f"[{self.run_dir.name}] {msg}", file=sys.stderr,
+                                                                  flush=True))
+        if ckpt is None:
+            return None
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise RuntimeError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
         self.method.load_state_dict(ckpt["method"])
@@ -407,6 +411,11 @@ class Trainer:
         else:
             state = {k: ckpt[k] for k in ("stage_index", "epoch", "history", "stage_results", "teacher_eval",
                                           "train_time", "images", "stage_started")}
+            if self.dist.main:
+                where = f" of stage '{stages[state['stage_index']].name}'" if len(stages) > 1 and \
+                    state["stage_index"] < len(stages) else ""
+                print(f"[{self.run_dir.name}] resuming from epoch {state['epoch']}{where} "
+                      f"({len(state['history'])} epochs done, from its checkpoint)", file=sys.stderr, flush=True)
         if state["teacher_eval"] is None:
             state["teacher_eval"] = self._eval_teachers()
         if self.teacher_cache_loader is not None:

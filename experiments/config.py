@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -56,6 +57,10 @@ DEFAULTS: Dict[str, Any] = {
     "wandb": {"mode": "disabled", "project": "kdsuite", "entity": None, "group": None, "tags": []},
 }
 
+# the largest learning rate accepted: far above any recipe (SGD on CIFAR/ImageNet uses 0.01–0.4, LARS-style
+# large-batch recipes a few units); a larger value is a typo (a missing "e-3") that would only diverge
+MAX_LR = 10.0
+
 # fields that do not change a run's result, so they stay out of its identity
 NON_IDENTITY = ("name", "device", "log_every", "progress", "output", "wandb")
 # fields added after run records existed: left out of the identity while at these values, so the hashes
@@ -95,14 +100,30 @@ def apply_overrides(cfg: Dict[str, Any], pairs: List[str]) -> Dict[str, Any]:
     return cfg
 
 
-def load_yaml(path: str | Path) -> Dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> Dict[str, Any]:
+    """A YAML file that must hold a mapping; a missing file, a syntax error (with its line) or another
+    top-level type is a :class:`ConfigError` naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file '{path}' does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} '{path}': not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} '{path}': not a text file ({e.reason})") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping, not {type(data).__name__}")
+        raise ConfigError(f"{what} '{path}' must hold a mapping of fields, not a {type(data).__name__}")
     return data
+
+
+def load_yaml(path: str | Path) -> Dict[str, Any]:
+    return read_yaml_mapping(path, "config file")
 
 
 def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: str) -> None:
@@ -113,6 +134,23 @@ def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: s
 
 def _check(field: str, value: Any, spec: HParam) -> Any:
     return spec.check(field, value)
+
+
+def _number(field: str, value: Any, spec: HParam) -> float:
+    """A float field: a number, or a string YAML left unparsed (``1e-3``), finite and within ``spec``'s
+    range. The config keeps the value as written (its hash stays what it was)."""
+    if isinstance(value, str):
+        try:
+            num = float(value)
+        except ValueError:
+            raise ConfigError(f"{field} = {value!r} is not {spec.allowed()}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        num = float(value)
+    else:
+        raise ConfigError(f"{field} = {value!r} is not {spec.allowed()}")
+    if math.isinf(num):
+        raise ConfigError(f"{field} = {value!r} is not finite; expected {spec.allowed()}")
+    return spec.check(field, num)
 
 
 def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
@@ -132,7 +170,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("dataset.batch_size", ds["batch_size"], HParam(64, low=1))
     _check("dataset.eval_batch_size", ds["eval_batch_size"], HParam(256, low=1))
     _check("dataset.num_workers", ds["num_workers"], HParam(0, low=0))
-    _check("dataset.train_fraction", float(ds["train_fraction"]), HParam(1.0, low=0, low_open=True, high=1.0))
+    _number("dataset.train_fraction", ds["train_fraction"], HParam(1.0, low=0, low_open=True, high=1.0))
     _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("auto", "loader", "tensor")))
     if ds["image_size"] is not None:
         _check("dataset.image_size", ds["image_size"], HParam(16, low=8))
@@ -151,7 +189,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     if cfg["max_steps_per_epoch"] is not None:
         _check("max_steps_per_epoch", cfg["max_steps_per_epoch"], HParam(1, low=1))
     if cfg["grad_clip"] is not None:
-        _check("grad_clip", float(cfg["grad_clip"]), HParam(1.0, low=0, low_open=True))
+        _number("grad_clip", cfg["grad_clip"], HParam(1.0, low=0, low_open=True))
     _check_optim(cfg["optim"], "optim")
     _check_schedule(cfg["schedule"], "schedule", cfg["epochs"])
     if not isinstance(cfg["optimizers"], dict):
@@ -179,6 +217,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
 
     if not zoo.known_arch(st["arch"]):
         zoo.create_model(st["arch"], num_classes=10)  # raises the listing error
+    _check_model_kwargs(st["arch"], st["kwargs"])
     if not isinstance(cfg["teachers"], list):
         raise ConfigError(f"teachers must be a list of {{checkpoint: PATH}} entries, got {cfg['teachers']!r}")
     for i, t in enumerate(cfg["teachers"]):
@@ -202,18 +241,38 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     return cfg
 
 
+def _check_model_kwargs(arch: str, kwargs: Any) -> None:
+    """``student.kwargs`` must be keywords the model accepts: the model is built once on the meta
+    device (no memory, no weights) so that a wrong keyword fails here, not in the job."""
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"student.kwargs must be a mapping of model keywords, got {kwargs!r}")
+    trial = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    if not trial:
+        return
+    import torch
+
+    from kdsuite import zoo
+
+    try:
+        with torch.device("meta"):
+            zoo.create_model(arch, num_classes=10, **trial)
+    except TypeError as e:
+        raise ConfigError(f"student.kwargs = {kwargs!r}: model '{arch}' does not accept them ({e})") from None
+
+
 def _check_optim(o: Mapping[str, Any], where: str) -> None:
     _check(f"{where}.name", o.get("name"), HParam("sgd", choices=OPTIMIZERS))
-    _check(f"{where}.lr", float(o.get("lr", -1)), HParam(0.1, low=0, low_open=True))
-    _check(f"{where}.weight_decay", float(o.get("weight_decay", 0)), HParam(0.0, low=0))
-    _check(f"{where}.momentum", float(o.get("momentum", 0)), HParam(0.9, low=0, high=1, high_open=True))
+    _number(f"{where}.lr", o.get("lr", -1), HParam(0.1, low=0, low_open=True, high=MAX_LR))
+    _number(f"{where}.weight_decay", o.get("weight_decay", 0), HParam(0.0, low=0, high=1))
+    _number(f"{where}.momentum", o.get("momentum", 0), HParam(0.9, low=0, high=1, high_open=True))
 
 
 def _check_schedule(s: Mapping[str, Any], where: str, epochs: int) -> None:
     _check_keys(s, DEFAULTS["schedule"], where)
     _check(f"{where}.name", s.get("name"), HParam("step", choices=SCHEDULES))
-    _check(f"{where}.gamma", float(s.get("gamma", 0.1)), HParam(0.1, low=0, low_open=True, high=1))
-    _check(f"{where}.warmup_epochs", float(s.get("warmup_epochs", 0)), HParam(0.0, low=0))
+    _number(f"{where}.gamma", s.get("gamma", 0.1), HParam(0.1, low=0, low_open=True, high=1))
+    _number(f"{where}.warmup_epochs", s.get("warmup_epochs", 0), HParam(0.0, low=0))
+    _number(f"{where}.min_lr_ratio", s.get("min_lr_ratio", 0.0), HParam(0.0, low=0, high=1))
     ms = s.get("milestones", [])
     if not isinstance(ms, list) or any(not isinstance(v, int) or v < 1 for v in ms) or ms != sorted(ms):
         raise ConfigError(f"{where}.milestones = {ms!r}: expected an increasing list of epochs (integers >= 1)")

@@ -11,6 +11,7 @@ crop / flip run batched on that device — no worker processes, no per-image Pyt
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -217,24 +218,53 @@ def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_se
 def cifar_class(name: str):
     """torchvision's CIFAR reader with the checksum check as an explicit option.
 
-    torchvision always compares each batch file's MD5 with the official files; ``verify=False``
-    keeps every other part of its reading (pickled batches, ``data``/``labels`` layout) and only
-    checks that the files exist — for locally converted or regenerated copies."""
+    torchvision compares each batch file's MD5 with the official files and then unpickles them;
+    ``verify_checksums=False`` (locally converted or regenerated copies) skips the MD5 check and reads
+    the files with :mod:`kdsuite.experiments.cifar_files`' restricted unpickler instead, which admits only the
+    arrays and containers of the official format (a crafted file cannot run code)."""
     import torchvision
 
     base = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
 
     class CIFAR(base):
         def __init__(self, root, train=True, transform=None, download=False, verify_checksums=True):
-            if not verify_checksums:
-                # torchvision's check_integrity(path, md5=None) only tests that the file exists
-                self.train_list = [[f, None] for f, _ in base.train_list]
-                self.test_list = [[f, None] for f, _ in base.test_list]
-                self.meta = dict(base.meta, md5=None)
-            super().__init__(root, train=train, transform=transform, download=download)
+            if verify_checksums:
+                super().__init__(root, train=train, transform=transform, download=download)
+                return
+            from kdsuite.experiments import cifar_files
+
+            torchvision.datasets.VisionDataset.__init__(self, root, transform=transform)
+            self.train = train
+            folder = Path(self.root) / self.base_folder
+            files = [f for f, _ in (base.train_list if train else base.test_list)]
+            missing = [f for f in files + [base.meta["filename"]] if not (folder / f).is_file()]
+            if missing:
+                raise RuntimeError(f"Dataset not found: {', '.join(str(folder / f) for f in missing)} missing")
+            label_key = "labels" if name == "cifar10" else "fine_labels"
+            self.data, self.targets = cifar_files.read_split(folder, files, label_key, 10 if name == "cifar10" else 100)
+            self.classes = cifar_files.load_meta(folder / base.meta["filename"], base.meta["key"])
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     CIFAR.__name__ = base.__name__
     return CIFAR
+
+
+def _checksum_hint(cls, root: str) -> str:
+    """Why the files failed torchvision's MD5 check: a damaged file (named) is to be replaced; only when
+    every file reads as a well-formed CIFAR batch is a regenerated copy the likely cause."""
+    from kdsuite.experiments import cifar_files
+
+    folder = Path(root) / cls.base_folder
+    label_key = "labels" if cls.base_folder == "cifar-10-batches-py" else "fine_labels"
+    for f, _ in cls.train_list + cls.test_list:
+        if not (folder / f).is_file():
+            return f" {folder / f} is missing."
+        try:
+            cifar_files.load_batch(folder / f, label_key)
+        except ConfigError as e:
+            return f" The file is damaged, not just different: {e}. Download the data set again."
+    return (" The files exist, read as well-formed CIFAR batches, but differ from the official ones (MD5): "
+            "for a locally regenerated copy set dataset.verify_checksums: false (read with a restricted unpickler).")
 
 
 def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:
@@ -245,9 +275,7 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
         train = cls(root, train=True, download=cfg["download"], verify_checksums=cfg["verify_checksums"])
         test = cls(root, train=False, download=False, verify_checksums=cfg["verify_checksums"])
     except RuntimeError as e:
-        hint = (" The files exist but fail torchvision's MD5 check: set dataset.verify_checksums: false for "
-                "a local copy that is not byte-identical to the official one."
-                if os.path.isdir(os.path.join(root, cls.base_folder)) else "")
+        hint = _checksum_hint(cls, root) if os.path.isdir(os.path.join(root, cls.base_folder)) else ""
         raise ConfigError(f"dataset.root = '{root}': cannot read {name} ({e}).{hint}") from e
     mean, std = CIFAR_MEAN[name], CIFAR_STD[name]
     classes = 10 if name == "cifar10" else 100
@@ -316,9 +344,16 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
     augment = cfg["augment"] if cfg["augment"] is not None else True
     ttf = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if augment else [T.Resize(int(size * 8 / 7)),
                                                                                  T.CenterCrop(size)]
-    train = torchvision.datasets.ImageFolder(os.path.join(root, "train"), T.Compose(ttf + [T.ToTensor(), norm]))
-    val = torchvision.datasets.ImageFolder(os.path.join(root, "val"), T.Compose(
-        [T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
+
+    def folder(split, tf):
+        try:
+            return torchvision.datasets.ImageFolder(os.path.join(root, split), tf)
+        except (FileNotFoundError, RuntimeError) as e:  # no class folders / no image files in them
+            raise ConfigError(f"dataset.root = '{root}': {split}/ needs one sub-folder per class holding image "
+                              f"files ({', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}): {e}") from None
+
+    train = folder("train", T.Compose(ttf + [T.ToTensor(), norm]))
+    val = folder("val", T.Compose([T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
     tl, vl = _loaders(train, val, cfg, device, fields, dist_info)

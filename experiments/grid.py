@@ -41,7 +41,9 @@ to the explicit ``runs`` of a stage (e.g. a lower learning rate for every Mobile
 name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_per_node``,
 ``tasks_per_node`` (processes per node; > 1 trains data-parallel with torch.distributed, one process
 per GPU — default: ``gpus_per_node`` when that is > 1), ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
-``constraint``, ``array_parallelism``, ``pack`` (several runs per job, see ``kdsuite.slurm.packing``).
+``constraint``, ``qos``, ``gres``, ``array_parallelism``, ``max_num_timeout`` (requeues after a time-out),
+``pack`` (several runs per job, see ``kdsuite.slurm.packing``).
+
 
 A pair's teacher key names either a run of an earlier stage (``key:``; the student waits for it) or an
 entry of the grid-wide ``teachers`` map: a record folder made by ``kdsuite teacher import`` (released
@@ -64,7 +66,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, validate
+from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, read_yaml_mapping, validate
 from kdsuite.experiments.run import run_dir_for
 
 GRID_DIR = Path(__file__).parent / "grids"
@@ -72,8 +74,11 @@ STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_
               "student_overrides", "gpu_hours_per_run"}
 GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources", "teachers"}
 # resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
-RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack")
-RESOURCE_FIELDS = RESOURCE_INT + ("partition", "account", "mem_gb", "constraint")
+RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack",
+                "max_num_timeout")
+RESOURCE_STR = ("partition", "account", "constraint", "qos", "gres")
+RESOURCE_FIELDS = RESOURCE_INT + RESOURCE_STR + ("mem_gb",)
+_RESOURCE_MIN = {"gpus_per_node": 0, "max_num_timeout": 0}
 
 
 def check_resources(res: Any, where: str) -> List[str]:
@@ -86,12 +91,13 @@ def check_resources(res: Any, where: str) -> List[str]:
            for k in res if k not in RESOURCE_FIELDS]
     for k in RESOURCE_INT:
         v = res.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "gpus_per_node" else 1)):
-            out.append(f"{where}.{k} = {v!r}: expected an integer >= {0 if k == 'gpus_per_node' else 1}")
+        low = _RESOURCE_MIN.get(k, 1)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            out.append(f"{where}.{k} = {v!r}: expected an integer >= {low}")
     v = res.get("mem_gb")
     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
         out.append(f"{where}.mem_gb = {v!r}: expected a number > 0")
-    for k in ("partition", "account", "constraint"):
+    for k in RESOURCE_STR:
         v = res.get(k)
         if v is not None and not isinstance(v, str):
             out.append(f"{where}.{k} = {v!r}: expected a string")
@@ -160,13 +166,15 @@ def find_grid(name_or_path: str) -> Path:
 
 def load_grid(name_or_path: str, output: Optional[str] = None, overrides: Optional[List[str]] = None) -> Grid:
     path = find_grid(name_or_path)
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml_mapping(path, "grid file")
     if output:
         spec["output"] = output
     return expand(spec, path, overrides or [])
 
 
 def _axis_items(axes: Mapping[str, List[Any]], where: str):
+    if not isinstance(axes, Mapping):
+        raise ConfigError(f"{where}.axes must map config fields to lists of values, got {axes!r}")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{where}.axes.{k} must be a non-empty list, got {v!r}")
@@ -290,7 +298,15 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 r["student"] = {"arch": r["student"]}
             points.append((f"{where}.runs[{i}]", key, r, {}))
         rules = st.get("exclude") or []
-        for point in (_axis_items(st["axes"], where) if st.get("axes") else []):
+        if "axes" in st and not st["axes"]:
+            errors.append(f"{where}.axes = {st['axes']!r}: an empty axes mapping plans no runs; give at least one "
+                          f"axis (method, seed, pair or a dotted config field) or remove it")
+        try:
+            axis_points = list(_axis_items(st["axes"], where)) if st.get("axes") else []
+        except ConfigError as e:
+            errors.append(str(e))
+            axis_points = []
+        for point in axis_points:
             method = point.get("method")
             pairs = (st.get("method_pairs") or {}).get(method) if method else None
             for pair in ([None] if "pair" not in point and pairs is None else (pairs or [point.get("pair")])):
@@ -376,6 +392,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
             except ConfigError as e:
                 errors.append(f"{label}: {e}")
         stages[sname] = list(out.values())
+        if not points and not ("axes" in st and not st["axes"]):
+            errors.append(f"{where}: plans no runs (no `runs`, no `axes`, or `exclude` removes every point)")
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, stages)

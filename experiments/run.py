@@ -6,6 +6,7 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from kdsuite.analysis.wandb_log import WandbMirror
 from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
 from kdsuite.experiments.data import build_data, cache_loader
 from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
+from kdsuite.experiments.interrupts import classify, stop_on_signals
+from kdsuite.experiments.lease import Lease
 from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
@@ -34,7 +37,7 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
     architecture that differs from the record's is an error."""
     for i, t in enumerate(cfg["teachers"]):
         field = f"teachers[{i}].checkpoint"
-        meta = read_teacher_meta(t["checkpoint"], field)
+        meta = _teacher_meta(t["checkpoint"], field)
         if t.get("arch") and t["arch"] != meta["arch"]:
             raise ConfigError(f"teachers[{i}].arch = {t['arch']!r} but the record at '{t['checkpoint']}' holds a "
                               f"{meta['arch']!r}")
@@ -45,6 +48,25 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
+
+
+TEACHER_META_KEYS = ("arch", "num_classes", "dataset", "sha256")
+
+
+def _teacher_meta(ref: str, field: str) -> Dict[str, Any]:
+    """The teacher record at ``ref``; a damaged (not JSON) or incomplete one is a ConfigError naming it."""
+    import json
+
+    try:
+        meta = read_teacher_meta(ref, field)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is damaged ({e}); "
+                          f"re-export the teacher (rerun its run) or restore the file") from None
+    missing = [k for k in TEACHER_META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is incomplete (missing "
+                          f"{', '.join(missing)}; a record holds {', '.join(TEACHER_META_KEYS)}, …)")
+    return meta
 
 
 def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
@@ -173,10 +195,23 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     cfg, h, run_dir = prepared or prepare(raw)
     existing = read_record(run_dir)
     if existing is not None and existing.get("status") in ("finished", "diverged"):
-        return existing  # a diverged run diverges again when rerun with the same code and config
+        # a diverged run diverges again when rerun with the same code and config
+        print(f"[{run_dir.name}] reused, not retrained: its record is {existing['status']} ({run_dir})",
+              file=sys.stderr, flush=True)
+        return existing
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)
+    with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
+        return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+
+
+def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int],
+              reporter: Optional[Reporter]) -> Dict[str, Any]:
+    """The training part of :func:`run`, holding the run's lease."""
+    existing = read_record(run_dir)
+    if existing is not None and existing.get("status") == "finished":  # finished by another job meanwhile
+        return existing
     mirror_box: List[Any] = []
     parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
     cls, data, method = type(parts.method), parts.data, parts.method
@@ -201,10 +236,14 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     try:
         res = parts.trainer.fit(stop_after_epochs=stop_after_epochs)
     except BaseException as e:
-        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20),
+        status, reason = classify(e)  # interrupted (signal, preemption: resumable) or failed
+        record.update(status=status, error=reason, traceback=traceback.format_exc(limit=20),
                       wall_time_s=time.time() - t0)
         write_record(run_dir, record)
-        mirror.finish({"status": "failed"}, exit_code=1)
+        mirror.finish({"status": status}, exit_code=1)
+        if status == "interrupted":
+            print(f"[{run_dir.name}] interrupted ({reason}); resumable from its last epoch checkpoint: run the "
+                  f"same command again, or relaunch the grid", file=sys.stderr, flush=True)
         raise
     metrics = dict(res.metrics)
     metrics["student_params"] = zoo.count_params(parts.student)

@@ -13,10 +13,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import List, Optional
 
+from kdsuite.experiments.interrupts import RunInterrupted
+from kdsuite.experiments.lease import RunBusy
 from kdsuite.core.errors import ConfigError
 
 
@@ -200,6 +203,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as e:
         print(f"kdsuite: error: {e}", file=sys.stderr)
         return 2
+    except RunBusy as e:
+        print(f"kdsuite: {e}", file=sys.stderr)
+        return 3
+    except (KeyboardInterrupt, RunInterrupted) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"kdsuite: stopped by {signal.Signals(signum).name}; a run in progress is recorded as interrupted "
+              f"and resumes from its last epoch checkpoint when the same command is run again", file=sys.stderr)
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":

@@ -147,35 +147,81 @@ def cmd_launch(args) -> int:
         print(f"{len(stale)} stale run(s) kept as they are (finished with other code than now); "
               f"pass --rerun-stale to rerun them (`grid plan` lists them)")
     if args.cluster in ("local", "debug"):
+        if args.dry_run:
+            return cmd_plan(args)
         counts = run_in_process(grid)
         print(f"{counts['finished']} finished, {counts['skipped']} already done, {counts['failed']} failed")
         return 1 if counts["failed"] else 0
-    jobs = submit_slurm(grid, args.profile, rerun_failed=args.rerun_failed)
-    print(f"submitted {sum(len(v) for v in jobs.values())} runs: "
+    jobs = submit_slurm(grid, args.profile, rerun_failed=args.rerun_failed, dry_run=args.dry_run)
+    verb = "would submit" if args.dry_run else "submitted"
+    print(f"{verb} {sum(len(v) for v in jobs.values())} {'array tasks' if args.dry_run else 'runs'}: "
           + ", ".join(f"{s} {len(v)}" for s, v in jobs.items()))
     return 0
 
 
+def _last_line(path) -> str:
+    """The last non-empty line of a job log (read from its end), or ''."""
+    import os
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1].strip()[:160] if lines else ""
+    except OSError:
+        return ""
+
+
 def cmd_status(args) -> int:
+    """One line per run, joining its record, its lease and every state Slurm reports for its job."""
     from kdsuite.experiments.grid import load_grid
-    from kdsuite.slurm.executors import job_states, read_manifest
+    from kdsuite.experiments.lease import attempts
+    from kdsuite.slurm.executors import classify_run, job_states, read_manifest
 
     grid = load_grid(args.grid, output=args.output)
     jobs = read_manifest(grid.output).get("runs", {})
-    slurm = job_states([j["job_id"] for j in jobs.values()])
-    states = _states(grid)
+    slurm = job_states([j["job_id"] for j in jobs.values()])  # raises when Slurm can't be asked
+    by_hash = grid.by_hash()
+    recorded = _states(grid)
+    kinds = {}
     counts = collections.Counter()
     for sname, runs in grid.stages.items():
         for r in runs:
-            state, detail = states[r.hash]
+            if recorded[r.hash][0] == "unreadable":
+                state, detail = recorded[r.hash]
+                counts[state] += 1
+                print(f"{sname:<10} {state:<12} {r.label:<48} {detail}")
+                continue
             job = jobs.get(r.hash)
-            if job and state not in ("done", "stale", "unreadable"):
-                js = slurm.get(job["job_id"])
-                if js and state in ("not started", "running"):
-                    state = js.lower()  # pending / running / requeued … as Slurm sees it
-                detail = f"{detail} [job {job['job_id']}, log {job['stderr']}]".strip()
+            kind, detail = kinds[r.hash] = classify_run(r, job, slurm)
+            js = slurm.get(job["job_id"]) if job else None
+            if kind == "finished":
+                state, detail = recorded[r.hash]  # done, or stale when its code changed since
+            elif kind == "in-flight":
+                state = js["state"].lower() if js else "running"
+                if js and js["reason"] not in ("None", ""):
+                    detail = js["reason"]
+            elif kind == "new":
+                bad = [h for h in r.needs if kinds.get(h, ("",))[0] == "failed"]
+                state = "blocked" if bad else "not started"
+                detail = f"teacher {', '.join(by_hash[h].label for h in bad)} failed" if bad else ""
+                if js:
+                    detail = f"{detail}; job {js['state'].lower()} ({js['reason']})".strip("; ")
+            else:
+                state = kind
+            extra = []
+            n = len(attempts(r.run_dir))
+            if n:
+                extra.append(f"attempts {n}")
+            if job:
+                extra.append(f"job {job['job_id']}" + (f" {js['state']}" if js else ""))
+                last = _last_line(job["stderr"])
+                if last and kind != "finished":
+                    extra.append(f"log {job['stderr']}: {last}")
             counts[state] += 1
-            print(f"{sname:<10} {state:<12} {r.label:<48} {detail}")
+            tail = f" [{'; '.join(extra)}]" if extra else ""
+            print(f"{sname:<10} {state:<12} {r.label:<48} {detail}{tail}".rstrip())
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     return 0
 
@@ -189,8 +235,10 @@ def add_commands(sub) -> None:
         p.add_argument("--output", help="override the grid's output folder")
         if name == "launch":
             p.add_argument("--cluster", choices=["local", "debug", "slurm"], default="local")
-            p.add_argument("--profile", default="slurm/profiles/local_test.yaml")
-            p.add_argument("--rerun-failed", action="store_true")
+            p.add_argument("--profile", help="Slurm profile YAML (required with --cluster slurm; see slurm/README.md)")
+            p.add_argument("--rerun-failed", action="store_true", help="also resubmit failed runs")
+            p.add_argument("--dry-run", action="store_true",
+                           help="print each array's size, resources, dependencies and sbatch lines; submit nothing")
             p.add_argument("--rerun-stale", action="store_true",
                            help="rerun finished runs whose method code (or teacher) changed since they ran")
         p.set_defaults(fn=fn)

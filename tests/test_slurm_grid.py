@@ -76,6 +76,8 @@ def test_a_preempted_run_resumes_to_the_uninterrupted_result(slurm_cluster, tmp_
     assert (read_record(r.run_dir) or {}).get("status") == "running"
     job._interrupt()  # what Slurm does on preemption: SIGTERM, then submitit's USR2 → checkpoint + requeue
     job_id = job.job_id
+    # while it waits to run again the run is interrupted (resumable), not failed (submitit's SystemExit: -1)
+    assert _wait(lambda: (read_record(r.run_dir) or {}).get("status") == "interrupted", 120), read_record(r.run_dir)
 
     def poke():  # the local cluster defers a requeued job's start; make it eligible at once
         subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
