@@ -31,11 +31,22 @@ Format::
         student_overrides: {cifar_mobilenetv2: {optim: {lr: 0.01}}}   # merged into runs of that student
         method_overrides: {kd: {method: {hparams: {alpha: 0.1}}}}      # merged into runs of that method
         method_pairs: {aver: [{teachers: [a, b], student: cifar_resnet8}]}   # replaces `pair` for a method
+        overrides:                     # per-run recipes: merged into the runs that match every key
+          - match: {method: dkd, pair: {teachers: [wrn_16_2], student: cifar_resnet8}}
+            set: {method: {hparams: {beta: 2.0}}}
         exclude: [{method: kd, seed: 1}]
 
 Order of merging for one run: ``defaults`` < the run's own fields / axis values < ``student_overrides``
-(by student architecture) < ``method_overrides`` (by method name). ``student_overrides`` also applies
-to the explicit ``runs`` of a stage (e.g. a lower learning rate for every MobileNetV2).
+(by student architecture) < ``method_overrides`` (by method name) < ``overrides`` (in file order).
+``student_overrides`` also applies to the explicit ``runs`` of a stage (e.g. a lower learning rate for
+every MobileNetV2). The override layers merge recursively, ``method.hparams`` included (a method
+override's ``alpha`` and an axis's ``T`` both survive).
+
+An ``overrides`` rule matches on the stage's axis names (``method``, ``pair``, ``seed``, dotted axes;
+``pair`` after ``method_pairs``) and on ``student`` (architecture) and ``teachers`` (list of teacher keys);
+each value must equal the run's. A rule that matches no planned run is an error (a typo would otherwise
+apply nothing). Every run records the settings its overrides change from the grid's defaults
+(``RunSpec.settings``, dotted paths), which ``kdsuite grid plan`` prints per run.
 
 ``resources`` (grid-wide, then per stage; each field overrides the Slurm profile's field of the same
 name, see ``slurm/README.md``): ``partition``, ``account``, ``nodes``, ``gpus_per_node``,
@@ -71,7 +82,9 @@ from kdsuite.experiments.run import run_dir_for
 
 GRID_DIR = Path(__file__).parent / "grids"
 STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
-              "student_overrides", "gpu_hours_per_run"}
+              "student_overrides", "gpu_hours_per_run", "overrides"}
+RULE_KEYS = ("match", "set")
+MATCH_EXTRA = ("student", "teachers")  # match keys derived from the pair, besides the stage's axis names
 GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources", "teachers"}
 # resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
 RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack",
@@ -118,6 +131,8 @@ class RunSpec:
     run_dir: Path
     key: Optional[str] = None               # teacher key, for runs other runs depend on
     needs: List[str] = field(default_factory=list)  # hashes of runs this one waits for
+    settings: Dict[str, Any] = field(default_factory=dict)  # dotted path -> value the overrides changed
+    teacher_keys: List[str] = field(default_factory=list)   # the pair's teacher keys (for display)
 
     @property
     def label(self) -> str:
@@ -187,6 +202,87 @@ def _student_arch(raw: Mapping[str, Any]) -> Optional[str]:
     """The student architecture of a raw config, written either as ``student: ARCH`` or ``student: {arch: ARCH}``."""
     st = raw.get("student")
     return st.get("arch") if isinstance(st, Mapping) else st if isinstance(st, str) else None
+
+
+def merge_all(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    """Recursive merge of every mapping (``hparams`` and ``kwargs`` included, unlike ``deep_merge``)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = merge_all(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"optim": {"lr": 0.01}}`` -> ``{"optim.lr": 0.01}`` (lists and scalars are leaves)."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))  # an empty mapping changes nothing
+        else:
+            out[key] = v
+    return out
+
+
+def _lookup(d: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def _changed(layers: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
+    """The leaves of ``layers`` whose value differs from the grid's ``defaults``."""
+    return {k: v for k, v in flatten(layers).items() if _lookup(defaults, k) != v}
+
+
+def check_rules(rules: Any, axes: Mapping[str, Any], where: str) -> List[str]:
+    """Problems of a stage's ``overrides`` list (empty when it is fine)."""
+    from kdsuite import zoo
+    from kdsuite.methods.registry import get_method
+
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        return [f"{where}.overrides must be a list of {{match: {{...}}, set: {{...}}}}, got {rules!r}"]
+    allowed = sorted(set(axes or {}) | set(MATCH_EXTRA))
+    out = []
+    for i, rule in enumerate(rules):
+        w = f"{where}.overrides[{i}]"
+        if not isinstance(rule, Mapping) or set(rule) != set(RULE_KEYS):
+            got = sorted(rule) if isinstance(rule, Mapping) else repr(rule)
+            out.append(f"{w}: must be a mapping with exactly the keys {list(RULE_KEYS)}, got {got}")
+            continue
+        match, set_ = rule["match"], rule["set"]
+        if not isinstance(match, Mapping) or not match:
+            out.append(f"{w}.match = {match!r}: expected a non-empty mapping of {allowed}")
+        else:
+            for k, v in match.items():
+                if k not in allowed:
+                    out.append(f"{w}.match.{k}: not an axis of this stage nor a pair field; allowed: {allowed}")
+                elif k == "method":
+                    try:
+                        get_method(v)
+                    except (KeyError, TypeError) as e:
+                        out.append(f"{w}.match.method = {v!r}: {e.args[0] if e.args else 'not a method name'}")
+                elif k == "student" and (not isinstance(v, str) or v not in zoo.list_models(v)):
+                    out.append(f"{w}.match.student = {v!r}: no model of that name (see `kdsuite models`)")
+                elif k == "teachers" and (not isinstance(v, list) or not all(isinstance(t, str) for t in v)):
+                    out.append(f"{w}.match.teachers = {v!r}: expected a list of teacher keys")
+        if not isinstance(set_, Mapping) or not set_:
+            out.append(f"{w}.set = {set_!r}: expected a non-empty mapping of config overrides")
+    return out
+
+
+def _rule_matches(match: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
+    pair = point.get("pair") if isinstance(point.get("pair"), Mapping) else {}
+    derived = {"student": pair.get("student"), "teachers": list(pair.get("teachers") or [])}
+    return all((point.get(k) if k not in MATCH_EXTRA else derived[k]) == v for k, v in match.items())
 
 
 def _excluded(point: Mapping[str, Any], rules: List[Mapping[str, Any]]) -> bool:
@@ -283,6 +379,10 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
         errors += check_resources(st.get("resources"), f"{where}.resources")
         errors += _check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
         errors += _check_override_keys(st, where)
+        rule_problems = check_rules(st.get("overrides"), st.get("axes"), where)
+        errors += rule_problems
+        rules_over = [] if rule_problems else list(st.get("overrides") or [])
+        rule_hits = [0] * len(rules_over)
         student_over = st.get("student_overrides") or {}
         needs = st.get("needs")
         if needs is not None and needs not in stages:
@@ -297,6 +397,9 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
             if "student" in r and isinstance(r["student"], str):
                 r["student"] = {"arch": r["student"]}
             points.append((f"{where}.runs[{i}]", key, r, {}))
+        if rules_over and not st.get("axes"):
+            errors.append(f"{where}.overrides: only a stage with axes can match runs by rule")
+            rules_over, rule_hits = [], []
         rules = st.get("exclude") or []
         if "axes" in st and not st["axes"]:
             errors.append(f"{where}.axes = {st['axes']!r}: an empty axes mapping plans no runs; give at least one "
@@ -318,13 +421,18 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 points.append((f"{where}[{', '.join(f'{k}={v}' for k, v in p.items())}]", None, None, p))
         for label, key, explicit, p in points:
             point_errors: List[str] = []
+            layers: Dict[str, Any] = {}  # every override merged, for RunSpec.settings
             try:
                 raw = copy.deepcopy(defaults)
                 if explicit is not None:
                     raw = deep_merge(raw, explicit)
+                    layers = {k: v for k, v in explicit.items() if k != "student"}
+                    if isinstance(explicit.get("student"), Mapping):
+                        layers["student"] = {k: v for k, v in explicit["student"].items() if k != "arch"}
                     so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
                     if so:
-                        raw = deep_merge(raw, so)
+                        raw = merge_all(raw, so)
+                        layers = merge_all(layers, so)
                 else:
                     dotted = []
                     for k, v in p.items():
@@ -352,13 +460,18 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                         else:
                             dotted.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
                     raw = apply_overrides(raw, dotted)
+                    layers = apply_overrides({}, dotted)
                     so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
                     if so:
-                        raw = deep_merge(raw, so)
+                        raw, layers = merge_all(raw, so), merge_all(layers, so)
                     mname = (raw.get("method") or {}).get("name", "vanilla")  # the config default
                     mo = (st.get("method_overrides") or {}).get(mname)
                     if mo:
-                        raw = deep_merge(raw, mo)
+                        raw, layers = merge_all(raw, mo), merge_all(layers, mo)
+                    for ri, rule in enumerate(rules_over):
+                        if _rule_matches(rule["match"], p):
+                            raw, layers = merge_all(raw, rule["set"]), merge_all(layers, rule["set"])
+                            rule_hits[ri] += 1
                     from kdsuite.methods.registry import get_method
 
                     try:
@@ -385,12 +498,18 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                 h = config_hash(cfg)
                 produced = {r.hash for r in teacher_runs.values()}
                 spec_ = RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
-                                needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced])
+                                needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced],
+                                settings=_changed(layers, defaults),
+                                teacher_keys=list((p.get("pair") or {}).get("teachers") or []) if cfg["teachers"] else [])
                 if key is not None:
                     teacher_runs[key] = spec_
                 out.setdefault(h, spec_)
             except ConfigError as e:
                 errors.append(f"{label}: {e}")
+        for ri, hits in enumerate(rule_hits):
+            if not hits:
+                errors.append(f"{where}.overrides[{ri}]: match {dict(rules_over[ri]['match'])!r} matches no run "
+                              f"of this stage (check the method, pair and teacher keys against axes/exclude)")
         stages[sname] = list(out.values())
         if not points and not ("axes" in st and not st["axes"]):
             errors.append(f"{where}: plans no runs (no `runs`, no `axes`, or `exclude` removes every point)")

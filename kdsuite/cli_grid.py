@@ -82,6 +82,30 @@ def _report_problems(states, grid) -> None:
             print(f"  {r.run_dir}: {why}")
 
 
+def _short(path: str) -> str:
+    return path[len("method.hparams."):] if path.startswith("method.hparams.") else path
+
+
+def settings_text(settings) -> str:
+    """``{"method.hparams.beta": 2.0, "optim.lr": 0.01}`` -> ``beta=2.0, optim.lr=0.01``."""
+    return ", ".join(f"{_short(k)}={v}" for k, v in sorted(settings.items())) or "-"
+
+
+def plan_rows(runs):
+    """One row per run, runs that differ only by seed collapsed: (method, teachers → student, seeds,
+    the settings that differ from the grid's defaults)."""
+    rows: dict = {}
+    for r in runs:
+        cfg = r.cfg
+        who = r.key or " + ".join(r.teacher_keys or [t.get("arch", "?") for t in cfg["teachers"]])
+        pair = f"{who} → {cfg['student']['arch']}" if (r.teacher_keys or cfg["teachers"]) else cfg["student"]["arch"]
+        if r.key:
+            pair = f"{r.key}: {cfg['student']['arch']}"
+        k = (cfg["method"]["name"], pair, settings_text(r.settings))
+        rows.setdefault(k, []).append(cfg.get("seed", 0))
+    return [(m, pair, seeds, text) for (m, pair, text), seeds in rows.items()]
+
+
 def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
 
@@ -102,6 +126,12 @@ def cmd_plan(args) -> int:
               + ", ".join(f"{m} {n}" for m, n in per_method.items()))
         if res:
             print("  resources: " + ", ".join(f"{k}={v}" for k, v in res.items()))
+        if not getattr(args, "summary", False):
+            rows = plan_rows(runs)
+            wm = max((len(r[0]) for r in rows), default=0)
+            wp = max((len(r[1]) for r in rows), default=0)
+            for m, pair, seeds, text in rows:
+                print(f"  {m:<{wm}}  {pair:<{wp}}  seeds {','.join(map(str, sorted(seeds))):<6}  {text}")
         total += len(runs)
         if h is None:
             unknown = True
@@ -233,6 +263,10 @@ def add_commands(sub) -> None:
         p = g.add_parser(name, help=help_)
         p.add_argument("grid", help="a shipped grid name (demo, …) or a YAML file")
         p.add_argument("--output", help="override the grid's output folder")
+        if name == "plan":
+            p.add_argument("--summary", action="store_true",
+                           help="stage totals only (default: also one line per run, seeds collapsed, with the "
+                                "settings that differ from the grid's defaults)")
         if name == "launch":
             p.add_argument("--cluster", choices=["local", "debug", "slurm"], default="local")
             p.add_argument("--profile", help="Slurm profile YAML (required with --cluster slurm; see slurm/README.md)")

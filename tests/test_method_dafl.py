@@ -17,7 +17,16 @@ def test_generator_losses_match_eq_3_to_5():
     assert abs(l_oh.item() - oh) < 1e-9
     assert abs(l_a.item() - (-np.abs(f.numpy()).sum() / 20)) < 1e-9
     p = np.mean([sm(t[i].numpy()) for i in range(4)], axis=0)
-    assert abs(l_ie.item() - (p * np.log(p)).sum()) < 1e-9  # −H(p̄)
+    assert abs(l_ie.item() - (p * np.log10(p)).sum()) < 1e-9  # the authors' code: Σ p̄·log10 p̄
+    _, _, l_ie_nats = generator_losses(t, f, "ln")
+    assert abs(l_ie_nats.item() - (p * np.log(p)).sum()) < 1e-9  # the paper's −H(p̄) in nats
+
+
+def test_dafl_defaults_are_the_authors_script_defaults():
+    from kdsuite.methods.plugins.dafl import DAFL
+
+    hp = {k: v.default for k, v in DAFL.hparams.items()}
+    assert (hp["alpha"], hp["beta"], hp["T"], hp["entropy_log"]) == (0.1, 5.0, 1.0, "log10")
 
 
 def test_student_learns_without_touching_the_training_data(tmp_path, digits_teachers, monkeypatch):

@@ -1,6 +1,7 @@
 import itertools
 import math
 
+import pytest
 import torch
 
 from kdsuite.methods.plugins.rkd import angle_potential, distance_potential
@@ -40,3 +41,34 @@ def test_rkd_potentials_and_losses_match_the_paper():
     got_a = torch.nn.functional.smooth_l1_loss(angle_potential(s), angle_potential(t)).item()
     assert abs(got_a - want_a) < 1e-9
     assert not math.isnan(got_a)
+
+
+def test_rkd_plugin_uses_pooled_features_with_weights_25_and_50():
+    """RepDistiller's RKDLoss(w_d=25, w_a=50) on feat[-1] (the pooled embedding), -b 1; loops in float64."""
+    from kdsuite.testing import make
+
+    torch.manual_seed(0)
+    m = make("rkd")
+    x, y = torch.randn(5, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4])
+    out = m.forward_train(x, y)
+    _, sf = m.student_forward(x)
+    _, tf = m.teacher_forward(x)
+    s, t = sf["pool"].detach().double().flatten(1), tf["pool"].double().flatten(1)
+    n = 5
+
+    def dist(e):
+        d = {(i, j): float((e[i] - e[j]).norm()) for i in range(n) for j in range(n)}
+        mu = sum(v for (i, j), v in d.items() if i != j) / (n * (n - 1))
+        return {k: v / mu for k, v in d.items()}
+
+    def angle(e):
+        out_ = {}
+        for i, j, k in itertools.product(range(n), repeat=3):
+            a, b = e[i] - e[j], e[k] - e[j]
+            na, nb = float(a.norm()), float(b.norm())
+            out_[(i, j, k)] = float(a @ b) / (na * nb) if na > 0 and nb > 0 else 0.0
+        return out_
+
+    ds, dt, as_, at_ = dist(s), dist(t), angle(s), angle(t)
+    want = 25 * sum(_huber(ds[k], dt[k]) for k in ds) / len(ds) + 50 * sum(_huber(as_[k], at_[k]) for k in as_) / len(as_)
+    assert out["rkd"].item() == pytest.approx(want, rel=1e-4)

@@ -16,6 +16,8 @@ problem is solved on the host from the K×K Gram matrix of the detached gradient
 one small device-to-host transfer per step.
 Simplification: weights are computed per batch on the logit gradients (the paper's efficient variant);
 the feature-level part of the paper is left out.
+Reference followed: the paper's Eq. 6–8 on the logit gradients (authors' code AnTuo1998/AE-KD not matched
+line by line); KD weights and T as RepDistiller's KD recipe.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Paper: the multi-teacher baseline of the survey (Gou et al. 2021, §5.3, Fig. 12
 ensemble soft targets; used as "AVER" by You et al. 2017 and Fukuda et al. 2017).
 Equation: p̄ = (1/N)·Σ_i σ(z_t,i / T); L = α·CE(y, σ(z_s)) + (1 − α)·T²·KL(p̄ ‖ σ(z_s / T)).
 Teachers may have different architectures; only their logits are used.
+Reference followed: the equation (no authors' code); weights and T are RepDistiller's KD recipe (0.1·CE, 0.9·KD, T 4).
 """
 from __future__ import annotations
 

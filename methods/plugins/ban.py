@@ -15,6 +15,7 @@ layer's own ``reset_parameters``, then the zoo's He initialisation for convoluti
 derived seed). Every generation's accuracy is in the record (``stage_results.gen<k>``), the last
 generation's is the run's. Simplification: only the last generation teaches (no ensemble of all past
 generations, the paper's BAN+ensemble variant).
+Reference followed: the paper (teacher outputs alone, T 1); generation losses use ``losses.kd_loss``.
 """
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ refined while the student learns (a simplification that keeps every step equally
 ``inner`` × ``refresh`` iterations per batch). The statistics are read by forward hooks on the
 teacher's BatchNorm2d layers, registered for the inversion pass only. The student never sees a real
 training image: the trainer gives this method no training loader.
+Reference followed: the paper's Eq. 2–4. Known differences from the authors' CIFAR script (NVlabs/
+DeepInversion cifar10/deepinversion_cifar10.py: TV as the L2 norm of neighbour differences, no ‖x‖² term,
+2k iterations per batch) are listed in docs/fidelity/others.md.
 """
 from __future__ import annotations
 

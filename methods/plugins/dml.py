@@ -15,6 +15,7 @@ Two update orders (hparam ``update``):
   recomputed after each update, so peer k learns from peers already updated in this step; K²
   forwards per step (the other peers' forwards without a graph).
 ``T`` (default 1, as in the paper) optionally softens both distributions, with the usual T² factor.
+Reference followed: the paper's Eq. 9 (T 1, weight 1), checked in tests/test_method_dml.py.
 """
 from __future__ import annotations
 

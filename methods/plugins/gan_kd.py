@@ -9,6 +9,8 @@ from student outputs (fake); the two are trained alternately:
     S: CE + KD (α·CE + (1−α)·T²·KL, as ``kd``) + λ·BCE(D(σ(z_s), y), 1)   (non-saturating GAN loss)
 combining the adversarial term with KD as the paper does (its Eq. 6 with the L1/KD term).
 The discriminator has its own optimizer (Adam, lr 1e-4, betas (0.5, 0.999)); it never steps the student.
+Reference followed: the paper's conditional discriminator with the KD term (no authors' code);
+λ 0.1 is this suite's choice.
 """
 from __future__ import annotations
 

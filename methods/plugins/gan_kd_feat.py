@@ -13,6 +13,7 @@ trained alternately with the non-saturating GAN losses of their Eq. (2)–(3):
 combined with KD as the adversarial KD papers do (Wang et al. 2018, KDGAN; Xu et al. 2018). The
 discriminator has its own optimizer (Adam, lr 1e-4, betas (0.5, 0.999)) and never steps the student;
 the connector learns with the student.
+Reference followed: as ``gan_kd`` (no authors' code); λ 0.1 is this suite's choice.
 """
 from __future__ import annotations
 

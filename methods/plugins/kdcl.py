@@ -15,6 +15,7 @@ Simplifications: the paper feeds each peer a differently augmented copy of the i
 ensemble generalise); here all peers see the same batch (the loader's augmentation). The
 MinLogit variant was chosen over the naive average (KDCL-Naive) because it needs no extra
 hyper-parameters and is the paper's main one for networks of different capacity.
+Reference followed: the paper's MinLogit ensemble (§3.2) with T 2, λ 1.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ Choices and simplifications:
   softmax. ``gate = "fc_bn_relu"`` is the gate of the authors' released code (FC → BatchNorm1d → ReLU →
   softmax).
 - The KL weight is constant (the paper's Eq. 5); no ramp-up schedule.
+Reference followed: the paper's Eq. 1, 2, 5 (T 3, 3 branches); the authors' gate as ``gate: fc_bn_relu``.
 """
 from __future__ import annotations
 
