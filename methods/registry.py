@@ -50,6 +50,8 @@ register_category("online", "Online distillation", "§3.2", "scheme")
 register_category("self", "Self-distillation", "§3.3", "scheme")
 register_category("data_free", "Data-free distillation", "§5.6", "algorithm")
 register_category("adversarial", "Adversarial distillation", "§5.1", "algorithm")
+register_category("graph", "Graph-based distillation", "§5.4", "algorithm")
+register_category("quantized", "Quantized distillation", "§5.7", "algorithm")
 
 SCHEMES = ("offline", "online", "self", "data_free")
 
