@@ -206,6 +206,9 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     metrics["student_params"] = zoo.count_params(parts.student)
     metrics["wall_time_s"] = time.time() - t0
     metrics["teacher_record_top1"] = [m.get("top1") for m in parts.teacher_meta]
+    if res.status == "finished" and hasattr(method, "record_metrics"):
+        # method-specific measurements of the trained student (quantized methods: bit widths, the int8 model)
+        metrics.update(method.record_metrics(parts))
     record.update(status=res.status, metrics=metrics, history=res.history, stage_results=res.stage_results,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
