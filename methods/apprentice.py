@@ -45,7 +45,7 @@ class Apprentice(QuantizedStudent):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        self.act_quant = quantize_student(self.student, lambda: WrpnWeight(hp.bits_w), hp.bits_a, "wrpn",
+        self.act_quant = quantize_student(self.student, ctx.input_shape, lambda: WrpnWeight(hp.bits_w), hp.bits_a, "wrpn",
                                           skip_first_last=True)
 
     def forward_train(self, x, y):

@@ -109,16 +109,31 @@ class ActQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale.to(x.dtype), zp, 0, qmax)
 
 
-def quant_layers(model: nn.Module) -> List[str]:
-    """Names of the conv/linear layers, in forward-definition order."""
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+@torch.no_grad()
+def quant_layers(model: nn.Module, input_shape) -> List[str]:
+    """Names of the conv/linear layers in the order the forward calls them (one eval-mode pass on a zero
+    batch), so that "first" and "last" mean the layer that sees the image and the classifier."""
+    order: List[str] = []
+    handles = [m.register_forward_hook(lambda mod, a, o, n=n: order.append(n) if n not in order else None)
+               for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        p = next(model.parameters())
+        model(torch.zeros(2, *input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return order
 
 
-def quantize_student(student: nn.Module, weight_param, bits_a: int, act_mode: str, skip_first_last: bool) -> nn.ModuleDict:
+def quantize_student(student: nn.Module, input_shape, weight_param, bits_a: int, act_mode: str,
+                     skip_first_last: bool) -> nn.ModuleDict:
     """Fake-quantise ``student`` in place: ``weight_param()`` builds each layer's weight parametrization;
     with ``bits_a`` < 32 each quantised layer's input passes an :class:`ActQuant`. Returns the activation
     quantisers (to be owned by the plugin, so that their state is checkpointed)."""
-    names = quant_layers(student)
+    names = quant_layers(student, input_shape)
     if skip_first_last:
         names = names[1:-1]
     modules = dict(student.named_modules())

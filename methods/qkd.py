@@ -63,7 +63,7 @@ class QKD(QuantizedStudent):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        self.act_quant = quantize_student(self.student, lambda: BucketWeight(hp.bits_w, hp.bucket), hp.bits_a,
+        self.act_quant = quantize_student(self.student, ctx.input_shape, lambda: BucketWeight(hp.bits_w, hp.bucket), hp.bits_a,
                                           "affine", skip_first_last=False)
 
     def forward_train(self, x, y):
