@@ -144,6 +144,7 @@ def quantize_student(student: nn.Module, input_shape, weight_param, bits_a: int,
         if bits_a < FULL_PRECISION:
             aq = ActQuant(bits_a, act_mode)
             acts[name.replace(".", "_")] = aq
+            object.__setattr__(layer, "_lowbit_act", aq)  # not a sub-module: the export keeps its clamp range
             layer.register_forward_pre_hook(lambda _m, args, aq=aq: (aq(args[0]),) + tuple(args[1:]))
     return acts
 
@@ -153,10 +154,34 @@ def quantize_student(student: nn.Module, input_shape, weight_param, bits_a: int,
 def _plain_copy(student: nn.Module) -> nn.Module:
     """A float copy of ``student`` with the fake-quantised weights baked in and no hooks."""
     model = copy.deepcopy(student).cpu().float().eval()
-    for m in model.modules():
+    for name, m in list(model.named_modules()):
         m._forward_pre_hooks.clear()
         if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            # a plain module of the base class holding the quantised weight (remove_parametrizations would
+            # edit the parametrized class, which the copy shares with the live student)
+            w = m.weight.detach().clone()
+            base = type(m).__bases__[0]
+            plain = base.__new__(base)
+            plain.__dict__ = dict(m.__dict__)
+            plain._modules = {k: v for k, v in m._modules.items() if k != "parametrizations"}
+            plain._parameters = dict(m._parameters)
+            plain._parameters["weight"] = nn.Parameter(w)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
+            m = plain
+        aq = getattr(m, "_lowbit_act", None)
+        if aq is not None:
+            # the activation range the student was trained with is part of its function: keep it as a clamp
+            # (the int8 conversion then calibrates its own observers on the clamped inputs)
+            if aq.mode == "wrpn":
+                lo, hi = 0.0, 1.0
+            else:
+                lo, hi = float(aq.lo.clamp(max=0.0)), float(aq.hi.clamp(min=0.0))
+            object.__delattr__(m, "_lowbit_act")
+            if hi > lo:  # an observer that never saw a batch has no range yet
+                parent_name, _, child = name.rpartition(".")
+                parent = model.get_submodule(parent_name) if parent_name else model
+                setattr(parent, child, nn.Sequential(nn.Hardtanh(lo, hi), m))
     return model
 
 
