@@ -44,3 +44,21 @@ def test_apprentice_keeps_first_and_last_layer_full_precision_and_its_loss_is_th
         soft += -sum(math.exp(b) / zt * (a - log_zs) for a, b in zip(si, ti))
     assert abs(out["ce"].item() - 0.5 * ce / 5) < 1e-4
     assert abs(out["apprentice"].item() - 0.5 * soft / 5) < 1e-4
+
+
+def test_float_export_keeps_the_clamped_activations_and_leaves_the_student_intact():
+    from methods.lowbit import _plain_copy
+
+    torch.manual_seed(0)
+    m = make("apprentice", bits_a=8)
+    x = torch.randn(32, 3, 16, 16) * 3
+    m.eval()
+    with torch.no_grad():
+        before = m.student(x)
+        exported = _plain_copy(m.student)(x)
+        after = m.student(x)
+    assert torch.equal(before, after)  # the live, parametrized student still works after an export
+    # the export differs from the fake-quantised student only by the 8-bit rounding of activations
+    assert (exported - before).abs().max() < 0.05 * before.abs().max()
+    clamps = {n: mod for n, mod in _plain_copy(m.student).named_modules() if isinstance(mod, torch.nn.Hardtanh)}
+    assert len(clamps) == len(m.act_quant)
