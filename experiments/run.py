@@ -249,6 +249,8 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
     metrics["student_params"] = zoo.count_params(parts.student)
     metrics["wall_time_s"] = time.time() - t0
     metrics["teacher_record_top1"] = [m.get("top1") for m in parts.teacher_meta]
+    if res.status == "finished":
+        metrics.update(method.record_metrics(parts))  # e.g. quantized methods: bit widths, the int8 model
     record.update(status={"stopped": "interrupted"}.get(res.status, res.status), metrics=metrics,
                   history=res.history, stage_results=res.stage_results, divergence=res.divergence,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

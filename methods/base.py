@@ -213,6 +213,12 @@ class Distiller(nn.Module):
     def on_epoch_end(self, trainer) -> None:
         """Called after each training epoch, before evaluation and the checkpoint."""
 
+    def record_metrics(self, parts) -> Dict[str, Any]:
+        """Extra measurements of the trained student for the run record's ``metrics`` (quantized methods: bit
+        widths, the converted int8 model's accuracy, size and CPU latency). Called once a run has finished,
+        with the run's parts (data, trainer, device). Default: none."""
+        return {}
+
     def eval_models(self) -> Dict[str, nn.Module]:
         """Models evaluated each eval epoch; ``student`` is the headline metric."""
         return {"student": self.student}

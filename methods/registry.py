@@ -50,13 +50,15 @@ def register_category(name: str, title: str, survey_section: str, knowledge: str
 register_category("baseline", "Baseline (no distillation)", "-", "none")
 register_category("response", "Response-based knowledge", "§2.1", "knowledge type")
 register_category("feature", "Feature-based knowledge", "§2.2", "knowledge type")
-register_category("attention", "Attention-based knowledge", "§2.2 / §5.2", "knowledge type")
+register_category("attention", "Attention-based knowledge", "§2.2 / §5.5", "knowledge type")
 register_category("relation", "Relation-based knowledge", "§2.3", "knowledge type")
-register_category("multi_teacher", "Multi-teacher distillation", "§5.3", "algorithm")
+register_category("multi_teacher", "Multi-teacher distillation", "§5.2", "algorithm")
 register_category("online", "Online distillation", "§3.2", "scheme")
 register_category("self", "Self-distillation", "§3.3", "scheme")
 register_category("data_free", "Data-free distillation", "§5.6", "algorithm")
 register_category("adversarial", "Adversarial distillation", "§5.1", "algorithm")
+register_category("graph", "Graph-based distillation", "§5.4", "algorithm")
+register_category("quantized", "Quantized distillation", "§5.7", "algorithm")
 
 SCHEMES = ("offline", "online", "self", "data_free")
 

@@ -152,7 +152,7 @@ def _build(name, teachers):
     student = _model("cifar_resnet8x4")
     n = cls.num_teachers if isinstance(cls.num_teachers, int) else 2
     ctx = BuildContext(num_classes=100, input_shape=(3, 32, 32), epochs=240, steps_per_epoch=782, batch_size=B,
-                       num_train=50000, data_mean=MEAN, data_std=STD,
+                       num_train=50000, train_labels=torch.arange(50000) % 100, data_mean=MEAN, data_std=STD,
                        build_model=_model)
     hp = dict(TEST_HPARAMS.get(name, {}))
     if "peers" in cls.hparams:
