@@ -50,6 +50,17 @@ def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", k
     return path
 
 
+def file_digest(path: os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks (weights, data files, plugin sources)."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
     return _atomic(path, lambda fh: fh.write(data))
 

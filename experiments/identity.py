@@ -26,6 +26,8 @@ import hashlib
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from kdsuite.core.fileio import file_digest
+
 UNAVAILABLE = "unavailable"
 
 
@@ -56,11 +58,7 @@ def _cifar_files(name: str):
 
 
 def _file_md5(path: str) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,7 +22,6 @@ unpickled beyond tensors and plain containers: ``torch.load(..., weights_only=Tr
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from kdsuite.core.errors import ConfigError
+from kdsuite.core.fileio import file_digest
 
 FORMATS = ("repdistiller", "mdistiller", "timm", "torchvision")
 # the data set a released file of each format was trained on (kdsuite's dataset names)
@@ -42,11 +42,7 @@ _SHOW = 12
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def read_file(path: Path) -> Any:

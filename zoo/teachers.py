@@ -22,17 +22,14 @@ from safetensors.torch import load_file
 
 from kdsuite.core.fileio import atomic_write_bytes, atomic_write_json
 from kdsuite.core.errors import ConfigError
+from kdsuite.core.fileio import file_digest
 
 WEIGHTS = "teacher.safetensors"
 META = "teacher.json"
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def save_teacher(model: nn.Module, folder: Path, meta: Dict[str, Any]) -> Dict[str, Any]:
