@@ -25,11 +25,13 @@ import copy
 import io
 import statistics
 import time
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
+
+from kdsuite.methods.base import Distiller
 
 FULL_PRECISION = 32
 
@@ -241,3 +243,19 @@ def int8_deployment(student: nn.Module, calib: Iterable, val: Iterable, input_sh
         torch.backends.quantized.engine = prev
     out["int8_backend"] = backend
     return out
+
+
+BITS_A = (2, 3, 4, 5, 6, 7, 8, 32)
+
+
+class QuantizedStudent(Distiller):
+    """Shared by the quantized methods: the bit widths and the int8 deployment land in the record."""
+
+    def record_metrics(self, parts) -> dict:
+        out = {"bits_w": self.hp.bits_w, "bits_a": self.hp.bits_a}
+        if self.hp.int8_eval and parts.data.train is not None and parts.data.val is not None:
+            try:
+                out.update(int8_deployment(self.student, parts.data.train, parts.data.val, parts.data.input_shape))
+            except Exception as e:  # a model FX cannot trace must not fail a finished run: the record says why
+                out["int8_error"] = f"{type(e).__name__}: {e}"
+        return out

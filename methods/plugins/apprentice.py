@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.components.lowbit import WrpnWeight, quantize_student
-from kdsuite.methods.plugins.qkd import BITS_A, QuantizedStudent
+from kdsuite.methods.components.lowbit import BITS_A, QuantizedStudent
 from kdsuite.methods.registry import register_method
 
 

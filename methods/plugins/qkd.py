@@ -22,28 +22,9 @@ accuracy, size and latency are recorded beside the fake-quantised accuracy.
 from __future__ import annotations
 
 from kdsuite.methods import losses
-from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
-from kdsuite.methods.components.lowbit import BucketWeight, quantize_student
+from kdsuite.methods.components.lowbit import BITS_A, BucketWeight, QuantizedStudent, quantize_student
 from kdsuite.methods.registry import register_method
-
-BITS_A = (2, 3, 4, 5, 6, 7, 8, 32)
-
-
-class QuantizedStudent(Distiller):
-    """Shared by the quantized methods: the bit widths and the int8 deployment land in the record."""
-
-    def record_metrics(self, parts) -> dict:
-        out = {"bits_w": self.hp.bits_w, "bits_a": self.hp.bits_a}
-        if self.hp.int8_eval and parts.data.train is not None and parts.data.val is not None:
-            from kdsuite.methods.components.lowbit import int8_deployment
-
-            try:
-                out.update(int8_deployment(self.student, parts.data.train, parts.data.val, parts.data.input_shape))
-            except Exception as e:  # a model FX cannot trace must not fail a finished run: the record says why
-                out["int8_error"] = f"{type(e).__name__}: {e}"
-        return out
-
 
 @register_method
 class QKD(QuantizedStudent):
