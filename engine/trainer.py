@@ -7,9 +7,12 @@ checkpoints and exact resume; plugins only compute losses and, where their schem
 alternate ``trainer.optimize(group, losses)`` calls inside their ``train_step``.
 
 Exact resume: every epoch starts from RNG states derived from (seed, stage, epoch) — torch, numpy,
-Python and the data loader's shuffling generator — and a checkpoint is written atomically after
-each epoch. A run stopped anywhere and resumed therefore replays the interrupted epoch from the same
-states and ends with the same weights as a run that never stopped (bit-exact on CPU).
+Python and the batch source's (:mod:`kdsuite.engine.batches`) — and a checkpoint is written atomically
+after each epoch. A run stopped anywhere and resumed therefore replays the interrupted epoch from the
+same states and ends with the same weights as a run that never stopped (bit-exact on CPU). SIGTERM /
+Ctrl-C (:mod:`kdsuite.engine.stop`) instead let the step in progress finish and write a mid-epoch
+checkpoint with the epoch's sums and the RNG states after that step; the resumed run replays the batch
+source up to that step (its order and augmentation follow the epoch seed) and goes on from there.
 
 No per-step host synchronisation: loss terms are accumulated on the device and read back only every
 ``log_every`` steps and at the end of each epoch.
@@ -36,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kdsuite.engine import cpu_memory, distributed
+from kdsuite.engine import cpu_memory, distributed, stop
+from kdsuite.engine.batches import BatchSource, as_batch_source
 from kdsuite.methods.base import Distiller, OptimGroup, Stage
 from kdsuite.core.fileio import load_latest_checkpoint, save_checkpoint
 from kdsuite.core.errors import ConfigError
@@ -107,7 +111,7 @@ def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.devic
     """Top-1 / top-5 accuracy (%) and mean CE of each model on ``loader``. In a data-parallel run each
     process evaluates every W-th batch (or its sampler's share) and the counts are summed."""
     info = distributed.world_of(dist_info)
-    presharded = getattr(loader, "kd_sharded", False)
+    presharded = getattr(loader, "sharded", False)
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()
@@ -184,15 +188,46 @@ class Diverged(Exception):
         self.info = info
 
 
+@dataclass
+class _EpochSums:
+    """What an epoch accumulates step by step (kept on the device; a mid-epoch checkpoint stores it)."""
+    first_bad: torch.Tensor  # the first step whose loss was not finite, or -1
+    sums: Dict[str, torch.Tensor] = field(default_factory=dict)
+    images: int = 0
+    done: int = 0  # steps taken
+
+
+def _rng_states() -> Dict[str, Any]:
+    """The global RNG states as tensors and plain numbers (a checkpoint is read with ``weights_only``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    out = {"torch": torch.get_rng_state(),
+           "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+           "python": [version, torch.tensor(py_state, dtype=torch.int64), py_gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_states(states: Dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, py_state, py_gauss = states["python"]
+    random.setstate((version, tuple(int(v) for v in py_state.tolist()), py_gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class Trainer:
-    def __init__(self, method: Distiller, train_loader: Optional[Iterable], val_loader: Optional[Iterable],
+    def __init__(self, method: Distiller, train_loader: Optional[BatchSource], val_loader: Optional[Iterable],
                  settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
                  log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None,
                  dist_info: Optional[distributed.DistInfo] = None):
         self.method = method
         self.dist = distributed.world_of(dist_info)
         self._local_n = 1  # samples of the current step on this process (weights its gradient share)
-        self.train_loader = train_loader
+        self.train_loader = as_batch_source(train_loader) if train_loader is not None else None
         self.val_loader = val_loader
         self.s = settings
         self.device = torch.device(device)
@@ -218,6 +253,7 @@ class Trainer:
         self._active: List[str] = []
         self._schedules: Dict[str, Dict[str, Any]] = {}
         self._stage_epochs = 1
+        self._stage: Optional[Stage] = None
         self._n_stages = 1
         # teacher-output cache: a loader over the training set yielding (x, y, index) without random
         # augmentation, and the set's size; set by the run builder when the cache is valid
@@ -272,6 +308,7 @@ class Trainer:
                 pg["initial_lr"] = pg["lr"]
         self._schedules = {n: self._group_schedule(n) for n in names}
         self._stage_epochs = stage.epochs
+        self._stage = stage
 
     def enter_stage(self, index: int = -1) -> Stage:
         """Build the optimizers of stage ``index`` and run the plugin's stage hook, as ``fit`` does
@@ -306,11 +343,14 @@ class Trainer:
         opt.step()
 
     def step(self, batch) -> Dict[str, torch.Tensor]:
-        """One training step of the plugin on a batch already on the device."""
+        """One training step of the plugin on a batch already on the device: the current stage's own
+        step where it names one (:attr:`Stage.step`), else the plugin's ``train_step``."""
         if batch is not None:
             self.method.batch_extras = dict(zip(self.batch_fields[2:], batch[2:]))
+        step_fn = self._stage.step if self._stage is not None and self._stage.step is not None \
+            else self.method.train_step
         with self.autocast():
-            return self.method.train_step(batch, self)
+            return step_fn(batch, self)
 
     def step_at(self, batch, step: int, steps_per_epoch: int = 8) -> Dict[str, torch.Tensor]:
         """One optimisation step as :meth:`fit` takes it at global ``step`` of the current stage: progress and
@@ -341,14 +381,8 @@ class Trainer:
     def _seed_epoch(self, stage_index: int, epoch: int) -> None:
         s = derive_seed(self.s.seed, stage_index, epoch)
         seed_everything(s)
-        loader = self.train_loader
-        if loader is not None:
-            if hasattr(loader, "set_epoch_seed"):
-                loader.set_epoch_seed(s)
-            elif getattr(loader, "kd_generator", None) is not None:  # a data-parallel sharded sampler
-                loader.kd_generator.manual_seed(s)
-            elif getattr(loader, "generator", None) is not None:
-                loader.generator.manual_seed(s)
+        if self.train_loader is not None:
+            self.train_loader.set_epoch_seed(s)
 
     def _batches(self) -> Iterable:
         if not self.method.needs_train_data:
@@ -411,10 +445,13 @@ class Trainer:
         else:
             state = {k: ckpt[k] for k in ("stage_index", "epoch", "history", "stage_results", "teacher_eval",
                                           "train_time", "images", "stage_started")}
+            state["mid"] = ckpt.get("mid")
             if self.dist.main:
                 where = f" of stage '{stages[state['stage_index']].name}'" if len(stages) > 1 and \
                     state["stage_index"] < len(stages) else ""
-                print(f"[{self.run_dir.name}] resuming from epoch {state['epoch']}{where} "
+                at = f"step {state['mid']['step']} of epoch {state['epoch'] + 1}" if state["mid"] \
+                    else f"epoch {state['epoch']}"
+                print(f"[{self.run_dir.name}] resuming from {at}{where} "
                       f"({len(state['history'])} epochs done, from its checkpoint)", file=sys.stderr, flush=True)
         if state["teacher_eval"] is None:
             state["teacher_eval"] = self._eval_teachers()
@@ -484,41 +521,74 @@ class Trainer:
         label = f"[{stage.name}] epoch {epoch + 1}/{stage.epochs}" if self._n_stages > 1 \
             else f"epoch {epoch + 1}/{stage.epochs}"
         self.reporter.start_epoch(label, steps)
-        sums: Dict[str, torch.Tensor] = {}
-        images = 0
+        acc = _EpochSums(torch.full((), -1, dtype=torch.int64, device=self.device))  # first non-finite step
         t0 = time.time()
-        step = 0
-        first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)  # first non-finite step, on device
-        for step, batch in enumerate(self._batches()):
-            if step >= steps:
-                break
-            prog.step = epoch * steps + step
-            prog.epoch_float = epoch + step / steps
-            self._set_lrs(prog.epoch_float)
-            n_global = batch[0].shape[0] if batch is not None else int(method.synthetic_batch_size)
-            if self.dist.active and batch is not None:
-                if getattr(self.train_loader, "kd_sharded", False):
-                    n_global *= self.dist.world  # the sampler already gave this process its share
-                else:
-                    batch = distributed.shard(batch, self.dist)
-            self._local_n = batch[0].shape[0] if batch is not None else max(n_global, 1)
-            batch = self._to_device(batch)
-            losses = self.step(batch)
-            total = None
-            for k, v in losses.items():
-                v = v.detach().float()
-                sums[k] = sums[k] + v if k in sums else v
-                total = v if total is None else total + v
-            if total is not None:
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total),
-                                        torch.full_like(first_bad, prog.step), first_bad)
-            images += n_global
-            if (step + 1) % self.s.log_every == 0:
-                self._check_finite(first_bad, sums, stage, epoch, weights=False)
-                self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in sums.items()})
-        n_steps = min(step + 1, steps) if steps else 0
+        batches = iter(self._batches())
+        mid = state.pop("mid", None)
+        if mid is not None:  # stopped after step `mid["step"]` of this epoch: replay the source to there
+            for _ in range(mid["step"]):
+                next(batches)
+            acc = _EpochSums(mid["first_bad"].to(self.device), {k: v.to(self.device) for k, v in mid["sums"].items()},
+                             mid["images"], mid["step"])
+            t0 -= mid["train_time"]
+            _set_rng_states(mid["rng"])  # after the replay: the states the stopped run had at this step
+            prog.step = epoch * steps + acc.done - 1
+        # a data-parallel run stops at once (its processes would first have to agree on a step)
+        can_defer = self.run_dir is not None and not self.dist.active
+        with stop.checkpointable() if can_defer else contextlib.nullcontext():
+            for step, batch in enumerate(batches, start=acc.done):
+                if step >= steps:
+                    break
+                self._train_step(step, steps, epoch, batch, acc, stage)
+                if can_defer and stop.pending() is not None:
+                    self._stop_mid_epoch(si, stage, epoch, steps, acc, time.time() - t0, state)
+        self._end_epoch(stage, epoch, acc, time.time() - t0, state)
+
+    def _train_step(self, step: int, steps: int, epoch: int, batch, acc: "_EpochSums", stage: Stage) -> None:
+        method, prog = self.method, self.method.progress
+        prog.step = epoch * steps + step
+        prog.epoch_float = epoch + step / steps
+        self._set_lrs(prog.epoch_float)
+        n_global = batch[0].shape[0] if batch is not None else int(method.synthetic_batch_size)
+        if self.dist.active and batch is not None:
+            if self.train_loader.sharded:
+                n_global *= self.dist.world  # the sampler already gave this process its share
+            else:
+                batch = distributed.shard(batch, self.dist)
+        self._local_n = batch[0].shape[0] if batch is not None else max(n_global, 1)
+        batch = self._to_device(batch)
+        losses = self.step(batch)
+        total = None
+        for k, v in losses.items():
+            v = v.detach().float()
+            acc.sums[k] = acc.sums[k] + v if k in acc.sums else v
+            total = v if total is None else total + v
+        if total is not None:
+            acc.first_bad = torch.where((acc.first_bad < 0) & ~torch.isfinite(total),
+                                        torch.full_like(acc.first_bad, prog.step), acc.first_bad)
+        acc.images += n_global
+        acc.done = step + 1
+        if (step + 1) % self.s.log_every == 0:
+            self._check_finite(acc.first_bad, acc.sums, stage, epoch, weights=False)
+            self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in acc.sums.items()})
+
+    def _stop_mid_epoch(self, si: int, stage: Stage, epoch: int, steps: int, acc: "_EpochSums",
+                        elapsed: float, state: Dict[str, Any]) -> None:
+        """A signal asked the run to stop: checkpoint after this step (unless the weights are no longer
+        finite: then the last good checkpoint stays) and raise :class:`RunInterrupted`."""
+        self._check_finite(acc.first_bad, acc.sums, stage, epoch, weights=True, last_step=self.method.progress.step)
+        mid = {"stage_index": si, "epoch": epoch, "step": acc.done, "sums": {k: v.cpu() for k, v in acc.sums.items()},
+               "images": acc.images, "first_bad": acc.first_bad.cpu(), "train_time": elapsed, "rng": _rng_states()}
+        self._save(dict(state, mid=mid))
+        where = f" after step {acc.done}/{steps} of epoch {epoch + 1}" + \
+            (f" of stage '{stage.name}'" if self._n_stages > 1 else "")
+        raise stop.RunInterrupted(stop.pending(), at=where + " (checkpoint written)")
+
+    def _end_epoch(self, stage: Stage, epoch: int, acc: "_EpochSums", train_time: float,
+                   state: Dict[str, Any]) -> None:
+        method, prog = self.method, self.method.progress
+        sums, images, first_bad, n_steps = acc.sums, acc.images, acc.first_bad, acc.done
         self._check_finite(first_bad, sums, stage, epoch, weights=True, last_step=prog.step)
-        train_time = time.time() - t0
         method.on_epoch_end(self)
         distributed.broadcast_buffers([method], self.dist)  # rank 0's BN statistics everywhere, as DDP does
         entry: Dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "train_time_s": train_time,

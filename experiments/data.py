@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kdsuite.core.errors import ConfigError
+from kdsuite.engine.batches import LoaderSource
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
@@ -93,6 +94,7 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
         self.fields = check_fields(fields)
         self.pad_fill = None if pad_fill is None else torch.tensor(list(pad_fill), dtype=torch.float32)
+        self.sharded = False  # a batch source (kdsuite.engine.batches): the trainer shards data-parallel batches
         self.generator = torch.Generator(device=x.device)
         self.generator.manual_seed(0)
         self._index_by_class()
@@ -181,8 +183,9 @@ def cache_loader(train, batch_size: int):
         out.shuffle, out.batch_size = False, batch_size
         return out
     base = train.dataset.base if isinstance(train.dataset, FieldsDataset) else train.dataset
-    return torch.utils.data.DataLoader(FieldsDataset(base, base.targets, ("x", "y", "index")),
-                                       batch_size=batch_size, shuffle=False, num_workers=train.num_workers)
+    return LoaderSource(torch.utils.data.DataLoader(FieldsDataset(base, base.targets, ("x", "y", "index")),
+                                                    batch_size=batch_size, shuffle=False,
+                                                    num_workers=train.num_workers))
 
 
 # ---- digits: the embedded default -------------------------------------------------------------
@@ -321,13 +324,11 @@ def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
                                                                                   dist_info, g), **common)
         vl = torch.utils.data.DataLoader(torch.utils.data.Subset(test, shard_indices(len(test), dist_info)),
                                          batch_size=cfg["eval_batch_size"], shuffle=False, **common)
-        tl.kd_sharded = vl.kd_sharded = True
-        tl.kd_generator = g
-        return tl, vl
+        return LoaderSource(tl, g, sharded=True), LoaderSource(vl, sharded=True)
     tl = torch.utils.data.DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=g,
                                      drop_last=False, **common)
     vl = torch.utils.data.DataLoader(test, batch_size=cfg["eval_batch_size"], shuffle=False, **common)
-    return tl, vl
+    return LoaderSource(tl), LoaderSource(vl)
 
 
 def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:

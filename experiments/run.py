@@ -21,7 +21,8 @@ from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
 from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
 from kdsuite.experiments.data import build_data, cache_loader
-from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
+from kdsuite.experiments.identity import data_identity
+from kdsuite.methods.identity import code_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
 from kdsuite.engine import distributed
@@ -242,7 +243,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         write_record(run_dir, record)
         mirror.finish({"status": status}, exit_code=1)
         if status == "interrupted":
-            print(f"[{run_dir.name}] interrupted ({reason}); resumable from its last epoch checkpoint: run the "
+            print(f"[{run_dir.name}] interrupted ({reason}); resumable from its last checkpoint: run the "
                   f"same command again, or relaunch the grid", file=sys.stderr, flush=True)
         raise
     metrics = dict(res.metrics)

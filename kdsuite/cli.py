@@ -209,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (KeyboardInterrupt, RunInterrupted) as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"kdsuite: stopped by {signal.Signals(signum).name}; a run in progress is recorded as interrupted "
-              f"and resumes from its last epoch checkpoint when the same command is run again", file=sys.stderr)
+              f"and resumes from its last checkpoint when the same command is run again", file=sys.stderr)
         return 128 + int(signum)
 
 

@@ -163,10 +163,63 @@ def test_sigterm_leaves_an_interrupted_run_that_says_how_to_resume(tmp_path, cap
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err, err
-    assert "interrupted (stopped by SIGTERM)" in err and "resumable from its last epoch checkpoint" in err, err
+    assert "interrupted (stopped by SIGTERM" in err and "resumable from its last checkpoint" in err, err
     rec = json.loads((run_dir / "record.json").read_text())
-    assert rec["status"] == "interrupted" and rec["error"] == "stopped by SIGTERM"
-    done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
+    assert rec["status"] == "interrupted" and rec["error"].startswith("stopped by SIGTERM")
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    # the signal landed in a training step (checkpoint after it) or elsewhere (the last epoch checkpoint)
+    at = f"step {ckpt['mid']['step']} of epoch {ckpt['epoch'] + 1}" if ckpt.get("mid") else f"epoch {ckpt['epoch']}"
     capfd.readouterr()
     run(cfg, stop_after_epochs=1)
-    assert f"resuming from epoch {done}" in capfd.readouterr().err
+    assert f"resuming from {at}" in capfd.readouterr().err
+
+
+def test_sigterm_in_a_step_writes_a_mid_epoch_checkpoint_and_the_resumed_run_is_exact(tmp_path, capfd, monkeypatch):
+    """SIGTERM arriving during step 2 of epoch 2 (of 5 steps): the step finishes, a checkpoint after it is
+    written, the record says interrupted and where; the resumed run replays the batch source (random crops
+    and CS-KD's same-class partners follow the epoch seed) and continues with the global RNG where it was —
+    the draws of every later step, the loss history and the final weights equal an uninterrupted run's."""
+    import signal
+
+    from kdsuite.engine.stop import RunInterrupted
+    from kdsuite.engine.trainer import Trainer
+
+    cfg = _cfg(tmp_path, epochs=3, max_steps_per_epoch=5, method={"name": "cskd"})
+    cfg["dataset"] = dict(cfg["dataset"], augment=True)
+    draws, stop_at = {}, []
+    real_step = Trainer.step
+
+    def step(self, batch):
+        g = self.method.progress.step
+        draws[g] = torch.rand(()).item()  # a plugin's own use of the global RNG
+        if g in stop_at:
+            stop_at.remove(g)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    straight = run(dict(cfg, output={"root": str(tmp_path / "a")}))
+    want = dict(draws)
+    draws.clear()
+    stop_at.append(6)  # epoch 2, step index 1: stop after two steps of epoch 2
+    cfg_b = dict(cfg, output={"root": str(tmp_path / "b")})
+    with pytest.raises(RunInterrupted):
+        run(cfg_b)
+    run_dir = tmp_path / "b" / straight["run_dir"].split("/")[-1]
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert rec["status"] == "interrupted" and "after step 2/5 of epoch 2" in rec["error"], rec["error"]
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["mid"]["step"], len(ckpt["history"])) == (1, 2, 1)
+    assert sorted(draws) == list(range(7))
+    draws.clear()
+    capfd.readouterr()
+    resumed = run(cfg_b)
+    assert "resuming from step 2 of epoch 2" in capfd.readouterr().err
+    assert sorted(draws) == list(range(7, 15)) and all(draws[g] == want[g] for g in draws)
+    assert resumed["status"] == "finished"
+    for a, b in zip(straight["history"], resumed["history"], strict=True):
+        assert {k: v for k, v in a.items() if k.startswith(("train/", "val/"))} == \
+            {k: v for k, v in b.items() if k.startswith(("train/", "val/"))}
+    w_a = torch.load(tmp_path / "a" / run_dir.name / "checkpoint.pt", weights_only=False)["method"]
+    w_b = torch.load(run_dir / "checkpoint.pt", weights_only=False)["method"]
+    assert w_a.keys() == w_b.keys() and all(torch.equal(w_a[k], w_b[k]) for k in w_a)
