@@ -40,6 +40,13 @@ def make(name, teachers=("cifar_resnet20",), student="cifar_resnet8", num_classe
     return cls(s, ts, resolve_hparams(cls.name, cls.hparams, hp), ctx)
 
 
+def stage_step(method, batch, trainer) -> Dict[str, torch.Tensor]:
+    """One step as the trainer runs it in the stage named by ``method.progress.stage``: that stage's own
+    ``step`` (e.g. FitNet's hint stage) or the plugin's ``train_step``; ``trainer`` only needs ``optimize``."""
+    stage = next(s for s in method.stages() if s.name == method.progress.stage)
+    return (stage.step or method.train_step)(batch, trainer)
+
+
 def run_data_free(name, hparams, teacher_dir, root, monkeypatch, epochs=6, steps=20, lr=0.1):
     """A data-free run on digits through the real entry point, with the training loader made to fail if
     anything iterates it (the test loader, which does not shuffle, stays usable for evaluation)."""

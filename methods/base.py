@@ -38,11 +38,15 @@ from kdsuite.zoo import taps as ztaps
 
 @dataclass
 class Stage:
-    """One phase of training. ``optimizers``: the groups stepped in this stage (None = all)."""
+    """One phase of training. ``optimizers``: the groups stepped in this stage (None = all).
+    ``step``: the training step of this stage, with ``train_step``'s signature (None = the plugin's
+    ``train_step``); the trainer dispatches to it, so a pre-training stage (FitNet's hint, FSP's
+    init, ...) needs no branch on the stage name in ``train_step``."""
     name: str
     epochs: int
     optimizers: Optional[Sequence[str]] = None
     evaluate: bool = True
+    step: Optional[Callable[..., Dict[str, torch.Tensor]]] = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from kdsuite.methods.plugins.ab import alternative_loss, connector
 from kdsuite.core.errors import ConfigError
-from kdsuite.testing import make
+from kdsuite.testing import make, stage_step
 from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
 
 
@@ -103,10 +103,10 @@ def test_ab_recipe_is_repdistillers_init_stage_then_ce_alone():
     rec = Recorder()
     m.train()
     m.progress.stage = "init"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     m.train()
     m.progress.stage = "main"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     assert [(g, sorted(v)) for g, v in rec.calls] == [("init", ["ab"]), ("student", ["ce"])]
     m2 = make("ab", kd_weight=0.5)
     assert set(m2.forward_train(x, y)) == {"ce", "kd"}
@@ -132,7 +132,7 @@ def test_ab_init_stage_leaves_a_wrn_final_bn_alone():
     before = {k: v.clone() for k, v in bn.state_dict().items()}
     m.train()
     m.progress.stage = "init"
-    m.train_step((torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])), _Step())
+    stage_step(m, (torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])), _Step())
     assert not bn.training and all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
     assert m.student.stages[0][0].bn1.training  # the feature modules themselves train
 
@@ -151,10 +151,10 @@ def test_ab_scale_on_resnet32x4_to_resnet8x4_matches_repdistiller():
 
     rec = Recorder()
     m.progress.stage = "init"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     m.train()
     m.progress.stage = "main"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     (g_init, init), (g_main, main) = rec.calls
     assert (g_init, set(init), g_main, set(main)) == ("init", {"ab"}, "student", {"ce"})
     print(f"ab resnet32x4→resnet8x4 at init: AB {init['ab']:.6g}, CE {main['ce']:.6g}, AB/CE "

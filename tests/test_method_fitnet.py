@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdsuite.core.errors import ConfigError
-from kdsuite.testing import make
+from kdsuite.testing import make, stage_step
 
 
 class _Trainer:
@@ -47,7 +47,7 @@ def test_hint_loss_is_eq3_and_the_hint_stage_trains_only_up_to_the_guided_layer(
     assert abs(got - want) < 1e-5 * want
     m.train()
     before = {n: p.clone() for n, p in m.named_parameters()}
-    out = m.train_step((x, y), _Trainer(m, "hint"))
+    out = stage_step(m, (x, y), _Trainer(m, "hint"))
     assert set(out) == {"hint"}
     changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
     assert any(n.startswith("regressor") for n in changed)
@@ -74,7 +74,7 @@ def test_main_stage_is_the_papers_kd_eq2_with_annealed_lambda():
     # the main stage steps the student only: the regressor stays as it is
     m.train()
     before = {n: p.clone() for n, p in m.regressor.named_parameters()}
-    m.train_step((x, y), _Trainer(m, "student"))
+    stage_step(m, (x, y), _Trainer(m, "student"))
     assert all(torch.equal(p, before[n]) for n, p in m.regressor.named_parameters())
 
 

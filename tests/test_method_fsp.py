@@ -6,7 +6,7 @@ import torch
 
 from kdsuite.methods.plugins.fsp import fsp_loss
 from kdsuite.core.errors import ConfigError
-from kdsuite.testing import make
+from kdsuite.testing import make, stage_step
 from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
 
 
@@ -71,9 +71,9 @@ def test_fsp_recipe_is_repdistillers_init_stage_then_ce_alone():
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
     rec = Recorder()
     m.progress.stage = "init"
-    assert set(m.train_step((x, y), rec)) == {"fsp"}
+    assert set(stage_step(m, (x, y), rec)) == {"fsp"}
     m.progress.stage = "main"
-    assert set(m.train_step((x, y), rec)) == {"ce"}
+    assert set(stage_step(m, (x, y), rec)) == {"ce"}
     assert [(g, sorted(v)) for g, v in rec.calls] == [("init", ["fsp"]), ("student", ["ce"])]
 
 
@@ -91,10 +91,10 @@ def test_fsp_scale_on_resnet32x4_to_resnet8x4_matches_repdistiller():
 
     rec = Recorder()
     m.progress.stage = "init"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     m.train()
     m.progress.stage = "main"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     (g_init, init), (g_main, main) = rec.calls
     assert (g_init, set(init), g_main, set(main)) == ("init", {"fsp"}, "student", {"ce"})
     print(f"fsp resnet32x4→resnet8x4 at init: FSP {init['fsp']:.6g}, CE {main['ce']:.6g}, "
@@ -134,7 +134,7 @@ def test_fsp_init_step_trains_only_the_feature_layers():
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2])
     before = {n: p.clone() for n, p in m.named_parameters()}
     m.progress.stage = "init"
-    assert set(m.train_step((x, y), _Step())) == {"fsp"}
+    assert set(stage_step(m, (x, y), _Step())) == {"fsp"}
     changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
     assert any(n.startswith("student.stages") for n in changed)
     assert not any(n.startswith("student.fc") for n in changed)

@@ -10,7 +10,7 @@ import torch
 from kdsuite.experiments.data import TensorLoader
 from kdsuite.methods.plugins.ft import factor_transfer_loss
 from kdsuite.engine.trainer import Trainer, TrainSettings
-from kdsuite.testing import make
+from kdsuite.testing import make, stage_step
 from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
 
 
@@ -118,7 +118,7 @@ def test_ft_scale_on_resnet32x4_to_resnet8x4_matches_repdistiller():
 
     rec = Recorder()
     m.progress.stage = "main"
-    m.train_step((x, y), rec)
+    stage_step(m, (x, y), rec)
     ((group, out),) = rec.calls
     assert group == "student" and set(out) == {"ce", "ft"}
     print(f"ft resnet32x4→resnet8x4 at init: 200·FT {out['ft']:.6g}, CE {out['ce']:.6g}, FT/CE "
@@ -167,4 +167,4 @@ def test_reconstruction_loss_is_the_mse_of_the_autoencoder():
 
     t = m.teacher_forward(x)[1]["feat3"]
     want = ((m.paraphraser.decoder(m.paraphraser.encoder(t)) - t) ** 2).mean().item()
-    assert abs(m.train_step((x, torch.zeros(2, dtype=torch.long)), _T())["rec"].item() - want) < 1e-6
+    assert abs(stage_step(m, (x, torch.zeros(2, dtype=torch.long)), _T())["rec"].item() - want) < 1e-6

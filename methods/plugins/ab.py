@@ -114,7 +114,8 @@ class AB(Distiller):
         self.stage_weights = [2.0 ** (i - n + 1) for i in range(n)]
 
     def stages(self):
-        init = [Stage("init", self.hp.init_epochs, optimizers=["init"], evaluate=False)] if self.hp.init_epochs else []
+        init = [Stage("init", self.hp.init_epochs, optimizers=["init"], evaluate=False,
+                       step=self.init_step)] if self.hp.init_epochs else []
         return init + [Stage("main", self.ctx.epochs, optimizers=["student"])]
 
     def optim_groups(self):
@@ -128,17 +129,14 @@ class AB(Distiller):
             total = total + w * alternative_loss(conn(fs).float(), ft.float(), self.hp.margin) / b
         return self.SCALE * total
 
-    def train_step(self, batch, trainer):
-        x, y = batch[0], batch[1]
-        if self.progress.stage == "init":
-            head_to_eval(self.student)
-            _, sf = self.student_forward(x)
-            _, tf = self.teacher_forward(x)
-            out = {"ab": self.hp.beta * self.ab_loss([sf[k] for k in self.s_taps], [tf[k] for k in self.t_taps[0]])}
-            trainer.optimize("init", out)
-            return out
-        out = self.forward_train(x, y)
-        trainer.optimize("student", out)
+    def init_step(self, batch, trainer):
+        """The init stage's step: the AB loss alone trains the student's layers up to the taps."""
+        x = batch[0]
+        head_to_eval(self.student)
+        _, sf = self.student_forward(x)
+        _, tf = self.teacher_forward(x)
+        out = {"ab": self.hp.beta * self.ab_loss([sf[k] for k in self.s_taps], [tf[k] for k in self.t_taps[0]])}
+        trainer.optimize("init", out)
         return out
 
     def forward_train(self, x, y):

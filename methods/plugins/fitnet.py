@@ -69,7 +69,8 @@ class FitNet(Distiller):
 
     # ---- stages and parameter groups -----------------------------------------------------
     def stages(self):
-        hint = [Stage("hint", self.hp.hint_epochs, optimizers=["hint"], evaluate=False)] if self.hp.hint_epochs else []
+        hint = [Stage("hint", self.hp.hint_epochs, optimizers=["hint"], evaluate=False,
+                       step=self.hint_step)] if self.hp.hint_epochs else []
         return hint + [Stage("main", self.ctx.epochs, optimizers=["student"])]
 
     def guided_parameters(self):
@@ -100,12 +101,8 @@ class FitNet(Distiller):
         soft = losses.ce(s_kd / self.hp.T, F.softmax(t_kd / self.hp.T, dim=1))  # H(P_T^τ, P_S^τ)
         return {"ce": self.hp.ce_weight * losses.ce(s, y), "kd": self.lam() * soft}
 
-    def train_step(self, batch, trainer):
-        x, y = batch[0], batch[1]
-        if self.progress.stage == "hint":
-            out = self.hint_step_losses(x)
-            trainer.optimize("hint", out)
-            return out
-        out = self.forward_train(x, y)
-        trainer.optimize("student", out)
+    def hint_step(self, batch, trainer):
+        """The hint stage's step: the hint loss alone trains the guided layers and the regressor."""
+        out = self.hint_step_losses(batch[0])
+        trainer.optimize("hint", out)
         return out

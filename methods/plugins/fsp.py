@@ -84,7 +84,8 @@ class FSP(Distiller):
                                   f"{ss}, teacher shapes {ts})")
 
     def stages(self):
-        init = [Stage("init", self.hp.init_epochs, optimizers=["init"], evaluate=False)] if self.hp.init_epochs else []
+        init = [Stage("init", self.hp.init_epochs, optimizers=["init"], evaluate=False,
+                       step=self.init_step)] if self.hp.init_epochs else []
         return init + [Stage("main", self.ctx.epochs, optimizers=["student"])]
 
     def optim_groups(self):
@@ -98,16 +99,12 @@ class FSP(Distiller):
         loss = fsp_loss([sf[k].float() for k in self.s_taps], [tf[k].float() for k in self.t_taps[0]])
         return s_logits, loss
 
-    def train_step(self, batch, trainer):
-        x, y = batch[0], batch[1]
-        if self.progress.stage == "init":
-            head_to_eval(self.student)
-            _, loss = self._fsp(x)
-            out = {"fsp": loss}
-            trainer.optimize("init", out)
-            return out
-        out = self.forward_train(x, y)
-        trainer.optimize("student", out)
+    def init_step(self, batch, trainer):
+        """The init stage's step: the FSP loss alone trains the student's feature layers."""
+        head_to_eval(self.student)
+        _, loss = self._fsp(batch[0])
+        out = {"fsp": loss}
+        trainer.optimize("init", out)
         return out
 
     def forward_train(self, x, y):

@@ -123,7 +123,8 @@ class FT(Distiller):
         self.translator = _convs([sc, sc, factor, factor], bn=True)
 
     def stages(self):
-        pre = [Stage("paraphraser", self.hp.paraphraser_epochs, optimizers=["paraphraser"], evaluate=False)] \
+        pre = [Stage("paraphraser", self.hp.paraphraser_epochs, optimizers=["paraphraser"], evaluate=False,
+                     step=self.paraphraser_step)] \
             if self.hp.paraphraser_epochs else []
         return pre + [Stage("main", self.ctx.epochs, optimizers=["student"])]
 
@@ -132,16 +133,12 @@ class FT(Distiller):
         return {"student": OptimGroup(list(self.student.parameters()) + list(self.translator.parameters())),
                 "paraphraser": init_group(self.paraphraser.parameters(), lr=lr)}
 
-    def train_step(self, batch, trainer):
-        x, y = batch[0], batch[1]
-        if self.progress.stage == "paraphraser":
-            _, tf = self.teacher_forward(x)
-            t = tf[self.key_t].float()
-            out = {"rec": losses.mse(self.paraphraser(t), t)}
-            trainer.optimize("paraphraser", out)
-            return out
-        out = self.forward_train(x, y)
-        trainer.optimize("student", out)
+    def paraphraser_step(self, batch, trainer):
+        """The paraphraser stage's step: the paraphraser learns to reconstruct the teacher's factor."""
+        _, tf = self.teacher_forward(batch[0])
+        t = tf[self.key_t].float()
+        out = {"rec": losses.mse(self.paraphraser(t), t)}
+        trainer.optimize("paraphraser", out)
         return out
 
     def forward_train(self, x, y):
