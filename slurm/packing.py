@@ -18,11 +18,15 @@ def _run_one(args) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
+    from kdsuite.experiments.lease import RunBusy
     from kdsuite.experiments.run import run
 
     try:
         rec = run(cfg)
         return {"status": rec["status"], "run_dir": rec["run_dir"], "metrics": rec.get("metrics", {})}
+    except RunBusy as e:  # another job trains this run: not a failure, and its record is left alone
+        print(f"kdsuite: {e}", flush=True)
+        return {"status": "busy", "error": str(e)}
     except Exception as e:  # noqa: BLE001 — one failed run must not take its neighbours down
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=10)}
 

@@ -20,3 +20,28 @@ def test_packed_runs_equal_sequential_runs(tmp_path):
         # or two (0.28 points each) across the decision boundary, nothing more
         assert abs(packed[seed]["metrics"]["last_top1"] - alone["metrics"]["last_top1"]) <= 0.6
         assert packed[seed]["run_dir"] == alone["run_dir"].replace("/alone/", "/packed/")
+
+
+def test_a_packed_run_held_by_another_job_is_busy_not_failed(tmp_path):
+    """A packed task whose run is being trained by another job (its lease is held) reports ``busy`` and
+    leaves that run's folder alone; its neighbour trains."""
+    import subprocess
+    import sys
+
+    from kdsuite.experiments.run import prepare
+
+    held = _cfg(tmp_path, 0)
+    _, _, run_dir = prepare(held)
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom kdsuite.experiments.lease import Lease\n"
+                               f"with Lease({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in run_dir.iterdir())
+        out = run_packed([held, _cfg(tmp_path, 1)], cpus=2)
+        assert [o["status"] for o in out] == ["busy", "finished"], out
+        assert "already being trained" in out[0]["error"] and f"pid {holder.pid}" in out[0]["error"]
+        assert sorted(p.name for p in run_dir.iterdir()) == before  # no record, no checkpoint written there
+    finally:
+        holder.kill()
+        holder.wait()
