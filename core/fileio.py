@@ -61,6 +61,19 @@ def file_digest(path: os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def stat_stamp(paths) -> tuple:
+    """``((path, size, mtime_ns), ...)`` of ``paths`` (None, None for one that can't be read): the key under
+    which a digest of those files is cached — it changes when a file is rewritten, added or removed."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(p), None, None))
+    return tuple(out)
+
+
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
     return _atomic(path, lambda fh: fh.write(data))
 

@@ -26,7 +26,7 @@ import hashlib
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from kdsuite.core.fileio import file_digest
+from kdsuite.core.fileio import file_digest, stat_stamp
 
 UNAVAILABLE = "unavailable"
 
@@ -67,17 +67,6 @@ def _cifar_local(root: str, name: str, stamp: Tuple) -> str:
     return _sha(f"{f}\t{_file_md5(os.path.join(root, folder, f))}" for f, _ in files)
 
 
-def _stat_stamp(paths) -> Tuple:
-    out = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-            out.append((p, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((p, None, None))
-    return tuple(out)
-
-
 @functools.lru_cache(maxsize=64)
 def _folder_listing(root: str, stamp: Tuple) -> str:
     lines = []
@@ -100,7 +89,7 @@ def _folder_stamp(root: str) -> Tuple:
             dirs += sorted(e.path for e in os.scandir(top) if e.is_dir())
         except OSError:
             pass
-    return _stat_stamp(dirs)
+    return stat_stamp(dirs)
 
 
 def data_identity(ds: Mapping[str, Any]) -> Dict[str, Optional[str]]:
@@ -117,7 +106,7 @@ def data_identity(ds: Mapping[str, Any]) -> Dict[str, Optional[str]]:
         paths = [os.path.join(root, folder, f) for f, _ in files]
         if not all(os.path.isfile(p) for p in paths):
             return {"name": name, "fingerprint": UNAVAILABLE, "basis": f"files missing under {root}"}
-        return {"name": name, "fingerprint": "sha256:" + _cifar_local(root, name, _stat_stamp(paths)),
+        return {"name": name, "fingerprint": "sha256:" + _cifar_local(root, name, stat_stamp(paths)),
                 "basis": "MD5 of the local files"}
     if name == "imagefolder":
         if not all(os.path.isdir(os.path.join(root, s)) for s in ("train", "val")):
@@ -133,7 +122,3 @@ def hash_fingerprint(ds: Mapping[str, Any]) -> Optional[str]:
         return None
     return data_identity(ds)["fingerprint"]
 
-
-# the method's own identity (code, variant) lives in the methods layer, where tables can read it too
-from kdsuite.methods.identity import (code_identity, fmt_value, method_variant, record_stale_reason,  # noqa: E402,F401
-                                      stale_reason, variant_label)

@@ -27,7 +27,7 @@ def _state(run) -> Tuple[str, str]:
         return "not started", ""
     status = rec.get("status")
     if status == "finished":
-        from kdsuite.experiments.identity import record_stale_reason
+        from kdsuite.methods.identity import record_stale_reason
 
         why = record_stale_reason(rec)
         if why:

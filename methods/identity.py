@@ -13,10 +13,7 @@ import inspect
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-
-def _mtime_stamp(path: str) -> Tuple:
-    st = os.stat(path)
-    return (st.st_size, st.st_mtime_ns)
+from kdsuite.core.fileio import stat_stamp
 
 
 # ---- code ---------------------------------------------------------------------------------------
@@ -50,7 +47,7 @@ def code_identity(cls: type) -> Dict[str, Optional[str]]:
         path = inspect.getsourcefile(cls)
     except TypeError:
         path = None
-    sha = _file_sha(path, _mtime_stamp(path)) if path and os.path.isfile(path) else None
+    sha = _file_sha(path, stat_stamp([path])) if path and os.path.isfile(path) else None
     package, ver = _distribution_of(module)
     return {"module": module, "file": os.path.basename(path) if path else None, "file_sha256": sha,
             "package": package, "version": ver}

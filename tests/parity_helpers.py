@@ -26,9 +26,10 @@ def real_pair(name, num_train=50000, train_labels=None, **hp):
     return cls(student, [teacher], resolve_hparams(cls.name, cls.hparams, hp), ctx)
 
 
-def fixed_batch():
+def fixed_batch(n: int = BATCH):
+    """``n`` seeded CIFAR-100-shaped images and labels."""
     g = torch.Generator().manual_seed(1)
-    return torch.randn(BATCH, 3, 32, 32, generator=g), torch.randint(0, 100, (BATCH,), generator=g)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 100, (n,), generator=g)
 
 
 def forward_once(m, x, y):

@@ -1,40 +1,25 @@
 """Shared pieces of the RepDistiller parity tests of the staged methods (fsp, ft, ab).
 
-- :func:`real_pair`: the plugin around a freshly initialised CIFAR-100 pair, teacher
-  ``cifar_resnet32x4`` → student ``cifar_resnet8x4`` (100 classes, 32×32 inputs, seeded), and
-  :func:`fixed_batch`, one seeded batch: the loss-scale checks run a single forward on them.
+- :func:`real_pair` (from :mod:`tests.parity_helpers`): the plugin around a freshly initialised CIFAR-100
+  pair, teacher ``cifar_resnet32x4`` → student ``cifar_resnet8x4``, and :func:`fixed_batch`, one seeded
+  batch of 8: the loss-scale checks run a single step on them.
 - :func:`resnet_features64`: the features RepDistiller's ``resnet.forward(is_feat=True, preact=...)``
   returns, computed in float64 on a copy of a zoo CIFAR ResNet by walking its modules directly
   (stem, stages, the stage activations, pooling, fc), not through ``kdsuite.zoo.taps``.
-- :func:`ce64`: cross-entropy in float64 numpy.
 - :class:`Recorder`: a stand-in for the trainer whose ``optimize`` records the losses and steps nothing.
 """
 import copy
 
-import numpy as np
 import torch
 
-from kdsuite import zoo
-from kdsuite.methods.base import BuildContext
-from kdsuite.methods.hparams import resolve_hparams
-from kdsuite.methods.registry import get_method
+from tests.parity_helpers import ce64, real_pair  # noqa: F401  (the staged methods' tests import them from here)
+from tests.parity_helpers import fixed_batch as parity_batch
 
 BATCH = 8
 
 
-def real_pair(name, **hp):
-    cls = get_method(name)
-    torch.manual_seed(0)
-    student = zoo.create_model("cifar_resnet8x4", num_classes=100)
-    teacher = zoo.create_model("cifar_resnet32x4", num_classes=100).eval().requires_grad_(False)
-    ctx = BuildContext(num_classes=100, input_shape=(3, 32, 32), epochs=240, steps_per_epoch=782, batch_size=64,
-                       num_train=50000)
-    return cls(student, [teacher], resolve_hparams(cls.name, cls.hparams, hp), ctx)
-
-
 def fixed_batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(BATCH, 3, 32, 32, generator=g), torch.randint(0, 100, (BATCH,), generator=g)
+    return parity_batch(BATCH)
 
 
 @torch.no_grad()
@@ -52,12 +37,6 @@ def resnet_features64(model, x):
         post.append(h)
     logits = m.fc(h.mean(dim=(2, 3)))
     return logits.numpy(), [a.numpy() for a in post], [a.numpy() for a in pre]
-
-
-def ce64(logits, y):
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-np.mean(logp[np.arange(len(y)), np.asarray(y)]))
 
 
 class Recorder:

@@ -14,7 +14,8 @@ from kdsuite.core.records import RecordError, RunRecord, load_record, read_recor
 from kdsuite.cli import main
 from kdsuite.experiments.config import NON_IDENTITY, config_hash, validate
 from kdsuite.experiments.grid import load_grid
-from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
+from kdsuite.experiments.identity import data_identity
+from kdsuite.methods.identity import code_identity, method_variant, variant_label
 from kdsuite.methods.registry import get_method
 
 TINY = {"epochs": 1, "max_steps_per_epoch": 2, "progress": "none", "dataset": {"name": "digits", "batch_size": 32}}

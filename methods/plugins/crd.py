@@ -40,7 +40,6 @@ samples sorted by class), with no per-sample Python.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
+from kdsuite.methods.components.memory_banks import add_memory_banks, update_memory_banks
 from kdsuite.methods.hparams import ConfigError, HParam
 from kdsuite.methods.registry import register_method
 
@@ -89,15 +89,9 @@ class CRD(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        if ctx.num_train <= 0:
-            raise ConfigError(f"method 'crd': the training-set size (num_train = {ctx.num_train}) must be > 0; "
-                              f"the memory banks hold one row per training sample")
-        self.num_data = int(ctx.num_train)
         self.embed_s = nn.Linear(self.student_shapes()["pool"][0], hp.feat_dim)
         self.embed_t = nn.Linear(self.teacher_shapes()["pool"][0], hp.feat_dim)
-        stdv = 1.0 / math.sqrt(hp.feat_dim / 3)
-        self.register_buffer("memory_s", torch.rand(self.num_data, hp.feat_dim) * (2 * stdv) - stdv)
-        self.register_buffer("memory_t", torch.rand(self.num_data, hp.feat_dim) * (2 * stdv) - stdv)
+        self.num_data = add_memory_banks(self, "crd", ctx.num_train, hp.feat_dim)
         self.register_buffer("z_s", torch.tensor(-1.0))  # normalisation constants, set from the first batch
         self.register_buffer("z_t", torch.tensor(-1.0))
         if hp.sampling != "uniform":
@@ -196,11 +190,7 @@ class CRD(Distiller):
         p_s = self._normalised(torch.bmm(w_t, v_s.unsqueeze(2)).squeeze(2).double(), self.z_s)  # student anchor
         p_t = self._normalised(torch.bmm(w_s, v_t.unsqueeze(2)).squeeze(2).double(), self.z_t)  # teacher anchor
         loss = (nce_loss(p_s, self.num_data) + nce_loss(p_t, self.num_data)).float()
-        with torch.no_grad():
-            m = self.hp.nce_m
-            for bank, v in ((self.memory_s, v_s), (self.memory_t, v_t)):
-                rows = F.normalize(bank[index] * m + v.detach() * (1 - m), dim=1)
-                bank.index_copy_(0, index, rows)
+        update_memory_banks(self, index, v_s, v_t, self.hp.nce_m)
         return loss
 
     def forward_train(self, x, y):

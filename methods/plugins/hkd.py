@@ -24,7 +24,6 @@ set, not from the other classes only.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
+from kdsuite.methods.components.memory_banks import add_memory_banks, update_memory_banks
 from kdsuite.methods.hparams import ConfigError, HParam
 from kdsuite.methods.registry import register_method
 
@@ -87,17 +87,11 @@ class HKD(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
-        if ctx.num_train <= 0:
-            raise ConfigError(f"method 'hkd': the training-set size (num_train = {ctx.num_train}) must be > 0; "
-                              f"the memory banks hold one row per training sample")
-        self.num_data = int(ctx.num_train)
         self.embed_s = nn.Linear(self.student_shapes()["pool"][0], hp.feat_dim)
         self.embed_t = nn.Linear(self.teacher_shapes()["pool"][0], hp.feat_dim)
         self.gnn_s = GraphEncoder(hp.feat_dim)
         self.gnn_t = GraphEncoder(hp.feat_dim)
-        stdv = 1.0 / math.sqrt(hp.feat_dim / 3)
-        self.register_buffer("memory_s", torch.rand(self.num_data, hp.feat_dim) * (2 * stdv) - stdv)
-        self.register_buffer("memory_t", torch.rand(self.num_data, hp.feat_dim) * (2 * stdv) - stdv)
+        self.num_data = add_memory_banks(self, "hkd", ctx.num_train, hp.feat_dim)
 
     def holistic_loss(self, e_s, e_t, z_s, z_t, index, neg):
         """L_HKD for ℓ2-normalised embeddings ``e_s``/``e_t`` (B, d), logits ``z_s``/``z_t``, bank rows ``index``
@@ -127,10 +121,7 @@ class HKD(Distiller):
         e_t = F.normalize(self.embed_t(tf["pool"]).float(), dim=1)
         neg = torch.randint(0, self.num_data, (len(index), self.hp.nce_k), device=index.device)
         hkd = self.holistic_loss(e_s, e_t, s_logits.float(), t_logits.float(), index, neg)
-        with torch.no_grad():
-            m = self.hp.nce_m
-            for bank, e in ((self.memory_s, e_s), (self.memory_t, e_t)):
-                bank.index_copy_(0, index, F.normalize(m * bank[index] + (1 - m) * e.detach(), dim=1))
+        update_memory_banks(self, index, e_s, e_t, self.hp.nce_m)
         return {"ce": losses.ce(s_logits, y),
                 "kd": self.hp.alpha * losses.kd_loss(s_logits, t_logits, self.hp.T),
                 "hkd": self.hp.beta * hkd}
