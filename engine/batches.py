@@ -12,7 +12,7 @@ becomes one through :class:`LoaderSource`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Iterator, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -61,13 +61,34 @@ class LoaderSource:
             self.generator.manual_seed(seed)
 
 
+class FixedBatches:
+    """A list of batches as a :class:`BatchSource`: the same batches, in the same order, every epoch
+    (tests and tools that drive single steps)."""
+
+    sharded = False
+
+    def __init__(self, batches: Sequence[Any]):
+        self.batches = list(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.batches)
+
+    def set_epoch_seed(self, seed: int) -> None:
+        pass
+
+
 def as_batch_source(obj: Any, what: str = "training data") -> BatchSource:
-    """``obj`` as a :class:`BatchSource`: sources pass through, a DataLoader is wrapped; anything
-    else is a TypeError naming what is missing."""
+    """``obj`` as a :class:`BatchSource`: sources pass through, a DataLoader is wrapped, a list or tuple
+    of batches becomes :class:`FixedBatches`; anything else is a TypeError naming what is missing."""
     if isinstance(obj, BatchSource):
         return obj
     if isinstance(obj, torch.utils.data.DataLoader):
         return LoaderSource(obj)
+    if isinstance(obj, (list, tuple)):
+        return FixedBatches(obj)
     missing = [a for a in ("__len__", "__iter__", "set_epoch_seed", "sharded") if not hasattr(obj, a)]
     raise TypeError(f"{what}: {type(obj).__name__} is not a batch source (kdsuite.engine.batches.BatchSource); "
                     f"it lacks {missing}")

@@ -192,3 +192,26 @@ def test_tensor_pipeline_pads_with_the_colour_torchvision_pads_with(tmp_path):
     for c in range(3):
         values = set(out[:, c].flatten().tolist())
         assert values <= {5.0, float(data.train.pad_fill[c])} and len(values) == 2
+
+
+def test_every_training_source_states_the_batch_source_protocol():
+    """The trainer reads training data only through kdsuite.engine.batches.BatchSource: the digits
+    TensorLoader is one as it is, a DataLoader is wrapped (its generator re-seeded per epoch, so the
+    order follows the epoch seed), a list replays its batches; anything else is refused by name."""
+    from kdsuite.engine.batches import BatchSource, FixedBatches, LoaderSource, as_batch_source
+
+    b = build_data(_ds(), "cpu")
+    assert isinstance(b.train, BatchSource) and as_batch_source(b.train) is b.train and b.train.sharded is False
+    ds = torch.utils.data.TensorDataset(torch.arange(20.0), torch.arange(20))
+    g = torch.Generator()
+    src = as_batch_source(torch.utils.data.DataLoader(ds, batch_size=5, shuffle=True, generator=g))
+    assert isinstance(src, LoaderSource) and len(src) == 4
+
+    def order(seed):
+        src.set_epoch_seed(seed)
+        return torch.cat([x for x, _ in src]).tolist()
+
+    assert order(3) == order(3) and order(3) != order(4) and sorted(order(3)) == list(range(20))
+    assert isinstance(as_batch_source([1, 2]), FixedBatches) and list(as_batch_source([1, 2])) == [1, 2]
+    with pytest.raises(TypeError, match="set_epoch_seed"):
+        as_batch_source(iter([1, 2]))
