@@ -11,7 +11,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -19,7 +18,7 @@ import torch
 from kdsuite import zoo
 from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
-from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
+from kdsuite.experiments.config import ConfigError, config_hash, effective, settings_of, validate
 from kdsuite.experiments.data import build_data, cache_loader
 from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
@@ -28,7 +27,7 @@ from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
-from kdsuite.engine.trainer import Trainer, TrainSettings, derive_seed, seed_everything
+from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
 from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
 
 
@@ -45,6 +44,9 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         t["sha256"] = meta["sha256"]
         if meta.get("config_hash"):
             t["config_hash"] = meta["config_hash"]
+        typed = getattr(cfg, "settings", None)
+        if typed is not None:  # the typed config says the same
+            typed.teachers[i] = type(typed.teachers[i]).model_validate(t)
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
@@ -117,7 +119,8 @@ class RunParts:
 def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporter] = None,
           log_fn=None) -> RunParts:
     """Data, student, teachers (checked against their records), the method plugin and the trainer."""
-    cls = get_method(cfg["method"]["name"])
+    typed = settings_of(cfg)  # validated once, by prepare(): the typed config travels with cfg
+    cls = get_method(typed.method.name)
     device = pick_device(cfg["device"])
     dist_info = distributed.init(device.type)
     if dist_info.active and device.type == "cuda":
@@ -150,11 +153,8 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
                        steps_per_epoch=steps, batch_size=cfg["dataset"]["batch_size"], num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
-    method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
-    settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
-                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=eff["precision"],
-                             channels_last=eff["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
-                             max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
+    method = cls(student, teachers, typed.method.hp, ctx)
+    settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
                       run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
                       reporter=reporter or Reporter(cfg["progress"] if dist_info.main else "none",
