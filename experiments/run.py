@@ -121,56 +121,57 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     """Data, student, teachers (checked against their records), the method plugin and the trainer."""
     typed = settings_of(cfg)  # validated once, by prepare(): the typed config travels with cfg
     cls = get_method(typed.method.name)
-    device = pick_device(cfg["device"])
+    device = pick_device(typed.device)
     dist_info = distributed.init(device.type)
     if dist_info.active and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
-    if cfg["deterministic"]:
+    if typed.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     eff = effective(cfg, device.type)
     fields = tuple(cls.batch_fields)
-    if cfg["teacher_cache"] is not False and "index" not in fields:
+    if typed.teacher_cache is not False and "index" not in fields:
         fields += ("index",)  # cache look-ups go by sample index; harmless when the cache stays off
-    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"], fields=fields, dist_info=dist_info)
+    # the data gets the section's typed values (``train_fraction: 5e-1`` as a float, not as written)
+    data = build_data(typed.dataset.model_dump(), device, pipeline=eff["pipeline"], fields=fields, dist_info=dist_info)
     in_chans = data.input_shape[0]
 
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
         return zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
 
-    seed_everything(derive_seed(cfg["seed"], "init"))
-    student = build_model(cfg["student"]["arch"], **cfg["student"]["kwargs"])
-    if dist_info.active and cfg["sync_bn"] and device.type == "cuda":
+    seed_everything(derive_seed(typed.seed, "init"))
+    student = build_model(typed.student.arch, **typed.student.kwargs)
+    if dist_info.active and typed.sync_bn and device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     teachers, teacher_meta = [], []
-    for i, t in enumerate(cfg["teachers"]):
-        model, meta = load_teacher(t["checkpoint"], build_model, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
+    for i, t in enumerate(typed.teachers):
+        model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
         teachers.append(model)
         teacher_meta.append(meta)
-    steps = cfg["max_steps_per_epoch"] or (len(data.train) if data.train is not None else 1)
-    ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
-                       steps_per_epoch=steps, batch_size=cfg["dataset"]["batch_size"], num_train=data.num_train,
+    steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
+    ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
+                       steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
     method = cls(student, teachers, typed.method.hp, ctx)
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
                       run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
-                      reporter=reporter or Reporter(cfg["progress"] if dist_info.main else "none",
+                      reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
                                                     prefix=f"[{run_dir.name}] "), dist_info=dist_info)
     trainer.batch_fields = fields
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
-    if cfg["teacher_cache"] is True and not cache_ok:
+    if typed.teacher_cache is True and not cache_ok:
         raise ConfigError(f"teacher_cache = true, but teacher outputs cannot be reused here: it needs an offline "
                           f"method that reads only teacher logits (method '{cls.name}', teacher taps "
                           f"{method.t_taps}) and training images without random augmentation "
-                          f"(dataset.augment = {cfg['dataset']['augment']!r}); use auto or false")
+                          f"(dataset.augment = {typed.dataset.augment!r}); use auto or false")
     # one process per device: each would fill the whole cache, so it stays off there
-    eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False and not dist_info.active)  # noqa: E712
+    eff["teacher_cache"] = bool(cache_ok and typed.teacher_cache != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
     if eff["teacher_cache"]:
-        trainer.teacher_cache_loader = cache_loader(data.train, cfg["dataset"]["eval_batch_size"])
+        trainer.teacher_cache_loader = cache_loader(data.train, typed.dataset.eval_batch_size)
         trainer.teacher_cache_size = data.num_train
     if eff["compile"]:
         # in place (Module.compile): module identity and state-dict keys stay, so checkpoints and

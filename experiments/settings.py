@@ -42,7 +42,7 @@ class DatasetSettings(Section):
     eval_batch_size: Annotated[int, rule(HParam(256, low=1))] = 256
     num_workers: Annotated[int, rule(HParam(0, low=0))] = 0
     image_size: Annotated[Optional[int], rule(HParam(16, low=8), optional=True)] = None
-    augment: Annotated[Optional[str], AsWritten] = None  # checked by kdsuite.experiments.data
+    augment: Annotated[Optional[Union[bool, str]], AsWritten] = None  # checked by kdsuite.experiments.data
     pipeline: Annotated[str, rule(HParam("loader", choices=("auto", "loader", "tensor")))] = "auto"
     train_fraction: Annotated[float, number(HParam(1.0, low=0, low_open=True, high=1.0))] = 1.0
 
