@@ -1,8 +1,9 @@
 """Run configs: defaults, YAML loading, dotted overrides, validation and the config hash.
 
 Role in the flow: the first step. A run config (a YAML file, a grid entry or CLI ``--set`` pairs)
-is merged over :data:`DEFAULTS`, validated by :func:`validate` — every error names the field, the
-value and what is allowed, before any model is built or file written — and hashed by
+is merged over :data:`DEFAULTS` (derived from the section models of :mod:`kdsuite.experiments.settings`),
+validated once by :func:`validate` through those models — every error names the field, the value and
+what is allowed, before any model is built or file written — and hashed by
 :func:`config_hash`, which is the run's identity (records, run folders, grid idempotence).
 
 The hash covers what decides the result (data, models, method and its hyper-parameters, recipe,
