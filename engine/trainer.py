@@ -33,11 +33,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
+from pydantic import ValidationError
 
 from kdsuite.engine import cpu_memory, distributed, stop
 from kdsuite.engine.batches import BatchSource, as_batch_source
@@ -45,6 +46,8 @@ from kdsuite.methods.base import Distiller, OptimGroup, Stage
 from kdsuite.core.fileio import load_latest_checkpoint, save_checkpoint
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.progress import Reporter
+from kdsuite.engine.settings import (OPTIMIZERS, SCHEDULES, GroupOptim, ScheduleSettings,  # noqa: F401
+                                     TrainSettings, config_error as settings_error)
 
 CHECKPOINT_FORMAT = 1
 
@@ -61,45 +64,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# ---- learning-rate schedules -----------------------------------------------------------------
-SCHEDULES = ("step", "cosine", "constant")
-OPTIMIZERS = ("sgd", "adamw", "adam")
-
-
-def lr_factor(schedule: Dict[str, Any], epoch_float: float, total_epochs: int) -> float:
+# ---- learning-rate schedules and optimizers ------------------------------------------------------
+def lr_factor(schedule: ScheduleSettings | Mapping[str, Any], epoch_float: float, total_epochs: int) -> float:
     """Multiplier of the base learning rate at ``epoch_float`` (epochs done, fractional).
     Linear warm-up over ``warmup_epochs``, then ``step`` (×gamma at each milestone epoch, applied
     at epoch boundaries as in the classic recipes), ``cosine`` (to ``min_lr_ratio``) or ``constant``."""
-    warm = float(schedule.get("warmup_epochs", 0) or 0)
+    s = schedule if isinstance(schedule, ScheduleSettings) else ScheduleSettings.model_validate(schedule)
+    warm = float(s.warmup_epochs)
     if warm > 0 and epoch_float < warm:
         return (epoch_float + 1e-12) / warm if epoch_float > 0 else 1.0 / max(1.0, warm * 1000)
-    name = schedule.get("name", "step")
-    if name == "constant":
+    if s.name == "constant":
         return 1.0
-    if name == "step":
+    if s.name == "step":
         done = math.floor(epoch_float + 1e-9)
-        passed = sum(1 for m in schedule.get("milestones", []) if done >= m)
-        return float(schedule.get("gamma", 0.1)) ** passed
-    if name == "cosine":
-        floor = float(schedule.get("min_lr_ratio", 0.0))
+        return float(s.gamma) ** sum(1 for m in s.milestones if done >= m)
+    if s.name == "cosine":
+        floor = float(s.min_lr_ratio)
         span = max(total_epochs - warm, 1e-9)
         t = min(max((epoch_float - warm) / span, 0.0), 1.0)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-    raise ConfigError(f"schedule.name = {name!r} is not one of {list(SCHEDULES)}")
+    raise ConfigError(f"schedule.name = {s.name!r} is not one of {list(SCHEDULES)}")
 
 
-def build_optimizer(params: Sequence[nn.Parameter], spec: Dict[str, Any]) -> torch.optim.Optimizer:
-    name = spec.get("name", "sgd")
-    lr = float(spec["lr"])
-    wd = float(spec.get("weight_decay", 0.0))
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(spec.get("momentum", 0.9)), weight_decay=wd,
-                               nesterov=bool(spec.get("nesterov", False)))
-    if name in ("adamw", "adam"):
-        betas = tuple(spec.get("betas", (0.9, 0.999)))
-        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-        return cls(params, lr=lr, betas=betas, weight_decay=wd)
-    raise ConfigError(f"optim.name = {name!r} is not one of {list(OPTIMIZERS)}")
+def build_optimizer(params: Sequence[nn.Parameter], spec: GroupOptim | Mapping[str, Any]) -> torch.optim.Optimizer:
+    o = spec if isinstance(spec, GroupOptim) else GroupOptim.model_validate(dict(spec))
+    lr, wd = float(o.lr), float(o.weight_decay)
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(o.momentum), weight_decay=wd, nesterov=o.nesterov)
+    if o.name in ("adamw", "adam"):
+        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+        return cls(params, lr=lr, betas=o.betas or (0.9, 0.999), weight_decay=wd)
+    raise ConfigError(f"optim.name = {o.name!r} is not one of {list(OPTIMIZERS)}")
 
 
 # ---- evaluation ----------------------------------------------------------------------------
@@ -154,24 +149,6 @@ def evaluate(models: Dict[str, nn.Module], loader: Iterable, device: torch.devic
 
 # ---- the trainer ---------------------------------------------------------------------------
 @dataclass
-class TrainSettings:
-    """The trainer's part of a run config (validated by ``kdsuite.experiments.config``)."""
-    epochs: int = 1
-    seed: int = 0
-    optim: Dict[str, Any] = field(default_factory=lambda: {"name": "sgd", "lr": 0.05, "momentum": 0.9,
-                                                          "weight_decay": 5e-4})
-    schedule: Dict[str, Any] = field(default_factory=lambda: {"name": "step", "milestones": [], "gamma": 0.1})
-    optimizers: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per-group overrides
-    eval_every: int = 1
-    precision: str = "fp32"  # fp32 | bf16
-    channels_last: bool = False
-    grad_clip: Optional[float] = None
-    log_every: int = 50
-    max_steps_per_epoch: Optional[int] = None  # cap (tests, smoke runs); data-free: steps per epoch
-    progress: str = "auto"
-
-
-@dataclass
 class FitResult:
     status: str                      # finished | stopped | diverged
     metrics: Dict[str, Any]
@@ -219,6 +196,13 @@ def _set_rng_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _typed(model: Any, fields: Dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as e:
+        raise settings_error(e, where) from None
+
+
 class Trainer:
     def __init__(self, method: Distiller, train_loader: Optional[BatchSource], val_loader: Optional[Iterable],
                  settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
@@ -251,7 +235,7 @@ class Trainer:
         self._check_groups()
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
         self._active: List[str] = []
-        self._schedules: Dict[str, Dict[str, Any]] = {}
+        self._schedules: Dict[str, ScheduleSettings] = {}
         self._stage_epochs = 1
         self._stage: Optional[Stage] = None
         self._n_stages = 1
@@ -283,17 +267,16 @@ class Trainer:
                                      f"'{seen[id(p)]}' and '{name}', both active in one stage")
                 seen[id(p)] = name
 
-    def _group_spec(self, name: str) -> Dict[str, Any]:
-        spec = dict(self.s.optim)
-        spec.update(self.groups[name].defaults)
-        spec.update({k: v for k, v in self.s.optimizers.get(name, {}).items() if k != "schedule"})
-        return spec
+    def _group_spec(self, name: str) -> GroupOptim:
+        """``optim``, then the plugin's defaults for the group, then the config's ``optimizers.NAME``."""
+        over = self.s.optimizers.get(name)
+        spec = {**self.s.optim.model_dump(), **self.groups[name].defaults, **(over.optim_fields() if over else {})}
+        return _typed(GroupOptim, spec, f"optimizers.{name}")
 
-    def _group_schedule(self, name: str) -> Dict[str, Any]:
-        sched = dict(self.s.schedule)
-        sched.update(self.groups[name].schedule)
-        sched.update(self.s.optimizers.get(name, {}).get("schedule", {}))
-        return sched
+    def _group_schedule(self, name: str) -> ScheduleSettings:
+        over = self.s.optimizers.get(name)
+        sched = {**self.s.schedule.model_dump(), **self.groups[name].schedule, **(over.schedule_fields() if over else {})}
+        return _typed(ScheduleSettings, sched, f"optimizers.{name}.schedule")
 
     def _start_stage(self, stage: Stage) -> None:
         names = list(stage.optimizers) if stage.optimizers is not None else list(self.groups)

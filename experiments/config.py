@@ -1,8 +1,9 @@
 """Run configs: defaults, YAML loading, dotted overrides, validation and the config hash.
 
 Role in the flow: the first step. A run config (a YAML file, a grid entry or CLI ``--set`` pairs)
-is merged over :data:`DEFAULTS`, validated by :func:`validate` — every error names the field, the
-value and what is allowed, before any model is built or file written — and hashed by
+is merged over :data:`DEFAULTS` (derived from the section models of :mod:`kdsuite.experiments.settings`),
+validated once by :func:`validate` through those models — every error names the field, the value and
+what is allowed, before any model is built or file written — and hashed by
 :func:`config_hash`, which is the run's identity (records, run folders, grid idempotence).
 
 The hash covers what decides the result (data, models, method and its hyper-parameters, recipe,
@@ -16,50 +17,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import yaml
 
 from kdsuite.core.errors import ConfigError
-from kdsuite.methods.hparams import HParam, resolve_hparams
-from kdsuite.engine.trainer import OPTIMIZERS, SCHEDULES
+from kdsuite.engine.settings import MAX_LR, OPTIMIZERS, SCHEDULES  # noqa: F401 (re-exported)
+from kdsuite.experiments.settings import RunConfig, check, declared_defaults
 
-DEFAULTS: Dict[str, Any] = {
-    "name": None,
-    "seed": 0,
-    "dataset": {"name": "digits", "root": "data", "download": True, "verify_checksums": True,
-                "batch_size": 64, "eval_batch_size": 256, "num_workers": 0, "image_size": None,
-                "augment": None, "pipeline": "auto", "train_fraction": 1.0},
-    "student": {"arch": "cifar_resnet8", "kwargs": {}},
-    "teachers": [],
-    "method": {"name": "vanilla", "hparams": {}},
-    "epochs": 10,
-    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False},
-    "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup_epochs": 0, "min_lr_ratio": 0.0},
-    "optimizers": {},
-    "eval_every": 1,
-    "fast_path": "auto",     # auto = on with CUDA, off on CPU; sets the three "auto" fields below
-    "precision": "auto",     # fp32 | bf16 | auto (bf16 with the fast path)
-    "channels_last": "auto",  # true | false | auto (true with the fast path)
-    "compile": False,        # torch.compile student and teachers
-    "teacher_cache": "auto",  # reuse teacher logits across epochs: auto = when valid (no random augmentation)
-    "grad_clip": None,
-    "sync_bn": False,        # data-parallel runs on GPUs: synchronise batch-norm statistics across processes
-    "max_steps_per_epoch": None,
-    "device": "auto",
-    "deterministic": True,
-    "log_every": 50,
-    "progress": "auto",
-    "export_teacher": False,
-    "output": {"root": "runs"},
-    "wandb": {"mode": "disabled", "project": "kdsuite", "entity": None, "group": None, "tags": []},
-}
-
-# the largest learning rate accepted: far above any recipe (SGD on CIFAR/ImageNet uses 0.01–0.4, LARS-style
-# large-batch recipes a few units); a larger value is a typo (a missing "e-3") that would only diverge
-MAX_LR = 10.0
+# every default, as a mapping: declared once, on the section models of kdsuite.experiments.settings
+DEFAULTS: Dict[str, Any] = declared_defaults()
 
 # fields that do not change a run's result, so they stay out of its identity
 NON_IDENTITY = ("name", "device", "log_every", "progress", "output", "wandb")
@@ -126,156 +94,38 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     return read_yaml_mapping(path, "config file")
 
 
-def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: str) -> None:
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+class Resolved(dict):
+    """A resolved config as written (what is hashed, recorded and shown) with its typed, validated
+    form in :attr:`settings`, made by :func:`validate`."""
+    settings: RunConfig
 
 
-def _check(field: str, value: Any, spec: HParam) -> Any:
-    return spec.check(field, value)
-
-
-def _number(field: str, value: Any, spec: HParam) -> float:
-    """A float field: a number, or a string YAML left unparsed (``1e-3``), finite and within ``spec``'s
-    range. The config keeps the value as written (its hash stays what it was)."""
-    if isinstance(value, str):
-        try:
-            num = float(value)
-        except ValueError:
-            raise ConfigError(f"{field} = {value!r} is not {spec.allowed()}") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        num = float(value)
-    else:
-        raise ConfigError(f"{field} = {value!r} is not {spec.allowed()}")
-    if math.isinf(num):
-        raise ConfigError(f"{field} = {value!r} is not finite; expected {spec.allowed()}")
-    return spec.check(field, num)
-
-
-def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
-    """Merge ``raw`` over the defaults and check every field; returns the resolved config
-    (method hyper-parameters filled with their defaults)."""
-    from kdsuite.experiments.data import DATASETS
-    from kdsuite.methods.registry import get_method
-
-    _check_keys(raw, DEFAULTS, "config")
-    cfg = deep_merge(DEFAULTS, raw)
-    for sec in ("dataset", "optim", "schedule", "output", "wandb"):
-        if not isinstance(cfg[sec], dict):
-            raise ConfigError(f"{sec} must be a mapping, got {cfg[sec]!r}")
-        _check_keys(cfg[sec], DEFAULTS[sec], sec)
-    ds = cfg["dataset"]
-    _check("dataset.name", ds["name"], HParam("digits", choices=DATASETS))
-    _check("dataset.batch_size", ds["batch_size"], HParam(64, low=1))
-    _check("dataset.eval_batch_size", ds["eval_batch_size"], HParam(256, low=1))
-    _check("dataset.num_workers", ds["num_workers"], HParam(0, low=0))
-    _number("dataset.train_fraction", ds["train_fraction"], HParam(1.0, low=0, low_open=True, high=1.0))
-    _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("auto", "loader", "tensor")))
-    if ds["image_size"] is not None:
-        _check("dataset.image_size", ds["image_size"], HParam(16, low=8))
-    _check("seed", cfg["seed"], HParam(0, low=0))
-    _check("epochs", cfg["epochs"], HParam(1, low=0))
-    _check("eval_every", cfg["eval_every"], HParam(1, low=1))
-    _check("log_every", cfg["log_every"], HParam(1, low=1))
-    _check("precision", cfg["precision"], HParam("fp32", choices=("auto", "fp32", "bf16")))
-    _check("fast_path", cfg["fast_path"], HParam("auto", choices=("auto", True, False), kind=object))
-    _check("channels_last", cfg["channels_last"], HParam("auto", choices=("auto", True, False), kind=object))
-    _check("compile", cfg["compile"], HParam(False))
-    _check("sync_bn", cfg["sync_bn"], HParam(False))
-    _check("teacher_cache", cfg["teacher_cache"], HParam("auto", choices=("auto", True, False), kind=object))
-    _check("device", cfg["device"], HParam("auto", kind=str))
-    _check("progress", cfg["progress"], HParam("auto", choices=("auto", "bar", "lines", "none")))
-    if cfg["max_steps_per_epoch"] is not None:
-        _check("max_steps_per_epoch", cfg["max_steps_per_epoch"], HParam(1, low=1))
-    if cfg["grad_clip"] is not None:
-        _number("grad_clip", cfg["grad_clip"], HParam(1.0, low=0, low_open=True))
-    _check_optim(cfg["optim"], "optim")
-    _check_schedule(cfg["schedule"], "schedule", cfg["epochs"])
-    if not isinstance(cfg["optimizers"], dict):
-        raise ConfigError(f"optimizers must map group names to overrides, got {cfg['optimizers']!r}")
-    for name, over in cfg["optimizers"].items():
-        if not isinstance(over, dict):
-            raise ConfigError(f"optimizers.{name} must be a mapping, got {over!r}")
-        merged = dict(cfg["optim"], **{k: v for k, v in over.items() if k != "schedule"})
-        _check_keys({k: v for k, v in over.items() if k != "schedule"}, DEFAULTS["optim"] | {"betas": 0},
-                    f"optimizers.{name}")
-        _check_optim(merged, f"optimizers.{name}")
-        if "schedule" in over:
-            _check_schedule(dict(cfg["schedule"], **over["schedule"]), f"optimizers.{name}.schedule", cfg["epochs"])
-    _check("wandb.mode", cfg["wandb"]["mode"], HParam("disabled", choices=("online", "offline", "disabled")))
-
-    # student / teachers / method
-    st = cfg["student"]
-    if isinstance(st, str):
-        st = cfg["student"] = {"arch": st, "kwargs": {}}
-    _check_keys(st, DEFAULTS["student"], "student")
-    st.setdefault("kwargs", {})
-    if not isinstance(st.get("arch"), str):
-        raise ConfigError(f"student.arch must be a model name, got {st.get('arch')!r}")
-    from kdsuite import zoo
-
-    if not zoo.known_arch(st["arch"]):
-        zoo.create_model(st["arch"], num_classes=10)  # raises the listing error
-    _check_model_kwargs(st["arch"], st["kwargs"])
-    if not isinstance(cfg["teachers"], list):
-        raise ConfigError(f"teachers must be a list of {{checkpoint: PATH}} entries, got {cfg['teachers']!r}")
-    for i, t in enumerate(cfg["teachers"]):
-        if isinstance(t, str):
-            t = cfg["teachers"][i] = {"checkpoint": t}
-        if not isinstance(t, dict) or "checkpoint" not in t:
-            raise ConfigError(f"teachers[{i}] must be {{checkpoint: PATH}}, got {t!r}")
-        _check_keys(t, {"checkpoint": 0, "arch": 0, "sha256": 0, "config_hash": 0}, f"teachers[{i}]")
-    m = cfg["method"]
-    if isinstance(m, str):
-        m = cfg["method"] = {"name": m, "hparams": {}}
-    _check_keys(m, DEFAULTS["method"], "method")
-    try:
-        cls = get_method(m["name"])
-    except KeyError as e:
-        raise ConfigError(f"method.name: {e.args[0]}") from None
-    m["hparams"] = vars(resolve_hparams(cls.name, cls.hparams, m.get("hparams") or {}))
-    if not cls.teacher_count_ok(len(cfg["teachers"])):
-        raise ConfigError(f"teachers: method '{cls.name}' takes {cls.teacher_count_text()} teacher(s), "
-                          f"the config gives {len(cfg['teachers'])}")
+def validate(raw: Mapping[str, Any]) -> Resolved:
+    """Merge ``raw`` over the defaults and check every field (once, through
+    :class:`~kdsuite.experiments.settings.RunConfig`); returns the config as written, shorthand forms
+    expanded and method hyper-parameters filled with their defaults, with the typed config attached."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config must be a mapping of fields, got {raw!r}")
+    cfg = Resolved(deep_merge(DEFAULTS, raw))
+    typed = check(cfg)
+    # the written form keeps values as given (``lr: 1e-3`` stays a string, ``warmup_epochs: 5`` an integer),
+    # so that hashes stay what they were; only shorthand forms are expanded, as the models read them
+    if isinstance(cfg["student"], str):
+        cfg["student"] = {"arch": cfg["student"], "kwargs": {}}
+    cfg["student"].setdefault("kwargs", {})
+    cfg["teachers"] = [{"checkpoint": t} if isinstance(t, str) else t for t in cfg["teachers"]]
+    if isinstance(cfg["method"], str):
+        cfg["method"] = {"name": cfg["method"], "hparams": {}}
+    cfg["method"]["hparams"] = typed.method.hp.as_dict()
+    cfg.settings = typed
     return cfg
 
 
-def _check_model_kwargs(arch: str, kwargs: Any) -> None:
-    """``student.kwargs`` must be keywords the model accepts: the model is built once on the meta
-    device (no memory, no weights) so that a wrong keyword fails here, not in the job."""
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"student.kwargs must be a mapping of model keywords, got {kwargs!r}")
-    trial = {k: v for k, v in kwargs.items() if k != "pretrained"}
-    if not trial:
-        return
-    import torch
-
-    from kdsuite import zoo
-
-    try:
-        with torch.device("meta"):
-            zoo.create_model(arch, num_classes=10, **trial)
-    except TypeError as e:
-        raise ConfigError(f"student.kwargs = {kwargs!r}: model '{arch}' does not accept them ({e})") from None
-
-
-def _check_optim(o: Mapping[str, Any], where: str) -> None:
-    _check(f"{where}.name", o.get("name"), HParam("sgd", choices=OPTIMIZERS))
-    _number(f"{where}.lr", o.get("lr", -1), HParam(0.1, low=0, low_open=True, high=MAX_LR))
-    _number(f"{where}.weight_decay", o.get("weight_decay", 0), HParam(0.0, low=0, high=1))
-    _number(f"{where}.momentum", o.get("momentum", 0), HParam(0.9, low=0, high=1, high_open=True))
-
-
-def _check_schedule(s: Mapping[str, Any], where: str, epochs: int) -> None:
-    _check_keys(s, DEFAULTS["schedule"], where)
-    _check(f"{where}.name", s.get("name"), HParam("step", choices=SCHEDULES))
-    _number(f"{where}.gamma", s.get("gamma", 0.1), HParam(0.1, low=0, low_open=True, high=1))
-    _number(f"{where}.warmup_epochs", s.get("warmup_epochs", 0), HParam(0.0, low=0))
-    _number(f"{where}.min_lr_ratio", s.get("min_lr_ratio", 0.0), HParam(0.0, low=0, high=1))
-    ms = s.get("milestones", [])
-    if not isinstance(ms, list) or any(not isinstance(v, int) or v < 1 for v in ms) or ms != sorted(ms):
-        raise ConfigError(f"{where}.milestones = {ms!r}: expected an increasing list of epochs (integers >= 1)")
+def settings_of(cfg: Mapping[str, Any]) -> RunConfig:
+    """The typed form of a resolved config: attached by :func:`validate`, or checked again when ``cfg``
+    arrived as a plain mapping (a record's config)."""
+    typed = getattr(cfg, "settings", None)
+    return typed if isinstance(typed, RunConfig) else validate(cfg).settings
 
 
 def effective(cfg: Mapping[str, Any], device_type: str) -> Dict[str, Any]:

@@ -348,171 +348,227 @@ def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, D
     return out
 
 
+@dataclass
+class _Expansion:
+    """What expanding one grid carries from stage to stage."""
+    name: str
+    defaults: Dict[str, Any]                    # the grid's defaults (output root and --set applied)
+    existing: Dict[str, Dict[str, Any]]         # the grid-wide teachers map, resolved
+    errors: List[str]
+    teacher_runs: Dict[str, RunSpec] = field(default_factory=dict)  # key -> the run exporting that teacher
+
+
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
     """Expand and validate every run of ``spec``; all problems are collected and raised together."""
     errors: List[str] = []
     name = spec.get("name") or (path.stem if path else "grid")
-    unknown = sorted(set(spec) - GRID_KEYS)
-    if unknown:
-        errors.append(f"grid: unknown field(s) {unknown}; allowed: {sorted(GRID_KEYS)}")
-    errors += check_resources(spec.get("resources"), "resources")
-    errors += _check_hours(spec.get("gpu_hours_per_run"), "gpu_hours_per_run")
+    errors += _check_grid_fields(spec)
     output = spec.get("output") or f"runs/{name}"
-    defaults = deep_merge(spec.get("defaults") or {}, {"output": {"root": output}})
-    defaults = apply_overrides(defaults, overrides or [])
+    defaults = apply_overrides(deep_merge(spec.get("defaults") or {}, {"output": {"root": output}}), overrides or [])
     stages_spec = spec.get("stages") or {}
     if not stages_spec:
         errors.append("grid: no stages")
-    teacher_runs: Dict[str, RunSpec] = {}
-    existing = existing_teachers(spec, errors)
-    existing_ds = {t["checkpoint"]: t["dataset"] for t in existing.values()}
+    ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
     stages: Dict[str, List[RunSpec]] = {}
     for sname, st in stages_spec.items():
-        where = f"stages.{sname}"
-        if not isinstance(st, Mapping):
-            errors.append(f"{where}: must be a mapping with runs/axes, got {st!r}")
-            stages[sname] = []
-            continue
-        bad = sorted(set(st) - STAGE_KEYS)
-        if bad:
-            errors.append(f"{where}: unknown field(s) {bad}; allowed: {sorted(STAGE_KEYS)}")
-        errors += check_resources(st.get("resources"), f"{where}.resources")
-        errors += _check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
-        errors += _check_override_keys(st, where)
-        rule_problems = check_rules(st.get("overrides"), st.get("axes"), where)
-        errors += rule_problems
-        rules_over = [] if rule_problems else list(st.get("overrides") or [])
-        rule_hits = [0] * len(rules_over)
-        student_over = st.get("student_overrides") or {}
-        needs = st.get("needs")
-        if needs is not None and needs not in stages:
-            errors.append(f"{where}.needs = {needs!r}: no earlier stage has that name (earlier: {list(stages)})")
-        out: Dict[str, RunSpec] = {}
-        points: List[tuple] = []
-        for i, r in enumerate(st.get("runs") or []):
-            r = dict(r)
-            key = r.pop("key", None)
-            if key is not None and key in existing:
-                errors.append(f"{where}.runs[{i}]: key {key!r} is also in the grid's teachers map; use one or the other")
-            if "student" in r and isinstance(r["student"], str):
-                r["student"] = {"arch": r["student"]}
-            points.append((f"{where}.runs[{i}]", key, r, {}))
-        if rules_over and not st.get("axes"):
-            errors.append(f"{where}.overrides: only a stage with axes can match runs by rule")
-            rules_over, rule_hits = [], []
-        rules = st.get("exclude") or []
-        if "axes" in st and not st["axes"]:
-            errors.append(f"{where}.axes = {st['axes']!r}: an empty axes mapping plans no runs; give at least one "
-                          f"axis (method, seed, pair or a dotted config field) or remove it")
-        try:
-            axis_points = list(_axis_items(st["axes"], where)) if st.get("axes") else []
-        except ConfigError as e:
-            errors.append(str(e))
-            axis_points = []
-        for point in axis_points:
-            method = point.get("method")
-            pairs = (st.get("method_pairs") or {}).get(method) if method else None
-            for pair in ([None] if "pair" not in point and pairs is None else (pairs or [point.get("pair")])):
-                p = dict(point)
-                if pair is not None:
-                    p["pair"] = pair
-                if _excluded(p, rules):
-                    continue
-                points.append((f"{where}[{', '.join(f'{k}={v}' for k, v in p.items())}]", None, None, p))
-        for label, key, explicit, p in points:
-            point_errors: List[str] = []
-            layers: Dict[str, Any] = {}  # every override merged, for RunSpec.settings
-            try:
-                raw = copy.deepcopy(defaults)
-                if explicit is not None:
-                    raw = deep_merge(raw, explicit)
-                    layers = {k: v for k, v in explicit.items() if k != "student"}
-                    if isinstance(explicit.get("student"), Mapping):
-                        layers["student"] = {k: v for k, v in explicit["student"].items() if k != "arch"}
-                    so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
-                    if so:
-                        raw = merge_all(raw, so)
-                        layers = merge_all(layers, so)
-                else:
-                    dotted = []
-                    for k, v in p.items():
-                        if k == "method":
-                            raw["method"] = {"name": v, "hparams": {}}
-                        elif k == "seed":
-                            raw["seed"] = v
-                        elif k == "pair":
-                            if not isinstance(v, dict) or "student" not in v:
-                                raise ConfigError(f"pair {v!r} must be {{teachers: [KEY...], student: ARCH}}")
-                            raw["student"] = {"arch": v["student"], "kwargs": {}}
-                            raw["teachers"] = []
-                            for tk in v.get("teachers") or []:
-                                if tk in existing:
-                                    raw["teachers"].append({f: x for f, x in existing[tk].items() if f != "dataset"})
-                                    continue
-                                if tk not in teacher_runs:
-                                    point_errors.append(f"teacher key {tk!r} is produced by no earlier stage "
-                                                        f"and is not in the grid's teachers map (known: "
-                                                        f"{sorted(teacher_runs) + sorted(existing)})")
-                                    continue
-                                t = teacher_runs[tk]
-                                raw["teachers"].append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"],
-                                                        "config_hash": t.hash})
-                        else:
-                            dotted.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
-                    raw = apply_overrides(raw, dotted)
-                    layers = apply_overrides({}, dotted)
-                    so = student_over.get(_student_arch(raw)) if isinstance(student_over, Mapping) else None
-                    if so:
-                        raw, layers = merge_all(raw, so), merge_all(layers, so)
-                    mname = (raw.get("method") or {}).get("name", "vanilla")  # the config default
-                    mo = (st.get("method_overrides") or {}).get(mname)
-                    if mo:
-                        raw, layers = merge_all(raw, mo), merge_all(layers, mo)
-                    for ri, rule in enumerate(rules_over):
-                        if _rule_matches(rule["match"], p):
-                            raw, layers = merge_all(raw, rule["set"]), merge_all(layers, rule["set"])
-                            rule_hits[ri] += 1
-                    from kdsuite.methods.registry import get_method
-
-                    try:
-                        if get_method(mname).num_teachers == 0:
-                            raw["teachers"] = []
-                    except KeyError:
-                        pass
-                raw.setdefault("name", name)
-                if key is not None:
-                    raw["export_teacher"] = True
-                try:
-                    cfg = validate(raw)
-                    for t in cfg["teachers"]:
-                        ds = existing_ds.get(t["checkpoint"])
-                        if ds not in (None, cfg["dataset"]["name"]):
-                            point_errors.append(f"teacher record {t['checkpoint']} was trained on dataset {ds!r} "
-                                                f"but this run uses {cfg['dataset']['name']!r}")
-                except ConfigError as e:
-                    # a missing teacher also breaks the teacher count; report the cause, not that
-                    if not (point_errors and "teacher(s), the config gives" in str(e)):
-                        point_errors.append(str(e))
-                if point_errors:
-                    raise ConfigError("; ".join(point_errors))
-                h = config_hash(cfg)
-                produced = {r.hash for r in teacher_runs.values()}
-                spec_ = RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
-                                needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced],
-                                settings=_changed(layers, defaults),
-                                teacher_keys=list((p.get("pair") or {}).get("teachers") or []) if cfg["teachers"] else [])
-                if key is not None:
-                    teacher_runs[key] = spec_
-                out.setdefault(h, spec_)
-            except ConfigError as e:
-                errors.append(f"{label}: {e}")
-        for ri, hits in enumerate(rule_hits):
-            if not hits:
-                errors.append(f"{where}.overrides[{ri}]: match {dict(rules_over[ri]['match'])!r} matches no run "
-                              f"of this stage (check the method, pair and teacher keys against axes/exclude)")
-        stages[sname] = list(out.values())
-        if not points and not ("axes" in st and not st["axes"]):
-            errors.append(f"{where}: plans no runs (no `runs`, no `axes`, or `exclude` removes every point)")
+        stages[sname] = _expand_stage(ex, sname, st, list(stages))
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, stages)
+
+
+def _check_grid_fields(spec: Mapping[str, Any]) -> List[str]:
+    unknown = sorted(set(spec) - GRID_KEYS)
+    out = [f"grid: unknown field(s) {unknown}; allowed: {sorted(GRID_KEYS)}"] if unknown else []
+    return out + check_resources(spec.get("resources"), "resources") + \
+        _check_hours(spec.get("gpu_hours_per_run"), "gpu_hours_per_run")
+
+
+def _check_stage_fields(st: Mapping[str, Any], where: str) -> List[str]:
+    bad = sorted(set(st) - STAGE_KEYS)
+    out = [f"{where}: unknown field(s) {bad}; allowed: {sorted(STAGE_KEYS)}"] if bad else []
+    out += check_resources(st.get("resources"), f"{where}.resources")
+    out += _check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
+    out += _check_override_keys(st, where)
+    return out
+
+
+def _expand_stage(ex: _Expansion, sname: str, st: Any, earlier: List[str]) -> List[RunSpec]:
+    """The runs of one stage (problems go to ``ex.errors``); runs with the same hash are planned once."""
+    where = f"stages.{sname}"
+    if not isinstance(st, Mapping):
+        ex.errors.append(f"{where}: must be a mapping with runs/axes, got {st!r}")
+        return []
+    ex.errors.extend(_check_stage_fields(st, where))
+    rule_problems = check_rules(st.get("overrides"), st.get("axes"), where)
+    ex.errors.extend(rule_problems)
+    needs = st.get("needs")
+    if needs is not None and needs not in earlier:
+        ex.errors.append(f"{where}.needs = {needs!r}: no earlier stage has that name (earlier: {earlier})")
+    rules = [] if rule_problems else list(st.get("overrides") or [])
+    points = _explicit_points(ex, st, where)
+    if rules and not st.get("axes"):
+        ex.errors.append(f"{where}.overrides: only a stage with axes can match runs by rule")
+        rules = []
+    rule_hits = [0] * len(rules)
+    points += _axis_points(ex, st, where)
+    out: Dict[str, RunSpec] = {}
+    for label, key, explicit, p in points:
+        point_errors: List[str] = []
+        try:
+            if explicit is not None:
+                raw, layers = _explicit_raw(ex, st, explicit)
+            else:
+                raw, layers = _axis_raw(ex, st, p, rules, rule_hits, point_errors)
+            run = _plan_run(ex, sname, raw, layers, key, p, point_errors)
+            if key is not None:
+                ex.teacher_runs[key] = run
+            out.setdefault(run.hash, run)
+        except ConfigError as e:
+            ex.errors.append(f"{label}: {e}")
+    for ri, hits in enumerate(rule_hits):
+        if not hits:
+            ex.errors.append(f"{where}.overrides[{ri}]: match {dict(rules[ri]['match'])!r} matches no run "
+                             f"of this stage (check the method, pair and teacher keys against axes/exclude)")
+    if not points and not ("axes" in st and not st["axes"]):
+        ex.errors.append(f"{where}: plans no runs (no `runs`, no `axes`, or `exclude` removes every point)")
+    return list(out.values())
+
+
+def _explicit_points(ex: _Expansion, st: Mapping[str, Any], where: str) -> List[tuple]:
+    """``(label, key, run fields, None)`` for each of the stage's explicit ``runs``."""
+    points = []
+    for i, r in enumerate(st.get("runs") or []):
+        r = dict(r)
+        key = r.pop("key", None)
+        if key is not None and key in ex.existing:
+            ex.errors.append(f"{where}.runs[{i}]: key {key!r} is also in the grid's teachers map; use one or the other")
+        if "student" in r and isinstance(r["student"], str):
+            r["student"] = {"arch": r["student"]}
+        points.append((f"{where}.runs[{i}]", key, r, {}))
+    return points
+
+
+def _axis_points(ex: _Expansion, st: Mapping[str, Any], where: str) -> List[tuple]:
+    """``(label, None, None, point)`` for each crossing of the stage's axes (``method_pairs`` replacing
+    the pair axis for their method, ``exclude`` applied)."""
+    if "axes" in st and not st["axes"]:
+        ex.errors.append(f"{where}.axes = {st['axes']!r}: an empty axes mapping plans no runs; give at least one "
+                         f"axis (method, seed, pair or a dotted config field) or remove it")
+    try:
+        axis_points = list(_axis_items(st["axes"], where)) if st.get("axes") else []
+    except ConfigError as e:
+        ex.errors.append(str(e))
+        return []
+    points = []
+    for point in axis_points:
+        method = point.get("method")
+        pairs = (st.get("method_pairs") or {}).get(method) if method else None
+        for pair in ([None] if "pair" not in point and pairs is None else (pairs or [point.get("pair")])):
+            p = dict(point)
+            if pair is not None:
+                p["pair"] = pair
+            if _excluded(p, st.get("exclude") or []):
+                continue
+            points.append((f"{where}[{', '.join(f'{k}={v}' for k, v in p.items())}]", None, None, p))
+    return points
+
+
+def _student_override(st: Mapping[str, Any], raw: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+    so = st.get("student_overrides") or {}
+    return so.get(_student_arch(raw)) if isinstance(so, Mapping) else None
+
+
+def _explicit_raw(ex: _Expansion, st: Mapping[str, Any], explicit: Mapping[str, Any]) -> tuple:
+    """An explicit run: the grid's defaults < its own fields < ``student_overrides``; with the layers over
+    the defaults (for :attr:`RunSpec.settings`)."""
+    raw = deep_merge(copy.deepcopy(ex.defaults), explicit)
+    layers = {k: v for k, v in explicit.items() if k != "student"}
+    if isinstance(explicit.get("student"), Mapping):
+        layers["student"] = {k: v for k, v in explicit["student"].items() if k != "arch"}
+    so = _student_override(st, raw)
+    if so:
+        raw, layers = merge_all(raw, so), merge_all(layers, so)
+    return raw, layers
+
+
+def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str, Any]:
+    """``student`` and ``teachers`` of a run from its pair (teacher keys: earlier runs or the teachers map)."""
+    if not isinstance(pair, dict) or "student" not in pair:
+        raise ConfigError(f"pair {pair!r} must be {{teachers: [KEY...], student: ARCH}}")
+    teachers = []
+    for tk in pair.get("teachers") or []:
+        if tk in ex.existing:
+            teachers.append({f: x for f, x in ex.existing[tk].items() if f != "dataset"})
+        elif tk in ex.teacher_runs:
+            t = ex.teacher_runs[tk]
+            teachers.append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"], "config_hash": t.hash})
+        else:
+            point_errors.append(f"teacher key {tk!r} is produced by no earlier stage and is not in the grid's "
+                                f"teachers map (known: {sorted(ex.teacher_runs) + sorted(ex.existing)})")
+    return {"student": {"arch": pair["student"], "kwargs": {}}, "teachers": teachers}
+
+
+def _axis_raw(ex: _Expansion, st: Mapping[str, Any], p: Mapping[str, Any], rules: List[Mapping[str, Any]],
+              rule_hits: List[int], point_errors: List[str]) -> tuple:
+    """An axis point: the grid's defaults < its axis values < ``student_overrides`` < ``method_overrides``
+    < matching ``overrides`` rules; a method without teachers drops the pair's. With the layers."""
+    from kdsuite.methods.registry import get_method
+
+    raw = copy.deepcopy(ex.defaults)
+    dotted = []
+    for k, v in p.items():
+        if k == "method":
+            raw["method"] = {"name": v, "hparams": {}}
+        elif k == "seed":
+            raw["seed"] = v
+        elif k == "pair":
+            raw.update(_pair_fields(ex, v, point_errors))
+        else:
+            dotted.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}")
+    raw, layers = apply_overrides(raw, dotted), apply_overrides({}, dotted)
+    so = _student_override(st, raw)
+    if so:
+        raw, layers = merge_all(raw, so), merge_all(layers, so)
+    mname = (raw.get("method") or {}).get("name", "vanilla")  # the config default
+    mo = (st.get("method_overrides") or {}).get(mname)
+    if mo:
+        raw, layers = merge_all(raw, mo), merge_all(layers, mo)
+    for ri, rule in enumerate(rules):
+        if _rule_matches(rule["match"], p):
+            raw, layers = merge_all(raw, rule["set"]), merge_all(layers, rule["set"])
+            rule_hits[ri] += 1
+    try:
+        if get_method(mname).num_teachers == 0:
+            raw["teachers"] = []
+    except KeyError:
+        pass
+    return raw, layers
+
+
+def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[str, Any], key: Optional[str],
+              p: Mapping[str, Any], point_errors: List[str]) -> RunSpec:
+    """Validate one run's config and plan it (its hash, folder, the runs it waits for)."""
+    raw.setdefault("name", ex.name)
+    if key is not None:
+        raw["export_teacher"] = True
+    existing_ds = {t["checkpoint"]: t["dataset"] for t in ex.existing.values()}
+    try:
+        cfg = validate(raw)
+        for t in cfg["teachers"]:
+            ds = existing_ds.get(t["checkpoint"])
+            if ds not in (None, cfg["dataset"]["name"]):
+                point_errors.append(f"teacher record {t['checkpoint']} was trained on dataset {ds!r} "
+                                    f"but this run uses {cfg['dataset']['name']!r}")
+    except ConfigError as e:
+        # a missing teacher also breaks the teacher count; report the cause, not that
+        if not (point_errors and "teacher(s), the config gives" in str(e)):
+            point_errors.append(str(e))
+    if point_errors:
+        raise ConfigError("; ".join(point_errors))
+    h = config_hash(cfg)
+    produced = {r.hash for r in ex.teacher_runs.values()}
+    return RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
+                   needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced],
+                   settings=_changed(layers, ex.defaults),
+                   teacher_keys=list((p.get("pair") or {}).get("teachers") or []) if cfg["teachers"] else [])

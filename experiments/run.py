@@ -11,7 +11,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -19,7 +18,7 @@ import torch
 from kdsuite import zoo
 from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
-from kdsuite.experiments.config import ConfigError, config_hash, effective, validate
+from kdsuite.experiments.config import ConfigError, config_hash, effective, settings_of, validate
 from kdsuite.experiments.data import build_data, cache_loader
 from kdsuite.experiments.identity import data_identity
 from kdsuite.methods.identity import code_identity, method_variant, variant_label
@@ -29,7 +28,7 @@ from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
-from kdsuite.engine.trainer import Trainer, TrainSettings, derive_seed, seed_everything
+from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
 from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
 
 
@@ -46,6 +45,9 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         t["sha256"] = meta["sha256"]
         if meta.get("config_hash"):
             t["config_hash"] = meta["config_hash"]
+        typed = getattr(cfg, "settings", None)
+        if typed is not None:  # the typed config says the same
+            typed.teachers[i] = type(typed.teachers[i]).model_validate(t)
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
@@ -118,60 +120,59 @@ class RunParts:
 def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporter] = None,
           log_fn=None) -> RunParts:
     """Data, student, teachers (checked against their records), the method plugin and the trainer."""
-    cls = get_method(cfg["method"]["name"])
-    device = pick_device(cfg["device"])
+    typed = settings_of(cfg)  # validated once, by prepare(): the typed config travels with cfg
+    cls = get_method(typed.method.name)
+    device = pick_device(typed.device)
     dist_info = distributed.init(device.type)
     if dist_info.active and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
-    if cfg["deterministic"]:
+    if typed.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     eff = effective(cfg, device.type)
     fields = tuple(cls.batch_fields)
-    if cfg["teacher_cache"] is not False and "index" not in fields:
+    if typed.teacher_cache is not False and "index" not in fields:
         fields += ("index",)  # cache look-ups go by sample index; harmless when the cache stays off
-    data = build_data(cfg["dataset"], device, pipeline=eff["pipeline"], fields=fields, dist_info=dist_info)
+    # the data gets the section's typed values (``train_fraction: 5e-1`` as a float, not as written)
+    data = build_data(typed.dataset.model_dump(), device, pipeline=eff["pipeline"], fields=fields, dist_info=dist_info)
     in_chans = data.input_shape[0]
 
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
         return zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
 
-    seed_everything(derive_seed(cfg["seed"], "init"))
-    student = build_model(cfg["student"]["arch"], **cfg["student"]["kwargs"])
-    if dist_info.active and cfg["sync_bn"] and device.type == "cuda":
+    seed_everything(derive_seed(typed.seed, "init"))
+    student = build_model(typed.student.arch, **typed.student.kwargs)
+    if dist_info.active and typed.sync_bn and device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     teachers, teacher_meta = [], []
-    for i, t in enumerate(cfg["teachers"]):
-        model, meta = load_teacher(t["checkpoint"], build_model, field=f"teachers[{i}].checkpoint", arch=t.get("arch"),
+    for i, t in enumerate(typed.teachers):
+        model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
         teachers.append(model)
         teacher_meta.append(meta)
-    steps = cfg["max_steps_per_epoch"] or (len(data.train) if data.train is not None else 1)
-    ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=cfg["epochs"],
-                       steps_per_epoch=steps, batch_size=cfg["dataset"]["batch_size"], num_train=data.num_train,
+    steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
+    ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
+                       steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
-    method = cls(student, teachers, SimpleNamespace(**cfg["method"]["hparams"]), ctx)
-    settings = TrainSettings(epochs=cfg["epochs"], seed=cfg["seed"], optim=cfg["optim"], schedule=cfg["schedule"],
-                             optimizers=cfg["optimizers"], eval_every=cfg["eval_every"], precision=eff["precision"],
-                             channels_last=eff["channels_last"], grad_clip=cfg["grad_clip"], log_every=cfg["log_every"],
-                             max_steps_per_epoch=cfg["max_steps_per_epoch"], progress=cfg["progress"])
+    method = cls(student, teachers, typed.method.hp, ctx)
+    settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
                       run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
-                      reporter=reporter or Reporter(cfg["progress"] if dist_info.main else "none",
+                      reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
                                                     prefix=f"[{run_dir.name}] "), dist_info=dist_info)
     trainer.batch_fields = fields
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
-    if cfg["teacher_cache"] is True and not cache_ok:
+    if typed.teacher_cache is True and not cache_ok:
         raise ConfigError(f"teacher_cache = true, but teacher outputs cannot be reused here: it needs an offline "
                           f"method that reads only teacher logits (method '{cls.name}', teacher taps "
                           f"{method.t_taps}) and training images without random augmentation "
-                          f"(dataset.augment = {cfg['dataset']['augment']!r}); use auto or false")
+                          f"(dataset.augment = {typed.dataset.augment!r}); use auto or false")
     # one process per device: each would fill the whole cache, so it stays off there
-    eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False and not dist_info.active)  # noqa: E712
+    eff["teacher_cache"] = bool(cache_ok and typed.teacher_cache != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
     if eff["teacher_cache"]:
-        trainer.teacher_cache_loader = cache_loader(data.train, cfg["dataset"]["eval_batch_size"])
+        trainer.teacher_cache_loader = cache_loader(data.train, typed.dataset.eval_batch_size)
         trainer.teacher_cache_size = data.num_train
     if eff["compile"]:
         # in place (Module.compile): module identity and state-dict keys stay, so checkpoints and

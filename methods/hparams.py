@@ -68,8 +68,15 @@ class HParam:
         return value
 
 
+class HParams(SimpleNamespace):
+    """A method's hyper-parameters, every one checked and typed (``hp.T``); what the plugin gets."""
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(vars(self))
+
+
 def resolve_hparams(method_name: str, declared: Mapping[str, HParam], overrides: Mapping[str, Any] | None,
-                    prefix: str = "method.hparams") -> SimpleNamespace:
+                    prefix: str = "method.hparams") -> HParams:
     """Defaults updated by ``overrides``, every value checked; unknown names list the valid ones."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(declared))
@@ -80,4 +87,4 @@ def resolve_hparams(method_name: str, declared: Mapping[str, HParam], overrides:
     values: Dict[str, Any] = {}
     for name, spec in declared.items():
         values[name] = spec.check(f"{prefix}.{name}", overrides.get(name, spec.default))
-    return SimpleNamespace(**values)
+    return HParams(**values)

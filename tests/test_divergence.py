@@ -9,9 +9,9 @@ TINY = {"epochs": 1, "max_steps_per_epoch": 2, "progress": "none", "dataset": {"
 def test_a_nan_run_is_recorded_as_diverged_with_its_step(tmp_path, monkeypatch):
     # lr 1000 is refused by config validation (lr ≤ MAX_LR, tested in test_bad_inputs); lifted here because
     # this test is about what the trainer does when a run really diverges (lr 10 does not, on digits)
-    from kdsuite.experiments import config
+    from kdsuite.engine import settings
 
-    monkeypatch.setattr(config, "MAX_LR", 1e4)
+    monkeypatch.setattr(settings, "MAX_LR", 1e4)
     rec = run(dict(TINY, epochs=3, max_steps_per_epoch=5, optim={"lr": 1000.0}, output={"root": str(tmp_path)}))
     on_disk = read_record(rec["run_dir"])
     assert on_disk["status"] == "diverged" and on_disk["status"] == rec["status"]

@@ -1,0 +1,205 @@
+"""The run config, typed: one model per section, every default declared here (the trainer's fields in
+:mod:`kdsuite.engine.settings`), validated once by :func:`kdsuite.experiments.config.validate`.
+
+Role in the flow: ``validate`` merges a raw config over :data:`kdsuite.experiments.config.DEFAULTS`
+(derived from these models by :func:`declared_defaults`), checks it through :class:`RunConfig` and
+returns the config as written (what is hashed and recorded) with the typed :class:`RunConfig` attached;
+``run.build`` hands ``RunConfig.train_settings(...)`` to the trainer and ``RunConfig.method.hp`` (the
+resolved, typed hyper-parameters) to the plugin.
+
+Adding a field to a section: declare it on the section's model with its type, its default and its
+check (``rule(HParam(...))`` for integers, booleans, strings and choices; ``number(HParam(...))`` for
+floats; ``PlainValidator(fn)`` raising :class:`FieldProblem` for anything else). A field added after
+run records existed also goes into ``HASH_NEUTRAL`` (config.py) at its default, so old hashes stay.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import BaseModel, PlainValidator, PrivateAttr, ValidationError, model_validator
+from typing_extensions import Annotated
+
+from kdsuite.core.errors import ConfigError
+from kdsuite.engine.settings import FIELD, FieldProblem, Section, TrainSettings, config_error, number, rule
+from kdsuite.experiments.data import DATASETS
+from kdsuite.methods.hparams import HParam, HParams, resolve_hparams
+
+
+def _as_written(value: Any) -> Any:
+    return value
+
+
+AsWritten = PlainValidator(_as_written)  # a field kdsuite does not check (its user: data, W&B, paths)
+AUTO_OR_BOOL = HParam("auto", choices=("auto", True, False), kind=object)
+
+
+class DatasetSettings(Section):
+    name: Annotated[str, rule(HParam("digits", choices=DATASETS))] = "digits"
+    root: Annotated[str, AsWritten] = "data"
+    download: Annotated[bool, AsWritten] = True
+    verify_checksums: Annotated[bool, AsWritten] = True
+    batch_size: Annotated[int, rule(HParam(64, low=1))] = 64
+    eval_batch_size: Annotated[int, rule(HParam(256, low=1))] = 256
+    num_workers: Annotated[int, rule(HParam(0, low=0))] = 0
+    image_size: Annotated[Optional[int], rule(HParam(16, low=8), optional=True)] = None
+    augment: Annotated[Optional[Union[bool, str]], AsWritten] = None  # checked by kdsuite.experiments.data
+    pipeline: Annotated[str, rule(HParam("loader", choices=("auto", "loader", "tensor")))] = "auto"
+    train_fraction: Annotated[float, number(HParam(1.0, low=0, low_open=True, high=1.0))] = 1.0
+
+
+class StudentSettings(Section):
+    arch: Annotated[str, AsWritten] = "cifar_resnet8"
+    kwargs: Annotated[Dict[str, Any], AsWritten] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"arch": data} if isinstance(data, str) else data  # student: ARCH
+
+    @model_validator(mode="after")
+    def _known_model(self) -> "StudentSettings":
+        from kdsuite import zoo
+
+        if not isinstance(self.arch, str):
+            raise ConfigError(f"student.arch must be a model name, got {self.arch!r}")
+        if not zoo.known_arch(self.arch):
+            zoo.create_model(self.arch, num_classes=10)  # raises the listing error
+        _check_model_kwargs(self.arch, self.kwargs)
+        return self
+
+
+class TeacherEntry(Section):
+    checkpoint: Annotated[str, AsWritten]
+    arch: Annotated[Optional[str], AsWritten] = None         # filled from the teacher's record
+    sha256: Annotated[Optional[str], AsWritten] = None       # filled from the teacher's record
+    config_hash: Annotated[Optional[str], AsWritten] = None  # the run that made it, when kdsuite did
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"checkpoint": data}  # teachers: [PATH]
+        if not isinstance(data, dict) or "checkpoint" not in data:
+            raise FieldProblem(f"{FIELD} must be {{checkpoint: PATH}}, got {data!r}")
+        return data
+
+
+class MethodSettings(Section):
+    name: Annotated[str, AsWritten] = "vanilla"
+    hparams: Annotated[Dict[str, Any], AsWritten] = {}  # overrides as written; resolved into .hp
+    _hp: Optional[HParams] = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data  # method: NAME
+
+    @property
+    def hp(self) -> HParams:
+        """Every hyper-parameter of the method, typed and checked: what the plugin gets."""
+        if self._hp is None:
+            raise RuntimeError("method.hp is set by RunConfig validation")
+        return self._hp
+
+
+class OutputSettings(Section):
+    root: Annotated[str, AsWritten] = "runs"
+
+
+class WandbSettings(Section):
+    mode: Annotated[str, rule(HParam("disabled", choices=("online", "offline", "disabled")))] = "disabled"
+    project: Annotated[str, AsWritten] = "kdsuite"
+    entity: Annotated[Optional[str], AsWritten] = None
+    group: Annotated[Optional[str], AsWritten] = None
+    tags: Annotated[List[str], AsWritten] = []
+
+
+class RunConfig(TrainSettings):
+    """A whole run config. Its trainer fields (epochs, optim, schedule, optimizers, ...) are
+    :class:`TrainSettings`'s; ``precision`` and ``channels_last`` may also be ``auto`` here (the fast path
+    decides, see ``config.effective``)."""
+    name: Annotated[Optional[str], AsWritten] = None
+    dataset: DatasetSettings = DatasetSettings.model_construct()
+    student: StudentSettings = StudentSettings.model_construct()
+    teachers: List[TeacherEntry] = []
+    method: MethodSettings = MethodSettings.model_construct()
+    fast_path: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"  # auto = on with CUDA, off on CPU
+    precision: Annotated[str, rule(HParam("fp32", choices=("auto", "fp32", "bf16")))] = "auto"  # auto: bf16 with the fast path
+    channels_last: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"  # auto: on with the fast path
+    compile: Annotated[bool, rule(HParam(False))] = False  # torch.compile student and teachers
+    # reuse teacher logits across epochs: auto = when valid (no random augmentation)
+    teacher_cache: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"
+    sync_bn: Annotated[bool, rule(HParam(False))] = False  # data-parallel on GPUs: batch-norm statistics synchronised
+    device: Annotated[str, rule(HParam("auto", kind=str))] = "auto"
+    deterministic: Annotated[bool, AsWritten] = True
+    export_teacher: Annotated[bool, AsWritten] = False
+    output: OutputSettings = OutputSettings.model_construct()
+    wandb: WandbSettings = WandbSettings.model_construct()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _teachers_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "teachers" in data and not isinstance(data["teachers"], list):
+            raise FieldProblem(f"teachers must be a list of {{checkpoint: PATH}} entries, got {data['teachers']!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "RunConfig":
+        from kdsuite.methods.registry import get_method
+
+        try:
+            cls = get_method(self.method.name)
+        except KeyError as e:
+            raise ConfigError(f"method.name: {e.args[0]}") from None
+        self.method._hp = resolve_hparams(cls.name, cls.hparams, self.method.hparams or {})
+        if not cls.teacher_count_ok(len(self.teachers)):
+            raise ConfigError(f"teachers: method '{cls.name}' takes {cls.teacher_count_text()} teacher(s), "
+                              f"the config gives {len(self.teachers)}")
+        return self
+
+    def train_settings(self, precision: str, channels_last: bool) -> TrainSettings:
+        """The trainer's settings as validated here, with the fast path's ``precision`` and ``channels_last``."""
+        fields = {k: getattr(self, k) for k in TrainSettings.model_fields}
+        return TrainSettings.model_validate(dict(fields, precision=precision, channels_last=channels_last))
+
+
+def check(cfg: Dict[str, Any]) -> RunConfig:
+    """``cfg`` (merged over the defaults) as a :class:`RunConfig`; the first problem as a :class:`ConfigError`."""
+    try:
+        return RunConfig.model_validate(cfg)
+    except ValidationError as e:
+        raise config_error(e) from None
+
+
+def declared_defaults(model: type = RunConfig) -> Dict[str, Any]:
+    """The defaults of ``model``'s fields as a plain mapping (sections as nested mappings)."""
+    return {name: _plain(f.get_default(call_default_factory=True)) for name, f in model.model_fields.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_model_kwargs(arch: str, kwargs: Any) -> None:
+    """``student.kwargs`` must be keywords the model accepts: the model is built once on the meta
+    device (no memory, no weights) so that a wrong keyword fails here, not in the job."""
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"student.kwargs must be a mapping of model keywords, got {kwargs!r}")
+    trial = {k: v for k, v in kwargs.items() if k != "pretrained"}
+    if not trial:
+        return
+    import torch
+
+    from kdsuite import zoo
+
+    try:
+        with torch.device("meta"):
+            zoo.create_model(arch, num_classes=10, **trial)
+    except TypeError as e:
+        raise ConfigError(f"student.kwargs = {kwargs!r}: model '{arch}' does not accept them ({e})") from None
