@@ -31,7 +31,8 @@ DEFAULTS: Dict[str, Any] = {
     "seed": 0,
     "dataset": {"name": "digits", "root": "data", "download": True, "verify_checksums": True,
                 "batch_size": 64, "eval_batch_size": 256, "num_workers": 0, "image_size": None,
-                "augment": None, "pipeline": "auto", "train_fraction": 1.0},
+                "augment": None, "pipeline": "auto", "train_fraction": 1.0,
+                "views": None},  # paired multi-view data: {teacher: VIEW, student: VIEW} (cross-modal KD)
     "student": {"arch": "cifar_resnet8", "kwargs": {}},
     "teachers": [],
     "method": {"name": "vanilla", "hparams": {}},
@@ -174,6 +175,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("auto", "loader", "tensor")))
     if ds["image_size"] is not None:
         _check("dataset.image_size", ds["image_size"], HParam(16, low=8))
+    _check_views(ds)
     _check("seed", cfg["seed"], HParam(0, low=0))
     _check("epochs", cfg["epochs"], HParam(1, low=0))
     _check("eval_every", cfg["eval_every"], HParam(1, low=1))
@@ -238,7 +240,54 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     if not cls.teacher_count_ok(len(cfg["teachers"])):
         raise ConfigError(f"teachers: method '{cls.name}' takes {cls.teacher_count_text()} teacher(s), "
                           f"the config gives {len(cfg['teachers'])}")
+    _resolve_views(ds, cls, bool(cfg["teachers"]))
     return cfg
+
+
+def _check_views(ds: Dict[str, Any]) -> None:
+    """``dataset.views``: null, or ``{student: VIEW[, teacher: VIEW]}`` naming views the data set has."""
+    views = ds["views"]
+    if views is None:
+        return
+    if not isinstance(views, dict) or "student" not in views:
+        raise ConfigError(f"dataset.views = {views!r}: expected a mapping {{teacher: VIEW, student: VIEW}} "
+                          f"(student required) or null")
+    _check_keys(views, {"teacher": 0, "student": 0}, "dataset.views")
+    from kdsuite.experiments.views import DIGITS_VIEWS
+
+    for role in ("student", "teacher"):
+        v = views.get(role)
+        if v is None and role == "teacher":
+            continue
+        if ds["name"] == "digits":
+            _check(f"dataset.views.{role}", v, HParam("image", choices=DIGITS_VIEWS))
+        elif ds["name"] == "imagefolder":
+            if not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v:
+                raise ConfigError(f"dataset.views.{role} = {v!r}: expected the name of a view folder under "
+                                  f"dataset.root (root/<view>/train/<class>/…)")
+        else:
+            raise ConfigError(f"dataset.views = {views!r}: data set {ds['name']!r} has one view; paired views "
+                              f"exist for digits ({', '.join(DIGITS_VIEWS)}) and imagefolder (one folder per view)")
+
+
+def _resolve_views(ds: Dict[str, Any], cls, has_teachers: bool) -> None:
+    """Normalise ``dataset.views`` (one spelling per setting, so one config hash): no teachers → no teacher
+    view; teachers without one see the student's view; the digits' ``image`` alone is no views at all.
+    Different views for teachers and student need a method that gives the teachers their view."""
+    views = ds["views"]
+    if views is None:
+        return
+    views = ds["views"] = {"teacher": (views.get("teacher") or views["student"]) if has_teachers else None,
+                           "student": views["student"]}
+    if ds["name"] == "digits" and views["student"] == "image" and views["teacher"] in (None, "image"):
+        ds["views"] = None
+        return
+    if views["teacher"] not in (None, views["student"]) and "teacher_x" not in cls.batch_fields:
+        from kdsuite.methods.registry import list_methods
+
+        cross = [m.name for m in list_methods() if "teacher_x" in m.batch_fields]
+        raise ConfigError(f"dataset.views = {views!r}: method '{cls.name}' shows its teachers the student's "
+                          f"view, not their own; use a cross-modal method ({', '.join(cross)}) or one view")
 
 
 def _check_model_kwargs(arch: str, kwargs: Any) -> None:
@@ -297,7 +346,8 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
-    ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in ("root", "download")}
+    ident["dataset"] = {k: v for k, v in ident["dataset"].items()
+                        if k not in ("root", "download") and not (k == "views" and v is None)}
     from kdsuite.experiments.identity import hash_fingerprint
 
     fp = hash_fingerprint(cfg["dataset"])

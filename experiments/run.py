@@ -24,6 +24,7 @@ from kdsuite.experiments.data import build_data, cache_loader
 from kdsuite.experiments.identity import code_identity, data_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
+from kdsuite.experiments.views import DEFAULT_VIEW
 from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
@@ -48,6 +49,12 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
+        default = DEFAULT_VIEW.get(cfg["dataset"]["name"])
+        want = (cfg["dataset"].get("views") or {}).get("teacher") or default
+        if (meta.get("view") or default) != want:
+            raise ConfigError(f"{field}: the teacher was trained on view {meta.get('view') or default!r} but this run "
+                              f"shows its teachers view {want!r} (dataset.views.teacher); a teacher is used on "
+                              f"the view it was trained on")
 
 
 TEACHER_META_KEYS = ("arch", "num_classes", "dataset", "sha256")
@@ -169,6 +176,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     # one process per device: each would fill the whole cache, so it stays off there
     eff["teacher_cache"] = bool(cache_ok and cfg["teacher_cache"] != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
+    trainer.teacher_val_loader = data.teacher_val
     if eff["teacher_cache"]:
         trainer.teacher_cache_loader = cache_loader(data.train, cfg["dataset"]["eval_batch_size"])
         trainer.teacher_cache_size = data.num_train
@@ -258,6 +266,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         meta = save_teacher(parts.student, run_dir, {
             "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
             "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"}, "dataset": data.name, "image_size": data.input_shape[-1],
+            **({"view": cfg["dataset"]["views"]["student"]} if cfg["dataset"].get("views") else {}),
             "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
         record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
     write_record(run_dir, record)
