@@ -101,9 +101,11 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def pair_label(student: str, teachers: List[str]) -> str:
-    s = zoo.display_name(student)
-    return f"{'+'.join(zoo.display_name(t) for t in teachers)}→{s}" if teachers else s
+def pair_label(student: str, teachers: List[str], views: Optional[Mapping[str, Any]] = None) -> str:
+    """``resnet20→resnet8``; with paired views each side names its view: ``resnet20 (image)→resnet8 (edges)``."""
+    s = zoo.display_name(student) + (f" ({views['student']})" if views else "")
+    t = "+".join(zoo.display_name(a) for a in teachers) + (f" ({views['teacher']})" if views and teachers else "")
+    return f"{t}→{s}" if teachers else s
 
 
 @dataclass
@@ -231,7 +233,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "category_title": CATEGORIES[cls.category].title, "paper": cls.paper,
         "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
         "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
-        "pair": pair_label(cfg["student"]["arch"], teacher_archs), "run_dir": str(run_dir),
+        "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
         "variant": variant, "variant_label": variant_label(variant), "data": data_identity(cfg["dataset"]),
         "code": code_identity(cls),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,

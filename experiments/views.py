@@ -68,27 +68,27 @@ def pair_samples(student, teacher, s_root: str, t_root: str) -> List[str]:
         return cls, os.path.splitext(rest)[0]
 
     t_by_key: Dict[Tuple[str, str], str] = {}
-    t_class_of: Dict[str, str] = {}
+    t_classes_of: Dict[str, List[str]] = {}
     for path, _ in _samples(teacher):
         cls, stem = key(path, t_root)
         t_by_key[(cls, stem)] = path
-        t_class_of[stem] = cls
+        t_classes_of.setdefault(stem, []).append(cls)
     partners, used = [], set()
     for path, _ in _samples(student):
         cls, stem = key(path, s_root)
         partner = t_by_key.get((cls, stem))
         if partner is None:
-            if stem in t_class_of:
-                raise ConfigError(f"dataset.views: '{path}' is in class '{cls}' but its partner in '{t_root}' is in "
-                                  f"class '{t_class_of[stem]}'; paired files must be in the same class folder")
-            raise ConfigError(f"dataset.views: '{path}' has no partner in '{t_root}' (expected "
-                              f"{os.path.join(t_root, cls, stem)}.<ext>); every file needs one in each view")
+            others = [c for c in t_classes_of.get(stem, []) if c != cls]
+            where = (f"; a file of that name is in class folder(s) {others} there — paired files must be in the "
+                     f"same class") if others else "; every file needs one in each view"
+            raise ConfigError(f"dataset.views: '{path}' (class '{cls}') has no partner in '{t_root}' (expected "
+                              f"{os.path.join(t_root, cls, stem)}.<ext>){where}")
         partners.append(partner)
         used.add(partner)
     for path, _ in _samples(teacher):
         if path not in used:
             cls, stem = key(path, t_root)
-            raise ConfigError(f"dataset.views: '{path}' has no partner in '{s_root}' (expected "
+            raise ConfigError(f"dataset.views: '{path}' (class '{cls}') has no partner in '{s_root}' (expected "
                               f"{os.path.join(s_root, cls, stem)}.<ext>); every file needs one in each view")
     return partners
 
