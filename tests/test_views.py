@@ -260,3 +260,59 @@ def test_paired_folders_enter_the_data_identity(tmp_path):
     _write(root / "depth" / "train" / "cat" / "new.bmp", 1)
     _write(root / "rgb" / "train" / "cat" / "new.png", 1)
     assert data_identity(cfg)["fingerprint"] != before["fingerprint"]
+
+
+# ---- tables and teacher records -------------------------------------------------------------------
+def _rec(method, seed, top1, views=None, teachers=("cifar_resnet20",), category="response"):
+    from kdsuite.experiments.run import pair_label
+
+    teachers = list(teachers) if method != "vanilla" else []
+    return {"run_id": f"{method}{seed}{views}", "method": method, "category": category if method != "vanilla" else "baseline",
+            "scheme": "offline", "dataset": "digits", "student": "cifar_resnet8", "student_name": "resnet8",
+            "teachers": teachers, "teacher_names": ["resnet20"] * len(teachers), "seed": seed,
+            "pair": pair_label("cifar_resnet8", teachers, views), "variant": {}, "status": "finished",
+            "config": {"dataset": {"name": "digits", "views": views}, "method": {"hparams": {}}},
+            "metrics": {"last_top1": top1, "teacher_top1": [99.0] if teachers else []}}
+
+
+def test_tables_compare_a_student_with_the_vanilla_student_on_its_own_view():
+    from kdsuite.analysis.tables import comparison, gains, runs_frame
+
+    cm = {"teacher": "image", "student": "edges"}
+    van_edges = {"teacher": None, "student": "edges"}
+    recs = [_rec("vanilla", s, v) for s, v in enumerate((90.0, 92.0))] + \
+           [_rec("kd", s, v) for s, v in enumerate((95.0, 97.0))] + \
+           [_rec("vanilla", s, v, van_edges) for s, v in enumerate((80.0, 84.0))] + \
+           [_rec("cm_kd", s, v, cm, category="cross_modal") for s, v in enumerate((85.0, 87.0))]
+    df = runs_frame(recs)
+    g = gains(df).set_index("method")
+    assert g.loc["kd", "vanilla"] == pytest.approx(91.0) and g.loc["cm_kd", "vanilla"] == pytest.approx(82.0)
+    assert g.loc["cm_kd", "gain"] == pytest.approx(4.0)
+    table = comparison(df)
+    assert table["columns"] == ["resnet20→resnet8", "resnet20 (image)→resnet8 (edges)"]
+    rows = {label: cells for label, _, cells in table["rows"]}
+    assert rows["Student (vanilla)"]["resnet20 (image)→resnet8 (edges)"]["mean"] == pytest.approx(82.0)
+    assert rows["Student (vanilla)"]["resnet20→resnet8"]["mean"] == pytest.approx(91.0)
+    assert rows["cm_kd"]["resnet20→resnet8"] is None
+
+
+def test_a_teacher_is_used_on_the_view_it_was_trained_on(tmp_path):
+    import json
+
+    from kdsuite.experiments.run import resolve_teachers
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    meta = {"arch": "cifar_resnet20", "num_classes": 10, "dataset": "digits", "sha256": "0" * 64}
+    (folder / "teacher.json").write_text(json.dumps(dict(meta, view="edges")))
+    cfg = validate({"method": "cm_kd", "teachers": [str(folder)],
+                    "dataset": {"views": {"teacher": "edges", "student": "thermal"}}})
+    resolve_teachers(cfg)  # trained on edges, shown edges
+    for views in ({"teacher": "image", "student": "edges"}, None):
+        cfg = validate({"method": "cm_kd", "teachers": [str(folder)], "dataset": {"views": views}})
+        with pytest.raises(ConfigError) as e:
+            resolve_teachers(cfg)
+        assert "view 'edges'" in str(e.value) and "view 'image'" in str(e.value)
+    (folder / "teacher.json").write_text(json.dumps(meta))  # records without a view saw the digits' images
+    resolve_teachers(validate({"method": "cm_kd", "teachers": [str(folder)],
+                               "dataset": {"views": {"teacher": "image", "student": "edges"}}}))
