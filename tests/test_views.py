@@ -316,3 +316,26 @@ def test_a_teacher_is_used_on_the_view_it_was_trained_on(tmp_path):
     (folder / "teacher.json").write_text(json.dumps(meta))  # records without a view saw the digits' images
     resolve_teachers(validate({"method": "cm_kd", "teachers": [str(folder)],
                                "dataset": {"views": {"teacher": "image", "student": "edges"}}}))
+
+
+def test_a_grid_plans_cross_modal_students_only_on_their_teachers_view(tmp_path):
+    import yaml
+
+    from kdsuite.experiments.grid import load_grid
+
+    spec = {"name": "cm", "output": str(tmp_path / "runs"), "defaults": {"dataset": {"name": "digits"}},
+            "stages": {"teachers": {"runs": [{"key": "t", "student": "cifar_resnet20",
+                                              "dataset": {"views": {"student": "thermal"}}}]},
+                       "students": {"needs": "teachers", "axes": {
+                           "method": ["vanilla", "cm_kd"], "pair": [{"teachers": ["t"], "student": "cifar_resnet8"}],
+                           "dataset.views": [{"teacher": "thermal", "student": "edges"}]}}}}
+    f = tmp_path / "g.yaml"
+    f.write_text(yaml.safe_dump(spec, sort_keys=False))
+    runs = {r.cfg["method"]["name"]: r for r in load_grid(str(f)).stages["students"]}
+    assert runs["cm_kd"].cfg["dataset"]["views"] == {"teacher": "thermal", "student": "edges"}
+    assert runs["vanilla"].cfg["dataset"]["views"] == {"teacher": None, "student": "edges"} and not runs["vanilla"].cfg["teachers"]
+    spec["stages"]["students"]["axes"]["dataset.views"] = [{"teacher": "image", "student": "edges"}]
+    f.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_grid(str(f))
+    assert "teacher 't' is trained on view 'thermal'" in str(e.value) and "'image'" in str(e.value)
