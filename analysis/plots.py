@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
-from kdsuite.analysis.tables import gains, stats
+from kdsuite.analysis.tables import gains, stats, student_key
 from kdsuite.core.fileio import atomic_write_bytes
 from kdsuite.methods.registry import CATEGORIES
 
@@ -173,7 +173,7 @@ def curve_data(records: Iterable[Dict[str, Any]], key: str = "val/student/top1")
             continue
         for h in r.get("history") or []:
             if h.get(key) is not None:
-                rows.append({"method": r.get("method"), "pair": r.get("pair"), "student": r.get("student"),
+                rows.append({"method": r.get("method"), "pair": r.get("pair"), "student": student_key(r),
                              "distilled": bool(r.get("teachers")), "seed": r.get("seed"),
                              "stage": h.get("stage"), "epoch": h.get("epoch"), "value": h[key]})
     return pd.DataFrame(rows, columns=["method", "pair", "student", "distilled", "seed", "stage", "epoch", "value"])

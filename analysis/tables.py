@@ -45,7 +45,7 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             t_top1 = t_top1[0] if t_top1 else None
         rows.append({
             "run_id": r.get("run_id"), "grid": r.get("name"), "method": r.get("method"), "category": r.get("category"),
-            "scheme": r.get("scheme"), "dataset": r.get("dataset"), "student": r.get("student"),
+            "scheme": r.get("scheme"), "dataset": r.get("dataset"), "student": student_key(r),
             "student_name": r.get("student_name"), "teachers": "+".join(r.get("teacher_names") or []),
             "teacher_archs": "+".join(r.get("teachers") or []),
             "pair": r.get("pair"), "seed": r.get("seed"),
@@ -65,6 +65,13 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
             "variant_label", "hparams", "diverged_at"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def student_key(r: Dict[str, Any]) -> Optional[str]:
+    """The student a baseline is matched by: its architecture, plus ``@view`` where the run's data had paired
+    views (``dataset.views``) — a student trained on edges is compared with the vanilla student on edges."""
+    views = (((r.get("config") or {}).get("dataset") or {}).get("views") or {})
+    return f"{r.get('student')}@{views['student']}" if views.get("student") else r.get("student")
 
 
 def _variant_of(method: Optional[str], hparams: Dict[str, Any]) -> Dict[str, Any]:

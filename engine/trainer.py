@@ -243,6 +243,7 @@ class Trainer:
         # augmentation, and the set's size; set by the run builder when the cache is valid
         self.teacher_cache_loader: Optional[Iterable] = None
         self.teacher_cache_size = 0
+        self.teacher_val_loader: Optional[Iterable] = None  # the test split in the teachers' own view (paired views)
         self.batch_fields: Sequence[str] = tuple(method.batch_fields)  # what the train loader yields
 
     # ---- set-up helpers ------------------------------------------------------------------
@@ -490,7 +491,8 @@ class Trainer:
     def _eval_teachers(self) -> List[Dict[str, float]]:
         if not self.method.teachers or self.val_loader is None:
             return []
-        res = evaluate({f"teacher{i}": t for i, t in enumerate(self.method.teachers)}, self.val_loader,
+        loader = self.teacher_val_loader if self.teacher_val_loader is not None else self.val_loader
+        res = evaluate({f"teacher{i}": t for i, t in enumerate(self.method.teachers)}, loader,
                        self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
         return [res[f"teacher{i}"] for i in range(len(self.method.teachers))]
 

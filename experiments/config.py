@@ -25,6 +25,8 @@ import yaml
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.settings import MAX_LR, OPTIMIZERS, SCHEDULES  # noqa: F401 (re-exported)
 from kdsuite.experiments.settings import RunConfig, check, declared_defaults
+from kdsuite.experiments.views import resolve_views
+from kdsuite.methods.registry import get_method
 
 # every default, as a mapping: declared once, on the section models of kdsuite.experiments.settings
 DEFAULTS: Dict[str, Any] = declared_defaults()
@@ -117,6 +119,8 @@ def validate(raw: Mapping[str, Any]) -> Resolved:
     if isinstance(cfg["method"], str):
         cfg["method"] = {"name": cfg["method"], "hparams": {}}
     cfg["method"]["hparams"] = typed.method.hp.as_dict()
+    resolve_views(cfg["dataset"], get_method(cfg["method"]["name"]), bool(cfg["teachers"]))
+    typed.dataset.views = cfg["dataset"]["views"]
     cfg.settings = typed
     return cfg
 
@@ -147,7 +151,8 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
-    ident["dataset"] = {k: v for k, v in ident["dataset"].items() if k not in ("root", "download")}
+    ident["dataset"] = {k: v for k, v in ident["dataset"].items()
+                        if k not in ("root", "download") and not (k == "views" and v is None)}
     from kdsuite.experiments.identity import hash_fingerprint
 
     fp = hash_fingerprint(cfg["dataset"])

@@ -1,6 +1,11 @@
 """Data sets: the embedded default (scikit-learn's handwritten digits), CIFAR-10/100 through
 torchvision with the standard recipe, and ImageNet-style folders.
 
+Paired multi-view data (cross-modal distillation): ``dataset.views: {teacher: A, student: B}`` gives the
+trained model view B and, in the batch field ``teacher_x``, the same samples in view A. The digits have
+derived views (:data:`DIGITS_VIEWS`); image folders hold one folder per view of files paired by relative
+path (``root/<view>/train/<class>/<file>``; :mod:`kdsuite.experiments.views`).
+
 Role in the flow: ``kdsuite.experiments.run`` calls :func:`build_data` with the config's ``dataset``
 section and hands the loaders to the trainer.
 
@@ -40,6 +45,7 @@ class DataBundle:
     name: str
     augmented: bool = False  # random augmentation of training images (rules out the teacher cache)
     train_labels: Optional[torch.Tensor] = None  # (num_train,) class of each training sample, by index
+    teacher_val: Any = None  # the test split in the teachers' view, where it differs from the student's
 
 
 # ---- in-memory, device-resident batches ------------------------------------------------------
@@ -68,7 +74,7 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Gen
     return x.contiguous()
 
 
-BATCH_FIELDS = ("x", "y", "index", "pair_x")
+BATCH_FIELDS = ("x", "y", "index", "pair_x", "teacher_x")
 
 
 def check_fields(fields) -> tuple:
@@ -82,19 +88,26 @@ class TensorLoader:
     """Shuffled mini-batches from tensors held in memory (optionally on the GPU).
 
     ``set_epoch_seed`` fixes the order and augmentation of the coming epoch (exact resume).
-    ``fields`` adds each sample's index (``index``) and another random image of its class
-    (``pair_x``, augmented independently) to every batch."""
+    ``fields`` adds each sample's index (``index``), another random image of its class
+    (``pair_x``, augmented independently) and the same samples in the teachers' view (``teacher_x``:
+    ``teacher_x`` given here, cropped and flipped exactly as ``x``; ``x`` itself without one) to every batch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
                  crop_pad: int = 0, flip: bool = False, drop_last: bool = False, fields=("x", "y"),
-                 pad_fill: Optional[Sequence[float]] = None):
-        if len(x) != len(y):
-            raise ValueError("x and y differ in length")
-        self.x, self.y = x, y
+                 pad_fill: Optional[Sequence[float]] = None, teacher_x: Optional[torch.Tensor] = None,
+                 teacher_pad_fill: Optional[Sequence[float]] = None):
+        if len(x) != len(y) or (teacher_x is not None and len(teacher_x) != len(x)):
+            raise ValueError("x, y (and teacher_x) differ in length")
+        self.x, self.y, self.teacher_x = x, y, teacher_x
         self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
         self.fields = check_fields(fields)
         self.pad_fill = None if pad_fill is None else torch.tensor(list(pad_fill), dtype=torch.float32)
         self.sharded = False  # a batch source (kdsuite.engine.batches): the trainer shards data-parallel batches
+        self.pair_fill = None  # padding of both views stacked along channels (one crop for both)
+        if teacher_x is not None:
+            self.pair_fill = torch.cat([torch.zeros(x.shape[1]) if pad_fill is None else self.pad_fill,
+                                        torch.zeros(teacher_x.shape[1]) if teacher_pad_fill is None
+                                        else torch.tensor(list(teacher_pad_fill), dtype=torch.float32)])
         self.generator = torch.Generator(device=x.device)
         self.generator.manual_seed(0)
         self._index_by_class()
@@ -109,8 +122,12 @@ class TensorLoader:
 
     def to(self, device) -> "TensorLoader":
         self.x, self.y = self.x.to(device), self.y.to(device)
+        if self.teacher_x is not None:
+            self.teacher_x = self.teacher_x.to(device)
         if self.pad_fill is not None:
             self.pad_fill = self.pad_fill.to(device)
+        if self.pair_fill is not None:
+            self.pair_fill = self.pair_fill.to(device)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator).item())
         self.generator = torch.Generator(device=self.x.device)
         self.generator.manual_seed(seed)
@@ -138,13 +155,25 @@ class TensorLoader:
             return random_crop_flip(xb, self.crop_pad, self.flip, self.generator, self.pad_fill)
         return xb
 
+    def _augment_pair(self, xb: torch.Tensor, tb: torch.Tensor):
+        """The same crop and flip for both views of a batch: they are stacked along channels and split."""
+        if not (self.crop_pad or self.flip):
+            return xb, tb
+        both = random_crop_flip(torch.cat([xb, tb], 1), self.crop_pad, self.flip, self.generator, self.pair_fill)
+        return both[:, :xb.shape[1]].contiguous(), both[:, xb.shape[1]:].contiguous()
+
     def __iter__(self):
         n = len(self.x)
         order = torch.randperm(n, device=self.x.device, generator=self.generator) if self.shuffle \
             else torch.arange(n, device=self.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            out = {"x": self._augment(self.x[idx]), "y": self.y[idx], "index": idx}
+            if "teacher_x" in self.fields and self.teacher_x is not None:
+                xb, tb = self._augment_pair(self.x[idx], self.teacher_x[idx])
+                out = {"x": xb, "y": self.y[idx], "index": idx, "teacher_x": tb}
+            else:
+                out = {"x": self._augment(self.x[idx]), "y": self.y[idx], "index": idx}
+                out["teacher_x"] = out["x"]  # one view: the teachers see what the student sees
             if "pair_x" in self.fields:
                 yb = self.y[idx]
                 u = torch.rand(len(idx), device=self.x.device, generator=self.generator)
@@ -167,8 +196,12 @@ class FieldsDataset(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, i):
-        x, y = self.base[i]
-        out = {"x": x, "y": y, "index": i}
+        if "teacher_x" in self.fields and hasattr(self.base, "get_pair"):  # a paired multi-view data set
+            x, y, tx = self.base.get_pair(i)
+        else:
+            x, y = self.base[i]
+            tx = x
+        out = {"x": x, "y": y, "index": i, "teacher_x": tx}
         if "pair_x" in self.fields:
             members = self.by_class[int(y)]
             out["pair_x"] = self.base[int(members[torch.randint(len(members), (1,))])][0]
@@ -177,12 +210,17 @@ class FieldsDataset(torch.utils.data.Dataset):
 
 def cache_loader(train, batch_size: int):
     """A loader over the training set in order, without shuffling, yielding (x, y, index): the
-    teacher-output cache is filled from it (valid only when training images are not augmented)."""
+    teacher-output cache is filled from it (valid only when training images are not augmented). With
+    paired views it yields the teachers' view: the cache holds each teacher's outputs on what it sees."""
     if isinstance(train, TensorLoader):
         out = train.with_fields(("x", "y", "index"))
         out.shuffle, out.batch_size = False, batch_size
+        if out.teacher_x is not None:
+            out.x = out.teacher_x
         return out
     base = train.dataset.base if isinstance(train.dataset, FieldsDataset) else train.dataset
+    if hasattr(base, "teacher_side"):
+        base = base.teacher_side()
     return LoaderSource(torch.utils.data.DataLoader(FieldsDataset(base, base.targets, ("x", "y", "index")),
                                                     batch_size=batch_size, shuffle=False,
                                                     num_workers=train.num_workers))
@@ -190,11 +228,14 @@ def cache_loader(train, batch_size: int):
 
 # ---- digits: the embedded default -------------------------------------------------------------
 def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_seed: int = 0,
-                      train_fraction: float = 1.0):
+                      train_fraction: float = 1.0, view: str = "image"):
     """scikit-learn's 1,797 8×8 digits as 3-channel ``image_size``² images, a fixed stratified
     train/test split, normalised with the (full) training split's statistics. ``train_fraction`` < 1
     keeps a fixed stratified subset of the training split (a small transfer set); the test split and
-    the normalisation stay the same."""
+    the normalisation stay the same. ``view``: a rendering of :data:`kdsuite.experiments.views.DIGITS_VIEWS`
+    (same samples, same order, same split)."""
+    from kdsuite.experiments.views import digits_view
+
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -202,7 +243,7 @@ def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_se
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
     if image_size != 8:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    x = x.repeat(1, 3, 1, 1)
+    x = digits_view(x, view).repeat(1, 3, 1, 1)
     y = torch.tensor(d.target, dtype=torch.long)
     tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=split_seed,
                               stratify=d.target)
@@ -335,11 +376,17 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
     import torchvision
     import torchvision.transforms as T
 
-    root = os.path.expanduser(cfg["root"])
-    for split in ("train", "val"):
-        if not os.path.isdir(os.path.join(root, split)):
-            raise ConfigError(f"dataset.root = '{root}': an image-folder data set needs '{split}/' with one "
-                              f"sub-folder per class")
+    top = os.path.expanduser(cfg["root"])
+    views = cfg.get("views") or {}
+    s_view = views.get("student")
+    t_view = views.get("teacher") or s_view
+    root = os.path.join(top, s_view) if s_view else top  # paired views: root/<view>/{train,val}/<class>/…
+    for view in dict.fromkeys([s_view, t_view]):
+        vroot = os.path.join(top, view) if view else top
+        for split in ("train", "val"):
+            if not os.path.isdir(os.path.join(vroot, split)):
+                what = f"view '{view}' (dataset.views) needs '{view}/{split}/'" if view else f"an image-folder data set needs '{split}/'"
+                raise ConfigError(f"dataset.root = '{top}': {what} with one sub-folder per class")
     size = cfg["image_size"] or 224
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     augment = cfg["augment"] if cfg["augment"] is not None else True
@@ -353,13 +400,24 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
             raise ConfigError(f"dataset.root = '{root}': {split}/ needs one sub-folder per class holding image "
                               f"files ({', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}): {e}") from None
 
+    val_tf = T.Compose([T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm])
     train = folder("train", T.Compose(ttf + [T.ToTensor(), norm]))
-    val = folder("val", T.Compose([T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm]))
+    val = folder("val", val_tf)
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
+    teacher_val = None
+    if t_view != s_view:
+        from kdsuite.experiments.views import PairedFolder
+
+        t_root = os.path.join(top, t_view)
+        train = PairedFolder(os.path.join(root, "train"), os.path.join(t_root, "train"), size, augment,
+                             IMAGENET_MEAN, IMAGENET_STD)
+        t_val = PairedFolder(os.path.join(root, "val"), os.path.join(t_root, "val"), size, False,
+                             IMAGENET_MEAN, IMAGENET_STD).teacher_side()
+        teacher_val = _loaders(t_val, t_val, cfg, device, ("x", "y"), dist_info)[1]
     tl, vl = _loaders(train, val, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
-                      "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long))
+                      "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long), teacher_val)
 
 
 def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None,
@@ -373,12 +431,22 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
     name = cfg["name"]
     if name == "digits":
         size = cfg["image_size"] or 16
-        xtr, ytr, xte, yte, mean, std = load_digits_split(size, train_fraction=cfg["train_fraction"])
+        views = cfg.get("views") or {}
+        s_view = views.get("student") or "image"
+        t_view = views.get("teacher") or s_view
+        xtr, ytr, xte, yte, mean, std = load_digits_split(size, train_fraction=cfg["train_fraction"], view=s_view)
+        txtr = tfill = teacher_val = None
+        if t_view != s_view:  # paired views: the same samples, rendered for the teachers
+            txtr, _, txte, _, tmean, tstd = load_digits_split(size, train_fraction=cfg["train_fraction"], view=t_view)
+            tfill = [-m / s for m, s in zip(tmean, tstd)]
+            teacher_val = TensorLoader(txte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
         augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
         tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
-                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
+                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)], teacher_x=txtr,
+                          teacher_pad_fill=tfill).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
-        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment, ytr.clone())
+        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment, ytr.clone(),
+                          teacher_val)
     if cfg["train_fraction"] != 1.0:
         raise ConfigError(f"dataset.train_fraction = {cfg['train_fraction']} is supported for digits only; "
                           f"use 1.0 for {name}")

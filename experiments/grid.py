@@ -313,6 +313,22 @@ def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
     return out
 
 
+def _teacher_view_error(t: Mapping[str, Any], cfg: Mapping[str, Any], teacher_runs: Mapping[str, Any]) -> Optional[str]:
+    """A teacher planned by an earlier stage on another view than the run shows it (``dataset.views``);
+    records that exist already are checked when the run starts."""
+    from kdsuite.experiments.views import DEFAULT_VIEW
+
+    default = DEFAULT_VIEW.get(cfg["dataset"]["name"])
+    for key, r in teacher_runs.items():
+        if str(r.run_dir) == t["checkpoint"]:
+            trained = (r.cfg["dataset"].get("views") or {}).get("student") or default
+            shown = (cfg["dataset"].get("views") or {}).get("teacher") or default
+            if trained != shown:
+                return (f"teacher {key!r} is trained on view {trained!r} but this run shows its teachers view "
+                        f"{shown!r} (dataset.views.teacher)")
+    return None
+
+
 def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, Dict[str, Any]]:
     """The grid-wide ``teachers`` map resolved to teacher entries ``{checkpoint, arch, sha256[, config_hash]}``
     — the same fields :func:`kdsuite.experiments.run.resolve_teachers` fills at run time, so the hash planned here
@@ -560,6 +576,9 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
             if ds not in (None, cfg["dataset"]["name"]):
                 point_errors.append(f"teacher record {t['checkpoint']} was trained on dataset {ds!r} "
                                     f"but this run uses {cfg['dataset']['name']!r}")
+            view_error = _teacher_view_error(t, cfg, ex.teacher_runs)
+            if view_error:
+                point_errors.append(view_error)
     except ConfigError as e:
         # a missing teacher also breaks the teacher count; report the cause, not that
         if not (point_errors and "teacher(s), the config gives" in str(e)):

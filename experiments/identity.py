@@ -109,10 +109,17 @@ def data_identity(ds: Mapping[str, Any]) -> Dict[str, Optional[str]]:
         return {"name": name, "fingerprint": "sha256:" + _cifar_local(root, name, stat_stamp(paths)),
                 "basis": "MD5 of the local files"}
     if name == "imagefolder":
-        if not all(os.path.isdir(os.path.join(root, s)) for s in ("train", "val")):
-            return {"name": name, "fingerprint": UNAVAILABLE, "basis": f"no train/ and val/ under {root}"}
-        return {"name": name, "fingerprint": "sha256:" + _folder_listing(root, _folder_stamp(root)),
-                "basis": "relative paths and sizes of every file"}
+        views = ds.get("views") or {}
+        # paired views: each view folder read (root/<view>/train, …), each listed
+        used = list(dict.fromkeys(v for v in (views.get("student"), views.get("teacher")) if v))
+        roots = [os.path.join(root, v) for v in used] or [root]
+        for r in roots:
+            if not all(os.path.isdir(os.path.join(r, s)) for s in ("train", "val")):
+                return {"name": name, "fingerprint": UNAVAILABLE, "basis": f"no train/ and val/ under {r}"}
+        listings = [_folder_listing(r, _folder_stamp(r)) for r in roots]
+        fp = listings[0] if not used else _sha(f"{v}\t{h}" for v, h in zip(used, listings))
+        return {"name": name, "fingerprint": "sha256:" + fp,
+                "basis": "relative paths and sizes of every file" + (f" of views {', '.join(used)}" if used else "")}
     return {"name": name, "fingerprint": None, "basis": None}
 
 

@@ -24,6 +24,7 @@ from kdsuite.experiments.identity import data_identity
 from kdsuite.methods.identity import code_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
+from kdsuite.experiments.views import DEFAULT_VIEW
 from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
@@ -51,6 +52,12 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
             raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
                               f"{cfg['dataset']['name']!r}")
+        default = DEFAULT_VIEW.get(cfg["dataset"]["name"])
+        want = (cfg["dataset"].get("views") or {}).get("teacher") or default
+        if (meta.get("view") or default) != want:
+            raise ConfigError(f"{field}: the teacher was trained on view {meta.get('view') or default!r} but this run "
+                              f"shows its teachers view {want!r} (dataset.views.teacher); a teacher is used on "
+                              f"the view it was trained on")
 
 
 TEACHER_META_KEYS = ("arch", "num_classes", "dataset", "sha256")
@@ -97,9 +104,11 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def pair_label(student: str, teachers: List[str]) -> str:
-    s = zoo.display_name(student)
-    return f"{'+'.join(zoo.display_name(t) for t in teachers)}→{s}" if teachers else s
+def pair_label(student: str, teachers: List[str], views: Optional[Mapping[str, Any]] = None) -> str:
+    """``resnet20→resnet8``; with paired views each side names its view: ``resnet20 (image)→resnet8 (edges)``."""
+    s = zoo.display_name(student) + (f" ({views['student']})" if views else "")
+    t = "+".join(zoo.display_name(a) for a in teachers) + (f" ({views['teacher']})" if views and teachers else "")
+    return f"{t}→{s}" if teachers else s
 
 
 @dataclass
@@ -171,6 +180,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     # one process per device: each would fill the whole cache, so it stays off there
     eff["teacher_cache"] = bool(cache_ok and typed.teacher_cache != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
+    trainer.teacher_val_loader = data.teacher_val
     if eff["teacher_cache"]:
         trainer.teacher_cache_loader = cache_loader(data.train, typed.dataset.eval_batch_size)
         trainer.teacher_cache_size = data.num_train
@@ -225,7 +235,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "category_title": CATEGORIES[cls.category].title, "paper": cls.paper,
         "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
         "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
-        "pair": pair_label(cfg["student"]["arch"], teacher_archs), "run_dir": str(run_dir),
+        "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
         "variant": variant, "variant_label": variant_label(variant), "data": data_identity(cfg["dataset"]),
         "code": code_identity(cls),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
@@ -260,6 +270,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         meta = save_teacher(parts.student, run_dir, {
             "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
             "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"}, "dataset": data.name, "image_size": data.input_shape[-1],
+            **({"view": cfg["dataset"]["views"]["student"]} if cfg["dataset"].get("views") else {}),
             "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
         record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
     write_record(run_dir, record)

@@ -45,6 +45,15 @@ class DatasetSettings(Section):
     augment: Annotated[Optional[Union[bool, str]], AsWritten] = None  # checked by kdsuite.experiments.data
     pipeline: Annotated[str, rule(HParam("loader", choices=("auto", "loader", "tensor")))] = "auto"
     train_fraction: Annotated[float, number(HParam(1.0, low=0, low_open=True, high=1.0))] = 1.0
+    # paired multi-view data (cross-modal KD): {student: VIEW[, teacher: VIEW]}, normalised by config.validate
+    views: Annotated[Optional[Dict[str, Any]], AsWritten] = None
+
+    @model_validator(mode="after")
+    def _views_exist(self) -> "DatasetSettings":
+        from kdsuite.experiments.views import check_views
+
+        check_views(self.name, self.views)
+        return self
 
 
 class StudentSettings(Section):

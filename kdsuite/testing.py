@@ -28,6 +28,8 @@ from kdsuite.methods.hparams import resolve_hparams
 from kdsuite.methods.registry import get_method
 
 TEACHER_ARCHS = ("cifar_resnet20", "cifar_wrn_16_1")
+# the views of the digits the contract gives a method that reads the teachers' own view (batch field teacher_x)
+CROSS_MODAL_VIEWS = {"teacher": "image", "student": "edges"}
 
 
 def make(name, teachers=("cifar_resnet20",), student="cifar_resnet8", num_classes=10, **hp):
@@ -99,9 +101,12 @@ def contract_config(name: str, teacher_dirs: Sequence[str], root: os.PathLike, e
     n = spec if isinstance(spec, int) else spec[0]
     if n > len(teacher_dirs):
         raise ValueError(f"method '{name}' needs {n} teachers; {len(teacher_dirs)} given")
+    dataset = {"name": "digits", "batch_size": 32}
+    if "teacher_x" in cls.batch_fields:  # cross-modal: the (image-trained) teachers on their view, the student on another
+        dataset["views"] = dict(CROSS_MODAL_VIEWS)
     return {"student": "cifar_resnet8", "teachers": [{"checkpoint": d} for d in teacher_dirs[:n]],
             "method": {"name": name, "hparams": dict(cls.smoke_hparams)}, "epochs": epochs,
-            "max_steps_per_epoch": steps, "dataset": {"name": "digits", "batch_size": 32},
+            "max_steps_per_epoch": steps, "dataset": dataset,
             "optim": {"lr": 0.05}, "output": {"root": str(root)}, "progress": "none", "eval_every": 100}
 
 

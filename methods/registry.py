@@ -53,6 +53,7 @@ register_category("feature", "Feature-based knowledge", "§2.2", "knowledge type
 register_category("attention", "Attention-based knowledge", "§2.2 / §5.5", "knowledge type")
 register_category("relation", "Relation-based knowledge", "§2.3", "knowledge type")
 register_category("multi_teacher", "Multi-teacher distillation", "§5.2", "algorithm")
+register_category("cross_modal", "Cross-modal distillation", "§5.3", "algorithm")
 register_category("online", "Online distillation", "§3.2", "scheme")
 register_category("self", "Self-distillation", "§3.3", "scheme")
 register_category("data_free", "Data-free distillation", "§5.6", "algorithm")

@@ -1,0 +1,209 @@
+"""Views of paired multi-view data, for cross-modal distillation (``dataset.views``).
+
+Role in the flow: :func:`kdsuite.experiments.data.build_data` asks this module for a view of the digits
+(:func:`digits_view`) or for a paired image-folder data set (:class:`PairedFolder`); the teachers then see
+one view of each sample (batch field ``teacher_x``), the trained model another.
+
+Digits views are renderings of the same 16×16 intensity image, deterministic (no random numbers):
+
+- ``image``: the image itself (what every single-view run sees);
+- ``edges``: the Sobel gradient magnitude, an edge sensor's rendering — strokes become pairs of
+  outlines, flat ink and flat background both read 0;
+- ``thermal``: a low-resolution sensor — the image averaged down to a quarter of its side and
+  bilinearly blown up again (4×4 pixels of information at 16×16), the strokes a blur.
+
+Image folders of a real multi-view data set (RGB / depth / thermal ...) hold one folder per view, with
+the same split / class / file layout in each: ``root/<view>/train/<class>/<file>`` and
+``root/<view>/val/<class>/<file>``. Two files are a pair when their paths relative to the view folder
+agree up to the extension (``rgb/train/cat/0001.jpg`` ↔ ``depth/train/cat/0001.png``); a file without a
+partner, or a partner in another class folder, is a :class:`ConfigError` naming it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from kdsuite.core.errors import ConfigError
+
+DIGITS_VIEWS = ("image", "edges", "thermal")
+DEFAULT_VIEW = {"digits": "image"}  # the view a run without dataset.views sees, where it has a name
+
+
+def check_views(dataset: str, views: Any) -> None:
+    """``dataset.views``: null, or ``{student: VIEW[, teacher: VIEW]}`` naming views ``dataset`` has."""
+    if views is None:
+        return
+    if not isinstance(views, dict) or "student" not in views:
+        raise ConfigError(f"dataset.views = {views!r}: expected a mapping {{teacher: VIEW, student: VIEW}} "
+                          f"(student required) or null")
+    unknown = sorted(set(views) - {"teacher", "student"})
+    if unknown:
+        raise ConfigError(f"dataset.views: unknown field(s) {unknown}; allowed: ['student', 'teacher']")
+    for role in ("student", "teacher"):
+        v = views.get(role)
+        if v is None and role == "teacher":
+            continue
+        if dataset == "digits":
+            if v not in DIGITS_VIEWS:
+                raise ConfigError(f"dataset.views.{role} = {v!r} is not one of {list(DIGITS_VIEWS)}")
+        elif dataset == "imagefolder":
+            if not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v:
+                raise ConfigError(f"dataset.views.{role} = {v!r}: expected the name of a view folder under "
+                                  f"dataset.root (root/<view>/train/<class>/…)")
+        else:
+            raise ConfigError(f"dataset.views = {views!r}: data set {dataset!r} has one view; paired views "
+                              f"exist for digits ({', '.join(DIGITS_VIEWS)}) and imagefolder (one folder per view)")
+
+
+def resolve_views(ds: Dict[str, Any], cls: Any, has_teachers: bool) -> None:
+    """Normalise ``ds["views"]`` in place (one spelling per setting, so one config hash): no teachers → no
+    teacher view; teachers without one see the student's view; the digits' ``image`` alone is no views at
+    all. Different views for teachers and student need a method that gives the teachers their view."""
+    views = ds.get("views")
+    if views is None:
+        return
+    views = ds["views"] = {"teacher": (views.get("teacher") or views["student"]) if has_teachers else None,
+                           "student": views["student"]}
+    if ds["name"] == "digits" and views["student"] == "image" and views["teacher"] in (None, "image"):
+        ds["views"] = None
+        return
+    if views["teacher"] not in (None, views["student"]) and "teacher_x" not in cls.batch_fields:
+        from kdsuite.methods.registry import list_methods
+
+        cross = [m.name for m in list_methods() if "teacher_x" in m.batch_fields]
+        raise ConfigError(f"dataset.views = {views!r}: method '{cls.name}' shows its teachers the student's "
+                          f"view, not their own; use a cross-modal method ({', '.join(cross)}) or one view")
+
+
+def digits_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """``x`` (N, 1, H, W) intensities in [0, 1] rendered as ``view`` (same shape)."""
+    if view == "image":
+        return x
+    if view == "edges":
+        sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype)
+        kernels = torch.stack([sobel, sobel.t()])[:, None]  # d/dx, d/dy
+        g = F.conv2d(x, kernels, padding=1)
+        return g.pow(2).sum(1, keepdim=True).sqrt()
+    if view == "thermal":
+        h, w = x.shape[-2:]
+        low = F.adaptive_avg_pool2d(x, (max(1, h // 4), max(1, w // 4)))
+        return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    raise ConfigError(f"dataset.views: the digits have no view {view!r}; views: {list(DIGITS_VIEWS)}")
+
+
+# ---- image folders of paired files -------------------------------------------------------------
+def _samples(folder) -> List[Tuple[str, int]]:
+    return list(folder.samples)
+
+
+def pair_samples(student, teacher, s_root: str, t_root: str) -> List[str]:
+    """For every sample of the ImageFolder ``student`` the path of its partner in ``teacher`` (same class
+    folder, same relative path up to the extension); raises a ConfigError naming the first unpaired file."""
+    if student.classes != teacher.classes:
+        only_s = sorted(set(student.classes) - set(teacher.classes))
+        only_t = sorted(set(teacher.classes) - set(student.classes))
+        raise ConfigError(f"dataset.views: the class folders of '{s_root}' and '{t_root}' differ (only in the "
+                          f"first: {only_s}; only in the second: {only_t}); paired views need the same classes")
+
+    def key(path: str, root: str) -> Tuple[str, str]:
+        rel = os.path.relpath(path, root)
+        cls, rest = rel.split(os.sep, 1)
+        return cls, os.path.splitext(rest)[0]
+
+    t_by_key: Dict[Tuple[str, str], str] = {}
+    t_classes_of: Dict[str, List[str]] = {}
+    for path, _ in _samples(teacher):
+        cls, stem = key(path, t_root)
+        t_by_key[(cls, stem)] = path
+        t_classes_of.setdefault(stem, []).append(cls)
+    partners, used = [], set()
+    for path, _ in _samples(student):
+        cls, stem = key(path, s_root)
+        partner = t_by_key.get((cls, stem))
+        if partner is None:
+            others = [c for c in t_classes_of.get(stem, []) if c != cls]
+            where = (f"; a file of that name is in class folder(s) {others} there — paired files must be in the "
+                     f"same class") if others else "; every file needs one in each view"
+            raise ConfigError(f"dataset.views: '{path}' (class '{cls}') has no partner in '{t_root}' (expected "
+                              f"{os.path.join(t_root, cls, stem)}.<ext>){where}")
+        partners.append(partner)
+        used.add(partner)
+    for path, _ in _samples(teacher):
+        if path not in used:
+            cls, stem = key(path, t_root)
+            raise ConfigError(f"dataset.views: '{path}' (class '{cls}') has no partner in '{s_root}' (expected "
+                              f"{os.path.join(s_root, cls, stem)}.<ext>); every file needs one in each view")
+    return partners
+
+
+class PairedFolder(torch.utils.data.Dataset):
+    """One split of a paired image-folder data set: item ``i`` is the student view's image and label;
+    :meth:`get_pair` adds the teacher view's image of the same sample, cropped and flipped identically
+    (a partner of another size is resized to the student image's size first)."""
+
+    def __init__(self, student_root: str, teacher_root: str, size: int, augment: bool, mean, std):
+        import torchvision
+
+        self.student = _folder(student_root)
+        self.teacher = _folder(teacher_root)
+        self.partners = pair_samples(self.student, self.teacher, student_root, teacher_root)
+        self.targets, self.classes = list(self.student.targets), list(self.student.classes)
+        self.size, self.augment, self.mean, self.std = size, augment, mean, std
+        self.loader = torchvision.datasets.folder.default_loader
+
+    def __len__(self) -> int:
+        return len(self.student)
+
+    def _transform(self, images):
+        import torchvision.transforms as T
+        import torchvision.transforms.functional as TF
+
+        first = images[0]
+        images = [im if im.size == first.size else im.resize(first.size) for im in images]
+        if self.augment:
+            i, j, h, w = T.RandomResizedCrop.get_params(first, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+            flip = bool(torch.rand(1) < 0.5)
+            images = [TF.resized_crop(im, i, j, h, w, [self.size, self.size]) for im in images]
+            images = [TF.hflip(im) if flip else im for im in images]
+        else:
+            images = [TF.center_crop(TF.resize(im, int(self.size * 8 / 7)), self.size) for im in images]
+        return [TF.normalize(TF.to_tensor(im), self.mean, self.std) for im in images]
+
+    def __getitem__(self, i):
+        path, y = self.student.samples[i]
+        (x,) = self._transform([self.loader(path)])
+        return x, y
+
+    def get_pair(self, i):
+        path, y = self.student.samples[i]
+        x, tx = self._transform([self.loader(path), self.loader(self.partners[i])])
+        return x, y, tx
+
+    def teacher_side(self) -> "torch.utils.data.Dataset":
+        """The teacher view's images as ``(x, y)`` items (the teacher-output cache is filled from them)."""
+        return _TeacherSide(self)
+
+
+class _TeacherSide(torch.utils.data.Dataset):
+    def __init__(self, paired: PairedFolder):
+        self.paired, self.targets = paired, paired.targets
+
+    def __len__(self) -> int:
+        return len(self.paired)
+
+    def __getitem__(self, i):
+        _, y, tx = self.paired.get_pair(i)
+        return tx, y
+
+
+def _folder(root: str):
+    import torchvision
+
+    try:
+        return torchvision.datasets.ImageFolder(root)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise ConfigError(f"dataset.views: '{root}' needs one sub-folder per class holding image files "
+                          f"({', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}): {e}") from None
