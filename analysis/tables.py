@@ -26,7 +26,27 @@ import pandas as pd
 
 from kdsuite.methods.registry import CATEGORIES
 
-METRICS = ("last_top1", "best_top1")
+METRICS = ("last_top1", "best_top1", "best_test_top1")
+# what each metric is, as captions and axis labels say it
+METRIC_TEXT = {"last_top1": "test top-1 at the last epoch",
+               "best_top1": "test top-1 at the epoch of best validation accuracy",
+               "best_test_top1": "best test top-1 over epochs (literature convention: selected on test)"}
+METRIC_SHORT = {"last_top1": "last-epoch test top-1", "best_top1": "test top-1 at best-val epoch",
+                "best_test_top1": "best-on-test top-1"}
+
+
+def metric_text(metric: str) -> str:
+    return METRIC_TEXT.get(metric, metric)
+
+
+def selection_metrics(m: Dict[str, Any]) -> Dict[str, Any]:
+    """``best_top1`` (test at the best-validation epoch; absent without a validation split) and
+    ``best_test_top1`` (max test over epochs) of a record's metrics. Records from before the validation
+    split carry only ``best_top1``, which was then the best test accuracy: it is read as best-test."""
+    if "best_test_top1" in m or "best_val_top1" in m:
+        return {"best_top1": m.get("best_top1"), "best_top5": m.get("best_top5"),
+                "best_test_top1": m.get("best_test_top1")}
+    return {"best_top1": None, "best_top5": None, "best_test_top1": m.get("best_top1")}
 LAYOUTS = ("methods", "categories", "runs")
 TEACHER, VANILLA = "Teacher", "Student (vanilla)"
 
@@ -49,8 +69,8 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_name": r.get("student_name"), "teachers": "+".join(r.get("teacher_names") or []),
             "teacher_archs": "+".join(r.get("teachers") or []),
             "pair": r.get("pair"), "seed": r.get("seed"),
-            "best_top1": m.get("best_top1"), "last_top1": m.get("last_top1"),
-            "best_top5": m.get("best_top5"), "last_top5": m.get("last_top5"),
+            **selection_metrics(m), "last_top1": m.get("last_top1"), "last_top5": m.get("last_top5"),
+            "val_fraction": (((r.get("data") or {}).get("split") or {}).get("val_fraction")),
             "teacher_top1": t_top1,
             "student_params": m.get("student_params"), "wall_time_s": m.get("wall_time_s"),
             "images_per_s": m.get("images_per_s"), "export_teacher": bool(r.get("teacher_export")),
@@ -61,7 +81,8 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "diverged_at": (r.get("divergence") or {}).get("step"),
         })
     cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
-            "teacher_archs", "pair", "seed", "best_top1", "last_top1", "best_top5", "last_top5", "teacher_top1",
+            "teacher_archs", "pair", "seed", "best_top1", "best_test_top1", "last_top1", "best_top5", "last_top5",
+            "val_fraction", "teacher_top1",
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
             "variant_label", "hparams", "diverged_at"]
     return pd.DataFrame(rows, columns=cols)
@@ -251,6 +272,7 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
     if ref.get("comparable") is False:
         return f" [pub. {pub} ({ref['epoch_policy']} epoch), no Δ]"
     tag = " (epoch unstated)" if ref.get("comparable") is None and "comparable" in ref else ""
+    tag += " (sel. on test)" if ref.get("selected_on_test") else ""
     if s is None or "mean" not in s:
         return f" [pub. {pub}{tag}]"
     d = s["mean"] - ref["value"]
@@ -258,7 +280,7 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
 
 
 def _caption(table: Dict[str, Any]) -> str:
-    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± sample std "
+    txt = (f"Cells: {metric_text(table['metric'])} (%), mean ± sample std "
            f"(n − 1) over seeds (number of seeds); best student per column in bold (ties all bold); – = not run.")
     if table.get("reference"):
         txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
@@ -266,7 +288,10 @@ def _caption(table: Dict[str, Any]) -> str:
         policies = {r.get("comparable") for r in (table.get("refs") or {}).values()}
         if False in policies:
             txt += (f" 'no Δ': the source reports another epoch than this table's "
-                    f"({table['metric'].replace('_top1', '')}); the numbers are not comparable.")
+                    f"({metric_text(table['metric'])}); the numbers are not comparable.")
+        if any(r.get("selected_on_test") for r in (table.get("refs") or {}).values()):
+            txt += (" 'sel. on test': the source reports its best epoch chosen on the test split; this table's "
+                    "best epoch is chosen on a held-out validation split, so the published number is optimistic.")
         if None in policies:
             txt += " 'epoch unstated': the source does not say which epoch it reports."
     cells = [s for _l, _c, cells in table["rows"] for s in cells.values() if s]
@@ -356,6 +381,7 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
                     txt += rf" {{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
                 else:
                     unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
+                    unstated += " (sel.\\ on test)" if r.get("selected_on_test") else ""
                     txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
             out.append(txt)
         lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
@@ -395,7 +421,7 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
         lines.append(f"| {r['title']} | {r['axis']} ({r['section']}) | {', '.join(r['schemes'])} | "
                      f"{', '.join(r['methods'])} | {r['runs']} | {gain} | {best} |")
     lines.append(f"\nGain: mean over the category's method × pair cells of (seed mean − vanilla seed mean of the same "
-                 f"student), {metric.replace('_top1', '')}-epoch top-1, ± sample std (number of cells).")
+                 f"student), {metric_text(metric)}, ± sample std (number of cells).")
     return "\n".join(lines)
 
 
@@ -413,7 +439,7 @@ def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kds
                      f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
-               latex_escape(metric.replace("_top1", "")) + r"-epoch top-1, percentage points): mean $\pm$ sample "
+               latex_escape(metric_text(metric)) + r", percentage points): mean $\pm$ sample "
                r"std over the category's method $\times$ pair cells (number of cells).}")
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines) + [caption, rf"\label{{{label}}}",
                                                                                      r"\end{table}"])

@@ -31,7 +31,8 @@ DEFAULTS: Dict[str, Any] = {
     "seed": 0,
     "dataset": {"name": "digits", "root": "data", "download": True, "verify_checksums": True,
                 "batch_size": 64, "eval_batch_size": 256, "num_workers": 0, "image_size": None,
-                "augment": None, "pipeline": "auto", "train_fraction": 1.0},
+                "augment": None, "pipeline": "auto", "train_fraction": 1.0,
+                "val_fraction": 0.1},  # held out of the training split; "best" epoch chosen on it
     "student": {"arch": "cifar_resnet8", "kwargs": {}},
     "teachers": [],
     "method": {"name": "vanilla", "hparams": {}},
@@ -171,6 +172,7 @@ def validate(raw: Mapping[str, Any]) -> Dict[str, Any]:
     _check("dataset.eval_batch_size", ds["eval_batch_size"], HParam(256, low=1))
     _check("dataset.num_workers", ds["num_workers"], HParam(0, low=0))
     _number("dataset.train_fraction", ds["train_fraction"], HParam(1.0, low=0, low_open=True, high=1.0))
+    _number("dataset.val_fraction", ds["val_fraction"], HParam(0.1, low=0, high=0.5, high_open=True))
     _check("dataset.pipeline", ds["pipeline"], HParam("loader", choices=("auto", "loader", "tensor")))
     if ds["image_size"] is not None:
         _check("dataset.image_size", ds["image_size"], HParam(16, low=8))

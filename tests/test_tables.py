@@ -83,6 +83,8 @@ def _rec(method, seed, top1, student="cifar_resnet8", teachers=("cifar_resnet20"
             "teacher_names": tnames, "pair": ("+".join(tnames) + "→" + sname) if tnames else sname, "seed": seed,
             "status": "finished", "history": [],
             "metrics": {"last_top1": top1, "best_top1": best if best is not None else top1 + 1,
+                        # best = test at the best-validation epoch; best-test (max over epochs) is above it
+                        "best_val_top1": 99.0, "best_test_top1": (best if best is not None else top1 + 1) + 0.5,
                         "teacher_top1": [90.0] if teachers else []}}
 
 
@@ -346,6 +348,20 @@ def test_epoch_policy_of_each_reference_is_honoured():
     assert r"{\scriptsize [pub.~73.33 (last epoch), no $\Delta$]}" in tex
     tex_last = render_table(recs, "methods", "latex", "last", reference="repdistiller")
     assert r"{\scriptsize [pub.~73.33, $\Delta$\,$+$0.17]}" in tex_last
+    # mdistiller reports the best epoch chosen on test: beside best-test it is comparable (plain Δ),
+    # beside best (chosen on validation) it is given with its Δ but marked, and beside last refused
+    ref = references.load("dkd")
+    pub = ref[(ref["method"] == "kd") & (ref["student_arch"] == "cifar_resnet8x4")]["value"].item()
+    best_test = statistics.mean([74.5, 75.5])
+    d = best_test - pub
+    md_bt = render_table(recs, "methods", "md", "best-test", reference="dkd")
+    assert f"[pub. {pub:.2f}, Δ {'+' if d >= 0 else '−'}{abs(d):.2f}]" in md_bt
+    assert "best test top-1 over epochs (literature convention: selected on test)" in md_bt
+    md_b = render_table(recs, "methods", "md", "best", reference="dkd")
+    d = 74.5 - pub
+    assert f"[pub. {pub:.2f} (sel. on test), Δ {'+' if d >= 0 else '−'}{abs(d):.2f}]" in md_b
+    assert "test top-1 at the epoch of best validation accuracy" in md_b and "optimistic" in md_b
+    assert "(best epoch), no Δ]" in render_table(recs, "methods", "md", "last", reference="dkd")
 
 
 def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, capsys):
