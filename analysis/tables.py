@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from kdsuite.methods.registry import CATEGORIES
+from kdsuite.methods.registry import CATEGORIES, method_display_name
 
 METRICS = ("last_top1", "best_top1", "best_test_top1")
 # what each metric is, as captions and axis labels say it
@@ -305,11 +305,30 @@ def _caption(table: Dict[str, Any]) -> str:
     return txt
 
 
+def column_title(table: Dict[str, Any], column: str) -> str:
+    """A pair column's header as papers print it (``ResNet32×4→ResNet8×4``; :mod:`kdsuite.zoo.names`)."""
+    from kdsuite.zoo.names import pair_name
+
+    archs = (table.get("column_archs") or {}).get(column)
+    return pair_name(*archs) if archs and archs[1] else column
+
+
+def row_title(table: Dict[str, Any], label: str) -> str:
+    """A method row's label with the method's display name (``kd (T=2)`` → ``KD (T=2)``), for LaTeX."""
+    from kdsuite.methods.registry import method_display_name
+
+    method = (table.get("row_methods") or {}).get(label)
+    if method in (None, "teacher", "vanilla") or not label.startswith(method):
+        return label
+    return method_display_name(method) + label[len(method):]
+
+
 def to_markdown(table: Dict[str, Any]) -> str:
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = ["| Method | Category | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    lines = ["| Method | Category | " + " | ".join(column_title(table, c) for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
     for label, cat, cells in table["rows"]:
         out = []
         for c in cols:
@@ -323,7 +342,8 @@ def to_markdown(table: Dict[str, Any]) -> str:
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}"}
+              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}",
+              "×": r"$\times$"}
 
 
 def latex_escape(text: Any) -> str:
@@ -354,7 +374,8 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
     best = best_per_column(table)
     refs = table.get("refs") or {}
     lines = [r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
-             "Method & Category & " + " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+             "Method & Category & " + " & ".join(latex_escape(column_title(table, c)) for c in cols) + r" \\",
+             r"\midrule"]
     prev = None
     for label, cat, cells in table["rows"]:
         block = "top" if cat in ("teacher", "baseline") else cat  # teacher + vanilla on top, then one block per category
@@ -384,7 +405,8 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
                     unstated += " (sel.\\ on test)" if r.get("selected_on_test") else ""
                     txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
             out.append(txt)
-        lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
+        lines.append(f"{latex_escape(row_title(table, label))} & {latex_escape(_category_title(cat))} & "
+                     + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
                      + [r"\caption{" + latex_escape(_caption(table)) + "}", rf"\label{{{tex_label}}}", r"\end{table}"])
@@ -434,9 +456,10 @@ def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kds
         g = r["gain"]
         gain = "--" if g is None else (f"{tex_signed(g['mean'])}$\\pm${g['std']:.2f} ({g['n']})" if g["n"] > 1
                                        else f"{tex_signed(g['mean'])} (1)")
-        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({tex_signed(r['best'][1])})"
+        best = "--" if not r["best"] else f"{latex_escape(method_display_name(r['best'][0]))} ({tex_signed(r['best'][1])})"
         lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
-                     f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
+                     f"{latex_escape(', '.join(method_display_name(m) for m in r['methods']))} & {r['runs']} & "
+                     f"{gain} & {best} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
                latex_escape(metric_text(metric)) + r", percentage points): mean $\pm$ sample "

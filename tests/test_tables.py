@@ -126,8 +126,11 @@ def test_latex_is_booktabs_and_escapes_every_name():
     assert latex_escape("a_b & 50% #1 {x} ~y^z \\") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}"
     tex = render_table(SYNTH, "methods", "latex", "last")
     assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{llcc}" in tex
-    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
-    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    # rows and headers with the display names (registry keys in Markdown, paper names in LaTeX)
+    assert r"FitNet (1-stage) & Feature-based knowledge & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
+    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex and r"ResNet20$\rightarrow$ResNet8" in tex
+    assert "fitnet" not in tex and "| resnet20→resnet8 |" not in render_table(SYNTH, "methods", "md", "last")
+    assert "| ResNet20→ResNet8 | ResNet20→ResNet14 |" in render_table(SYNTH, "methods", "md", "last")
     # a single seed has no ±, the label is there, minus signs are real ones
     assert r"\textbf{85.00} {\scriptsize (1)}" in tex and r"\label{tab:kdsuite-methods}" in tex
     assert "(n $-$ 1)" in tex and r"\begin{adjustbox}{max width=\linewidth}" in tex
