@@ -363,24 +363,44 @@ def _tex_cell(s: Dict[str, Any], bold: bool) -> str:
 
 
 def _fit(lines: List[str], tabular: List[str]) -> List[str]:
-    # shrinks a table wider than the column to fit it, never enlarges one (needs \usepackage{adjustbox})
-    return lines + [r"\begin{adjustbox}{max width=\linewidth}"] + tabular + [r"\end{adjustbox}"]
+    # shrinks a table wider than the column to fit it, never enlarges one: graphicx's \resizebox, whose
+    # arguments see the content's natural \width (graphicx is in every LaTeX; adjustbox is not)
+    return (lines + [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"] + tabular[:-1]
+            + [tabular[-1] + "}"])
+
+
+def _stack(*lines: str, align: str = "c") -> str:
+    """Lines stacked in one table cell (a nested ``tabular``), so that a long cell is tall, not wide."""
+    lines = [ln for ln in lines if ln]
+    if len(lines) == 1:
+        return lines[0]
+    return rf"\begin{{tabular}}[t]{{@{{}}{align}@{{}}}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
+def _tex_header(table: Dict[str, Any], column: str) -> str:
+    """A pair column's header on two lines: the teacher(s), then → the student."""
+    title = column_title(table, column)
+    if "→" not in title:
+        return latex_escape(title)
+    teacher, student = title.split("→", 1)
+    return _stack(latex_escape(teacher), latex_escape("→" + student))
 
 
 def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> str:
-    """A booktabs ``table`` environment; categories separated by ``\\midrule``; cells ``mean±std (n)``;
-    needs ``\\usepackage{booktabs,adjustbox}`` (a table wider than the column is shrunk to fit)."""
+    """A booktabs ``table`` environment; one block per category, headed by the category's name; cells
+    ``mean±std (n)`` with the published number on a second line; needs ``\\usepackage{booktabs,graphicx}``
+    (a table wider than the column is shrunk to fit; in a two-column paper put a wide one in ``table*``)."""
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = [r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
-             "Method & Category & " + " & ".join(latex_escape(column_title(table, c)) for c in cols) + r" \\",
-             r"\midrule"]
+    lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
+             "Method & " + " & ".join(_tex_header(table, c) for c in cols) + r" \\", r"\midrule"]
     prev = None
     for label, cat, cells in table["rows"]:
         block = "top" if cat in ("teacher", "baseline") else cat  # teacher + vanilla on top, then one block per category
         if prev is not None and block != prev:
             lines.append(r"\midrule")
+            lines.append(rf"\multicolumn{{{len(cols) + 1}}}{{@{{}}l}}{{\emph{{{latex_escape(_category_title(cat))}}}}} \\")
         prev = block
         out = []
         for c in cols:
@@ -394,19 +414,19 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
             r = refs.get((label, c))
             if s is not None and "mean" not in s:
                 r = None
+            note = ""
             if r:
                 pub = f"{r['value']:.2f}"
                 if s is None:
-                    txt += rf" {{\scriptsize [pub.~{pub}]}}"
+                    note = rf"{{\scriptsize [pub.~{pub}]}}"
                 elif r.get("comparable") is False:
-                    txt += rf" {{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
+                    note = rf"{{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
                 else:
                     unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
                     unstated += " (sel.\\ on test)" if r.get("selected_on_test") else ""
-                    txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
-            out.append(txt)
-        lines.append(f"{latex_escape(row_title(table, label))} & {latex_escape(_category_title(cat))} & "
-                     + " & ".join(out) + r" \\")
+                    note = rf"{{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
+            out.append(_stack(txt, note))
+        lines.append(f"{latex_escape(row_title(table, label))} & " + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
                      + [r"\caption{" + latex_escape(_caption(table)) + "}", rf"\label{{{tex_label}}}", r"\end{table}"])
@@ -448,18 +468,21 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
 
 
 def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories") -> str:
-    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,adjustbox}``); a gain over one
+    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,graphicx}``); a gain over one
     cell has no ±; every gain names its number of method × pair cells."""
-    lines = [r"\begin{tabular}{llp{3.2cm}rrl}", r"\toprule",
-             r"Category & Taxonomy & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
+    lines = [r"\begin{tabular}{lp{2.3cm}rrl}", r"\toprule",
+             r"Category (taxonomy) & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
     for r in rows:
         g = r["gain"]
         gain = "--" if g is None else (f"{tex_signed(g['mean'])}$\\pm${g['std']:.2f} ({g['n']})" if g["n"] > 1
                                        else f"{tex_signed(g['mean'])} (1)")
-        best = "--" if not r["best"] else f"{latex_escape(method_display_name(r['best'][0]))} ({tex_signed(r['best'][1])})"
-        lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
-                     f"{latex_escape(', '.join(method_display_name(m) for m in r['methods']))} & {r['runs']} & "
-                     f"{gain} & {best} \\\\")
+        best = "--" if not r["best"] else _stack(latex_escape(method_display_name(r["best"][0])),
+                                                 f"({tex_signed(r['best'][1])})", align="l")
+        category = _stack(latex_escape(r["title"]),
+                          rf"{{\scriptsize {latex_escape(r['axis'])} ({latex_escape(r['section'])})}}", align="l")
+        # \raggedright: method names break between names, not inside them (the p column would justify)
+        lines.append(f"{category} & \\raggedright {latex_escape(', '.join(method_display_name(m) for m in r['methods']))} & "
+                     f"{r['runs']} & {gain} & {best} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
                latex_escape(metric_text(metric)) + r", percentage points): mean $\pm$ sample "
