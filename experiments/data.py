@@ -7,6 +7,10 @@ section and hands the loaders to the trainer.
 Digits and other small tensor data sets are served by :class:`TensorLoader`: the whole set lives
 in one tensor (on the training device), batches are sliced from a shuffled index, and random
 crop / flip run batched on that device — no worker processes, no per-image Python.
+
+Every data set's training split can give up a validation split (``dataset.val_fraction``, see
+:func:`holdout_split`): fixed, class-stratified, the same for every run; the trainer chooses the "best"
+epoch on it and reports the test split.
 """
 from __future__ import annotations
 
