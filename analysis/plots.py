@@ -212,10 +212,9 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> Li
         raise ValueError("the records carry no per-epoch test top-1 history: no curve to plot")
     pairs = list(dict.fromkeys(data[data["distilled"]]["pair"])) or list(dict.fromkeys(data["pair"]))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.4), squeeze=False)
+    method_colour = {m: f"C{i % 10}" for i, m in enumerate(sorted(set(data["method"])))}  # same in every panel
     for ax, pair in zip(axes[0], pairs):
         student = data[data["pair"] == pair]["student"].iloc[0]
-        in_panel = data[(data["pair"] == pair) | (~data["distilled"] & (data["student"] == student))]
-        method_colour = {m: f"C{i % 10}" for i, m in enumerate(sorted(set(in_panel["method"])))}
         for split, frame, ls in (("test", data, "-"), ("val", val, "--")):
             if frame.empty:
                 continue
@@ -233,6 +232,7 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> Li
                                     color=colour)
         ax.set_title(data[data["pair"] == pair]["title"].iloc[0], fontsize=9)
         ax.set_xlabel("epoch (all stages)")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.set_ylabel("top-1 (%): test solid" + (", validation dashed" if not val.empty else ""))
         ax.legend(frameon=False, ncol=2)
     fig.tight_layout()
