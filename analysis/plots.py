@@ -164,7 +164,7 @@ def pairs_figure(df: pd.DataFrame, metric: str = "last_top1"):
                         xytext=(2, 3), textcoords="offset points", fontsize=7, va="bottom", color="dimgrey")
         ax.set_xticks(range(len(rows)), [display_name(r[0]) for r in rows], rotation=45, ha="right")
         first = students[students["pair"] == pair].iloc[0]
-        ax.set_title(pair_name(first["teacher_archs"], first["student"]), fontsize=9)
+        ax.set_title(pair_name(first["teacher_archs"], first["student"]), fontsize=9, pad=12)  # above a ~100 % label
         ax.set_ylabel(f"{METRIC_SHORT.get(metric, metric)} (%)\nbars ± seed std")
         ax.set_ylim(0.0, 100.0)  # the whole accuracy scale: no truncated axis exaggerating differences
         handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours] + lines
