@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kdsuite-installed
 
-.PHONY: install demo test test-fast slurm-install bench clean
+.PHONY: install demo test test-fast slurm-install latex-install bench clean
 
 $(STAMP): pyproject.toml examples/kdsuite-mse-kd/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,15 @@ demo: install
 slurm-install:
 	bash slurm/local_cluster.sh install
 
+# pdflatex for tests/test_latex_compile.py (the generated tables compiled one- and two-column): Debian's
+# texlive-latex-base + texlive-latex-recommended (booktabs) and poppler-utils (pdftoppm); ~40 s, ~90 MB
+latex-install:
+	command -v pdflatex >/dev/null && kpsewhich booktabs.sty >/dev/null || \
+		{ apt-get update && apt-get install -y --no-install-recommends texlive-latex-base \
+		  texlive-latex-recommended poppler-utils; }
+
 # the whole suite; the Slurm tests start (and stop) a real one-node cluster on localhost
-test: install slurm-install
+test: install slurm-install latex-install
 	WANDB_MODE=disabled $(PY) -m pytest -q -ra
 
 test-fast: install

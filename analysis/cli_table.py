@@ -95,7 +95,9 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
 
     layout = check_layout(layout, reference)
     df = tables.runs_frame(records)
-    metric = f"{metric}_top1"
+    metric = metric_column(metric)
+    if layout != "runs":
+        check_metric(df, metric)
     if layout == "runs":
         if fmt != "csv":
             raise ConfigError(f"--layout runs is the long per-run table: use --format csv (got {fmt!r})")
@@ -115,6 +117,29 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     if fmt == "latex":
         return tables.to_latex(table) + "\n"
     return tables.comparison_frame(table).to_csv(index=False)
+
+
+METRIC_COLUMNS = {"last": "last_top1", "best": "best_top1", "best-test": "best_test_top1"}
+
+
+def metric_column(metric: str) -> str:
+    """The run-frame column of a ``--metric`` choice (``best-test`` → ``best_test_top1``)."""
+    return METRIC_COLUMNS.get(metric, metric if metric.endswith("_top1") else f"{metric}_top1")
+
+
+def check_metric(df, metric: str) -> None:
+    """``--metric best`` needs runs that chose their best epoch on a validation split: a finished run
+    without one (dataset.val_fraction 0, or a record from before the split) is refused by name, rather
+    than tabulated as missing or as its best test accuracy."""
+    if metric != "best_top1":
+        return
+    lacking = df[(df["status"] == "finished") & ~df["export_teacher"] & df["best_top1"].isna()]
+    if len(lacking):
+        dirs = ", ".join(str(d) for d in lacking["run_dir"].head(3)) + (" …" if len(lacking) > 3 else "")
+        raise ConfigError(f"--metric best: {len(lacking)} run(s) have no validation split (dataset.val_fraction 0, "
+                          f"or recorded before the split existed), so no epoch was chosen on validation ({dirs}); "
+                          f"use --metric best-test (best test top-1 over epochs, the literature's convention) or "
+                          f"--metric last")
 
 
 LAYOUT_ALIASES = {"repdistiller": "methods"}  # the README's name of the methods × pairs layout
@@ -162,7 +187,8 @@ def cmd_plot(args) -> int:
     if bad or not formats:
         raise ConfigError(f"--formats {args.formats!r}: allowed {', '.join(plots.FORMATS)} (comma-separated)")
     out = Path(args.out)
-    metric = f"{args.metric}_top1"
+    metric = metric_column(args.metric)
+    check_metric(df, metric)
     written = []
     try:
         for kind in kinds:
@@ -184,7 +210,10 @@ def _source_args(p) -> None:
     p.add_argument("--group", help="only this grid (local: the record's grid name; W&B: the run group)")
     p.add_argument("--tag", action="append", help="W&B only: runs carrying this tag (repeatable, all must match)")
     p.add_argument("--per-page", type=int, default=500, help="W&B page size")
-    p.add_argument("--metric", choices=["last", "best"], default="last", help="last or best epoch's top-1")
+    p.add_argument("--metric", choices=list(METRIC_COLUMNS), default="last",
+                   help="last: test top-1 at the last epoch; best: test top-1 at the epoch of best validation "
+                        "accuracy (needs dataset.val_fraction > 0); best-test: best test top-1 over epochs "
+                        "(the literature's convention, selected on test)")
 
 
 def add_commands(sub) -> None:

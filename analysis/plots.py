@@ -8,8 +8,10 @@ local records and records converted from W&B plot the same way.
   bars coloured and grouped by survey category, error bars = the seed std of the method's runs.
 - ``pairs``: one panel per teacher→student pair, a bar per method (grouped by category in taxonomy
   order) with the seed std as error bar, the vanilla student as a dashed line and the teacher as a dotted
-  one, on the whole 0–100 % axis.
-- ``curves``: test top-1 per epoch (mean over seeds, shaded ± std), one panel per pair.
+  one (each value written at the line's end), on the whole 0–100 % axis, one legend for the categories
+  and the two lines.
+- ``curves``: test top-1 per epoch (mean over seeds, shaded ± std) and, with a validation split,
+  validation top-1 dashed, one panel per pair.
 
 Every figure uses one palette (:func:`category_colours`: a category's colour is fixed by its place in the
 taxonomy) and embeds TrueType (Type 42) fonts in PDFs.
@@ -24,23 +26,19 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
-from kdsuite.analysis.tables import gains, stats, student_key
+from kdsuite.analysis.tables import METRIC_SHORT, gains, stats, student_key
 from kdsuite.core.fileio import atomic_write_bytes
-from kdsuite.methods.registry import CATEGORIES
+from kdsuite.methods.registry import CATEGORIES, method_display_name
+from kdsuite.zoo.names import pair_name
 
 KINDS = ("gain", "pairs", "curves")
-# how papers write the methods' names (registry keys are lower-case identifiers)
-DISPLAY = {"vanilla": "Vanilla", "kd": "KD", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet",
-           "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
-           "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "aver": "AVER",
-           "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE", "byot": "BYOT",
-           "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL", "dfad": "DFAD",
-           "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)"}
 
 
 def display_name(method: str) -> str:
-    """A method's name as papers write it (``kd`` → ``KD``); unknown names unchanged."""
-    return DISPLAY.get(method, method)
+    """A method's name as papers write it (``kd`` → ``KD``; one mapping: the method registry's)."""
+    return method_display_name(method)
+
+
 FORMATS = ("png", "pdf")
 
 
@@ -115,7 +113,7 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
     ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(list(x), [display_name(m) for m in data["method"]], rotation=45, ha="right")
-    ax.set_ylabel(f"gain over vanilla ({metric.replace('_top1', '')} top-1, pp)")
+    ax.set_ylabel(f"gain over vanilla (pp)\n{METRIC_SHORT.get(metric, metric)}")
     ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included)", fontsize=8)
     _category_legend(ax, plt, colours, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     fig.tight_layout()
@@ -126,6 +124,16 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
 
 
 def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FORMATS) -> List[Path]:
+    plt = _plt()
+    fig = pairs_figure(df, metric)
+    try:
+        return _save(fig, out, "accuracy_by_pair", formats)
+    finally:
+        plt.close(fig)
+
+
+def pairs_figure(df: pd.DataFrame, metric: str = "last_top1"):
+    """The per-pair figure (a matplotlib Figure; :func:`plot_pairs` saves it)."""
     plt = _plt()
     students = df[~df["export_teacher"]]
     pairs = list(dict.fromkeys(students[students["teachers"] != ""]["pair"])) or list(dict.fromkeys(students["pair"]))
@@ -144,61 +152,88 @@ def plot_pairs(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=F
         van = stats(students[(students["method"] == "vanilla") & (students["student"] == student)][metric])
         ax.bar(range(len(rows)), [r[2]["mean"] for r in rows], yerr=[r[2]["std"] for r in rows], capsize=3,
                color=[colours.get(r[1], "grey") for r in rows])
-        lines = []
+        lines = []  # legend labels say what a line is; its value (per panel) is written at its end
         if van:
-            lines.append(ax.axhline(van["mean"], ls="--", color="black", lw=1, label=f"vanilla {van['mean']:.2f}"))
+            lines.append(ax.axhline(van["mean"], ls="--", color="black", lw=1, label="vanilla student"))
+            ax.annotate(f"{van['mean']:.2f}", (1.0, van["mean"]), xycoords=("axes fraction", "data"),
+                        xytext=(2, -3), textcoords="offset points", fontsize=7, va="top")
         tvals = students[students["pair"] == pair]["teacher_top1"].dropna()
         if len(tvals):
-            lines.append(ax.axhline(float(tvals.iloc[0]), ls=":", color="dimgrey", lw=1.2,
-                                    label=f"teacher {float(tvals.iloc[0]):.2f}"))
+            lines.append(ax.axhline(float(tvals.iloc[0]), ls=":", color="dimgrey", lw=1.2, label="teacher"))
+            ax.annotate(f"{float(tvals.iloc[0]):.2f}", (1.0, float(tvals.iloc[0])), xycoords=("axes fraction", "data"),
+                        xytext=(2, 3), textcoords="offset points", fontsize=7, va="bottom", color="dimgrey")
         ax.set_xticks(range(len(rows)), [display_name(r[0]) for r in rows], rotation=45, ha="right")
-        ax.set_title(pair, fontsize=9)
-        ax.set_ylabel(f"{metric.replace('_top1', '')} top-1 (%), bars ± seed std")
+        first = students[students["pair"] == pair].iloc[0]
+        ax.set_title(pair_name(first["teacher_archs"], first["student"]), fontsize=9, pad=12)  # above a ~100 % label
+        ax.set_ylabel(f"{METRIC_SHORT.get(metric, metric)} (%)\nbars ± seed std")
         ax.set_ylim(0.0, 100.0)  # the whole accuracy scale: no truncated axis exaggerating differences
         handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours] + lines
         labels = [CATEGORIES[c].title if c in CATEGORIES else c for c in colours] + [ln.get_label() for ln in lines]
-        if ax is axes[0][-1]:  # one legend, beside the last panel, not on the bars
-            ax.legend(handles, labels, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if ax is axes[0][-1]:  # one legend, beside the last panel (past its line values), not on the bars
+            ax.legend(handles, labels, frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0))
     fig.tight_layout()
-    try:
-        return _save(fig, out, "accuracy_by_pair", formats)
-    finally:
-        plt.close(fig)
+    return fig
 
 
-def curve_data(records: Iterable[Dict[str, Any]], key: str = "val/student/top1") -> pd.DataFrame:
+def _history_key(record: Dict[str, Any], split: str) -> str | None:
+    """The history key of the student's top-1 on ``split`` (test / val) in ``record``. Records from
+    before the validation split logged the TEST split under ``val/``: there ``val/`` is read as test."""
+    hist = record.get("history") or []
+    has_test = any("test/student/top1" in h for h in hist)
+    if split == "test":
+        return "test/student/top1" if has_test else "val/student/top1"
+    return "val/student/top1" if has_test else None
+
+
+def curve_data(records: Iterable[Dict[str, Any]], split: str = "test") -> pd.DataFrame:
+    """Per-epoch student top-1 on ``split`` (``test`` or ``val``, the validation split) of every run."""
     rows = []
     for r in records:
         if r.get("teacher_export"):
             continue
-        for h in r.get("history") or []:
+        key = _history_key(r, split)
+        for h in (r.get("history") or []) if key else []:
             if h.get(key) is not None:
                 rows.append({"method": r.get("method"), "pair": r.get("pair"), "student": student_key(r),
+                             "title": pair_name("+".join(r.get("teachers") or []), r.get("student") or ""),
                              "distilled": bool(r.get("teachers")), "seed": r.get("seed"),
                              "stage": h.get("stage"), "epoch": h.get("epoch"), "value": h[key]})
-    return pd.DataFrame(rows, columns=["method", "pair", "student", "distilled", "seed", "stage", "epoch", "value"])
+    return pd.DataFrame(rows, columns=["method", "pair", "student", "title", "distilled", "seed", "stage", "epoch",
+                                       "value"])
 
 
-def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS, key: str = "val/student/top1") -> List[Path]:
+def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> List[Path]:
+    """Test top-1 per epoch (solid) and, where runs have a validation split, validation top-1 (dashed,
+    the same colour): mean over seeds, shaded ± sample std."""
     plt = _plt()
-    data = curve_data(records, key)
+    data = curve_data(records, "test")
+    val = curve_data(records, "val")
     if data.empty:
-        raise ValueError(f"the records carry no per-epoch '{key}' history: no curve to plot")
+        raise ValueError("the records carry no per-epoch test top-1 history: no curve to plot")
     pairs = list(dict.fromkeys(data[data["distilled"]]["pair"])) or list(dict.fromkeys(data["pair"]))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.4), squeeze=False)
+    method_colour = {m: f"C{i % 10}" for i, m in enumerate(sorted(set(data["method"])))}  # same in every panel
     for ax, pair in zip(axes[0], pairs):
         student = data[data["pair"] == pair]["student"].iloc[0]
-        # runs without a teacher (vanilla, online, self) belong to every panel of their student
-        sub = data[(data["pair"] == pair) | (~data["distilled"] & (data["student"] == student))]
-        for method, g in sub.groupby("method"):
-            # several stages (hint, main …) continue each other on one epoch axis
-            g = g.assign(step=g.groupby("seed").cumcount() + 1)
-            agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(agg.index, agg["mean"], label=display_name(method), lw=1.2)  # shaded: ± sample std over seeds
-            ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15)
-        ax.set_title(pair, fontsize=9)
+        for split, frame, ls in (("test", data, "-"), ("val", val, "--")):
+            if frame.empty:
+                continue
+            # runs without a teacher (vanilla, online, self) belong to every panel of their student
+            sub = frame[(frame["pair"] == pair) | (~frame["distilled"] & (frame["student"] == student))]
+            for method, g in sub.groupby("method"):
+                # several stages (hint, main …) continue each other on one epoch axis
+                g = g.assign(step=g.groupby("seed").cumcount() + 1)
+                agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
+                colour = method_colour.get(method, "grey")
+                ax.plot(agg.index, agg["mean"], ls=ls, color=colour, lw=1.2,
+                        label=display_name(method) if split == "test" else None)
+                if split == "test":  # shaded: ± sample std over seeds
+                    ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15,
+                                    color=colour)
+        ax.set_title(data[data["pair"] == pair]["title"].iloc[0], fontsize=9)
         ax.set_xlabel("epoch (all stages)")
-        ax.set_ylabel("test top-1 (%)")  # digits/CIFAR have no validation split: this is the test split
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
+        ax.set_ylabel("top-1 (%): test solid" + (", validation dashed" if not val.empty else ""))
         ax.legend(frameon=False, ncol=2)
     fig.tight_layout()
     try:

@@ -24,9 +24,29 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from kdsuite.methods.registry import CATEGORIES
+from kdsuite.methods.registry import CATEGORIES, method_display_name
 
-METRICS = ("last_top1", "best_top1")
+METRICS = ("last_top1", "best_top1", "best_test_top1")
+# what each metric is, as captions and axis labels say it
+METRIC_TEXT = {"last_top1": "test top-1 at the last epoch",
+               "best_top1": "test top-1 at the epoch of best validation accuracy",
+               "best_test_top1": "best test top-1 over epochs (literature convention: selected on test)"}
+METRIC_SHORT = {"last_top1": "last-epoch test top-1", "best_top1": "test top-1 at best-val epoch",
+                "best_test_top1": "best-on-test top-1"}
+
+
+def metric_text(metric: str) -> str:
+    return METRIC_TEXT.get(metric, metric)
+
+
+def selection_metrics(m: Dict[str, Any]) -> Dict[str, Any]:
+    """``best_top1`` (test at the best-validation epoch; absent without a validation split) and
+    ``best_test_top1`` (max test over epochs) of a record's metrics. Records from before the validation
+    split carry only ``best_top1``, which was then the best test accuracy: it is read as best-test."""
+    if "best_test_top1" in m or "best_val_top1" in m:
+        return {"best_top1": m.get("best_top1"), "best_top5": m.get("best_top5"),
+                "best_test_top1": m.get("best_test_top1")}
+    return {"best_top1": None, "best_top5": None, "best_test_top1": m.get("best_top1")}
 LAYOUTS = ("methods", "categories", "runs")
 TEACHER, VANILLA = "Teacher", "Student (vanilla)"
 
@@ -49,8 +69,8 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_name": r.get("student_name"), "teachers": "+".join(r.get("teacher_names") or []),
             "teacher_archs": "+".join(r.get("teachers") or []),
             "pair": r.get("pair"), "seed": r.get("seed"),
-            "best_top1": m.get("best_top1"), "last_top1": m.get("last_top1"),
-            "best_top5": m.get("best_top5"), "last_top5": m.get("last_top5"),
+            **selection_metrics(m), "last_top1": m.get("last_top1"), "last_top5": m.get("last_top5"),
+            "val_fraction": (((r.get("data") or {}).get("split") or {}).get("val_fraction")),
             "teacher_top1": t_top1,
             "student_params": m.get("student_params"), "wall_time_s": m.get("wall_time_s"),
             "images_per_s": m.get("images_per_s"), "export_teacher": bool(r.get("teacher_export")),
@@ -61,7 +81,8 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "diverged_at": (r.get("divergence") or {}).get("step"),
         })
     cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
-            "teacher_archs", "pair", "seed", "best_top1", "last_top1", "best_top5", "last_top5", "teacher_top1",
+            "teacher_archs", "pair", "seed", "best_top1", "best_test_top1", "last_top1", "best_top5", "last_top5",
+            "val_fraction", "teacher_top1",
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
             "variant_label", "hparams", "diverged_at"]
     return pd.DataFrame(rows, columns=cols)
@@ -258,6 +279,7 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
     if ref.get("comparable") is False:
         return f" [pub. {pub} ({ref['epoch_policy']} epoch), no Δ]"
     tag = " (epoch unstated)" if ref.get("comparable") is None and "comparable" in ref else ""
+    tag += " (sel. on test)" if ref.get("selected_on_test") else ""
     if s is None or "mean" not in s:
         return f" [pub. {pub}{tag}]"
     d = s["mean"] - ref["value"]
@@ -265,7 +287,7 @@ def _ref_text(ref: Optional[Dict[str, Any]], s: Optional[Dict[str, float]], minu
 
 
 def _caption(table: Dict[str, Any]) -> str:
-    txt = (f"Cells: top-1 (%) on the test split, {table['metric'].replace('_top1', '')} epoch, mean ± sample std "
+    txt = (f"Cells: {metric_text(table['metric'])} (%), mean ± sample std "
            f"(n − 1) over seeds (number of seeds); best student per column in bold (ties all bold); – = not run.")
     if table.get("reference"):
         txt += (f" [pub. X, Δ d]: the published number of reference '{table['reference']}' and this "
@@ -273,7 +295,10 @@ def _caption(table: Dict[str, Any]) -> str:
         policies = {r.get("comparable") for r in (table.get("refs") or {}).values()}
         if False in policies:
             txt += (f" 'no Δ': the source reports another epoch than this table's "
-                    f"({table['metric'].replace('_top1', '')}); the numbers are not comparable.")
+                    f"({metric_text(table['metric'])}); the numbers are not comparable.")
+        if any(r.get("selected_on_test") for r in (table.get("refs") or {}).values()):
+            txt += (" 'sel. on test': the source reports its best epoch chosen on the test split; this table's "
+                    "best epoch is chosen on a held-out validation split, so the published number is optimistic.")
         if None in policies:
             txt += " 'epoch unstated': the source does not say which epoch it reports."
     cells = [s for _l, _c, cells in table["rows"] for s in cells.values() if s]
@@ -287,11 +312,30 @@ def _caption(table: Dict[str, Any]) -> str:
     return txt
 
 
+def column_title(table: Dict[str, Any], column: str) -> str:
+    """A pair column's header as papers print it (``ResNet32×4→ResNet8×4``; :mod:`kdsuite.zoo.names`)."""
+    from kdsuite.zoo.names import pair_name
+
+    archs = (table.get("column_archs") or {}).get(column)
+    return pair_name(*archs) if archs and archs[1] else column
+
+
+def row_title(table: Dict[str, Any], label: str) -> str:
+    """A method row's label with the method's display name (``kd (T=2)`` → ``KD (T=2)``), for LaTeX."""
+    from kdsuite.methods.registry import method_display_name
+
+    method = (table.get("row_methods") or {}).get(label)
+    if method in (None, "teacher", "vanilla") or not label.startswith(method):
+        return label
+    return method_display_name(method) + label[len(method):]
+
+
 def to_markdown(table: Dict[str, Any]) -> str:
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = ["| Method | Category | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    lines = ["| Method | Category | " + " | ".join(column_title(table, c) for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
     for label, cat, cells in table["rows"]:
         out = []
         for c in cols:
@@ -305,7 +349,8 @@ def to_markdown(table: Dict[str, Any]) -> str:
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}"}
+              "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}",
+              "×": r"$\times$"}
 
 
 def latex_escape(text: Any) -> str:
@@ -325,23 +370,44 @@ def _tex_cell(s: Dict[str, Any], bold: bool) -> str:
 
 
 def _fit(lines: List[str], tabular: List[str]) -> List[str]:
-    # shrinks a table wider than the column to fit it, never enlarges one (needs \usepackage{adjustbox})
-    return lines + [r"\begin{adjustbox}{max width=\linewidth}"] + tabular + [r"\end{adjustbox}"]
+    # shrinks a table wider than the column to fit it, never enlarges one: graphicx's \resizebox, whose
+    # arguments see the content's natural \width (graphicx is in every LaTeX; adjustbox is not)
+    return (lines + [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"] + tabular[:-1]
+            + [tabular[-1] + "}"])
+
+
+def _stack(*lines: str, align: str = "c") -> str:
+    """Lines stacked in one table cell (a nested ``tabular``), so that a long cell is tall, not wide."""
+    lines = [ln for ln in lines if ln]
+    if len(lines) == 1:
+        return lines[0]
+    return rf"\begin{{tabular}}[t]{{@{{}}{align}@{{}}}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
+def _tex_header(table: Dict[str, Any], column: str) -> str:
+    """A pair column's header on two lines: the teacher(s), then → the student."""
+    title = column_title(table, column)
+    if "→" not in title:
+        return latex_escape(title)
+    teacher, student = title.split("→", 1)
+    return _stack(latex_escape(teacher), latex_escape("→" + student))
 
 
 def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> str:
-    """A booktabs ``table`` environment; categories separated by ``\\midrule``; cells ``mean±std (n)``;
-    needs ``\\usepackage{booktabs,adjustbox}`` (a table wider than the column is shrunk to fit)."""
+    """A booktabs ``table`` environment; one block per category, headed by the category's name; cells
+    ``mean±std (n)`` with the published number on a second line; needs ``\\usepackage{booktabs,graphicx}``
+    (a table wider than the column is shrunk to fit; in a two-column paper put a wide one in ``table*``)."""
     cols = table["columns"]
     best = best_per_column(table)
     refs = table.get("refs") or {}
-    lines = [r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
-             "Method & Category & " + " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
+             "Method & " + " & ".join(_tex_header(table, c) for c in cols) + r" \\", r"\midrule"]
     prev = None
     for label, cat, cells in table["rows"]:
         block = "top" if cat in ("teacher", "baseline") else cat  # teacher + vanilla on top, then one block per category
         if prev is not None and block != prev:
             lines.append(r"\midrule")
+            lines.append(rf"\multicolumn{{{len(cols) + 1}}}{{@{{}}l}}{{\emph{{{latex_escape(_category_title(cat))}}}}} \\")
         prev = block
         out = []
         for c in cols:
@@ -355,17 +421,19 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
             r = refs.get((label, c))
             if s is not None and "mean" not in s:
                 r = None
+            note = ""
             if r:
                 pub = f"{r['value']:.2f}"
                 if s is None:
-                    txt += rf" {{\scriptsize [pub.~{pub}]}}"
+                    note = rf"{{\scriptsize [pub.~{pub}]}}"
                 elif r.get("comparable") is False:
-                    txt += rf" {{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
+                    note = rf"{{\scriptsize [pub.~{pub} ({r['epoch_policy']} epoch), no $\Delta$]}}"
                 else:
                     unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
-                    txt += rf" {{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
-            out.append(txt)
-        lines.append(f"{latex_escape(label)} & {latex_escape(_category_title(cat))} & " + " & ".join(out) + r" \\")
+                    unstated += " (sel.\\ on test)" if r.get("selected_on_test") else ""
+                    note = rf"{{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
+            out.append(_stack(txt, note))
+        lines.append(f"{latex_escape(row_title(table, label))} & " + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
                      + [r"\caption{" + latex_escape(_caption(table)) + "}", rf"\label{{{tex_label}}}", r"\end{table}"])
@@ -402,25 +470,29 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
         lines.append(f"| {r['title']} | {r['axis']} ({r['section']}) | {', '.join(r['schemes'])} | "
                      f"{', '.join(r['methods'])} | {r['runs']} | {gain} | {best} |")
     lines.append(f"\nGain: mean over the category's method × pair cells of (seed mean − vanilla seed mean of the same "
-                 f"student), {metric.replace('_top1', '')}-epoch top-1, ± sample std (number of cells).")
+                 f"student), {metric_text(metric)}, ± sample std (number of cells).")
     return "\n".join(lines)
 
 
 def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories") -> str:
-    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,adjustbox}``); a gain over one
+    """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,graphicx}``); a gain over one
     cell has no ±; every gain names its number of method × pair cells."""
-    lines = [r"\begin{tabular}{llp{3.2cm}rrl}", r"\toprule",
-             r"Category & Taxonomy & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
+    lines = [r"\begin{tabular}{lp{2.3cm}rrl}", r"\toprule",
+             r"Category (taxonomy) & Methods & Runs & Gain (pp) & Best \\", r"\midrule"]
     for r in rows:
         g = r["gain"]
         gain = "--" if g is None else (f"{tex_signed(g['mean'])}$\\pm${g['std']:.2f} ({g['n']})" if g["n"] > 1
                                        else f"{tex_signed(g['mean'])} (1)")
-        best = "--" if not r["best"] else f"{latex_escape(r['best'][0])} ({tex_signed(r['best'][1])})"
-        lines.append(f"{latex_escape(r['title'])} & {latex_escape(r['axis'])} ({latex_escape(r['section'])}) & "
-                     f"{latex_escape(', '.join(r['methods']))} & {r['runs']} & {gain} & {best} \\\\")
+        best = "--" if not r["best"] else _stack(latex_escape(method_display_name(r["best"][0])),
+                                                 f"({tex_signed(r['best'][1])})", align="l")
+        category = _stack(latex_escape(r["title"]),
+                          rf"{{\scriptsize {latex_escape(r['axis'])} ({latex_escape(r['section'])})}}", align="l")
+        # \raggedright: method names break between names, not inside them (the p column would justify)
+        lines.append(f"{category} & \\raggedright {latex_escape(', '.join(method_display_name(m) for m in r['methods']))} & "
+                     f"{r['runs']} & {gain} & {best} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
-               latex_escape(metric.replace("_top1", "")) + r"-epoch top-1, percentage points): mean $\pm$ sample "
+               latex_escape(metric_text(metric)) + r", percentage points): mean $\pm$ sample "
                r"std over the category's method $\times$ pair cells (number of cells).}")
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines) + [caption, rf"\label{{{label}}}",
                                                                                      r"\end{table}"])

@@ -245,6 +245,9 @@ class Trainer:
         self.teacher_cache_size = 0
         self.teacher_val_loader: Optional[Iterable] = None  # the test split in the teachers' own view (paired views)
         self.batch_fields: Sequence[str] = tuple(method.batch_fields)  # what the train loader yields
+        # the validation split (held out of the training data): "best" is the test accuracy at the epoch
+        # of best accuracy on it; ``val_loader`` is the test split. None: no validation split, no "best"
+        self.select_loader: Optional[Iterable] = None
 
     # ---- set-up helpers ------------------------------------------------------------------
     def _check_groups(self) -> None:
@@ -584,16 +587,11 @@ class Trainer:
         state["images"] += images
         last = epoch + 1 == stage.epochs
         if stage.evaluate and self.val_loader is not None and (last or (epoch + 1) % self.s.eval_every == 0):
-            res = evaluate(method.eval_models(), self.val_loader, self.device, self.autocast, self.s.channels_last,
-                           dist_info=self.dist)
+            res, sel = self._evaluate_splits()
             sr = state["stage_results"].setdefault(stage.name, {})
             for model_name, r in res.items():
-                for key, val in r.items():
-                    entry[f"val/{model_name}/{key}"] = val
-                cur = sr.setdefault(model_name, {"best_top1": -1.0})
-                cur.update(last_top1=r["top1"], last_top5=r["top5"], last_epoch=epoch + 1)
-                if r["top1"] > cur["best_top1"]:
-                    cur.update(best_top1=r["top1"], best_top5=r["top5"], best_epoch=epoch + 1)
+                self._track(sr.setdefault(model_name, {}), r, None if sel is None else sel[model_name], epoch + 1,
+                            entry, model_name)
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         shown = {k: v for k, v in entry.items() if k == "train/loss" or k.endswith("/top1")}
@@ -601,6 +599,31 @@ class Trainer:
         if self.log_fn is not None:
             self.log_fn(entry, len(state["history"]))
         self._save(state)
+
+    def _evaluate_splits(self):
+        """Test-split results and, with a validation split, validation results, of every eval model."""
+        models = self.method.eval_models()
+        res = evaluate(models, self.val_loader, self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
+        sel = None if self.select_loader is None else evaluate(models, self.select_loader, self.device, self.autocast,
+                                                                self.s.channels_last, dist_info=self.dist)
+        return res, sel
+
+    @staticmethod
+    def _track(cur: Dict[str, Any], r: Dict[str, float], v: Optional[Dict[str, float]], epoch: int,
+               entry: Optional[Dict[str, Any]] = None, model_name: str = "student") -> None:
+        """Update one model's running results with this epoch's test results ``r`` and validation
+        results ``v``: last_* (test, this epoch); best_test_* (max test over epochs, the literature's
+        best-on-test convention); best_* (test at the first epoch of highest validation top-1, with
+        best_val_top1 and best_epoch) only when there is a validation split."""
+        if entry is not None:
+            entry.update({f"test/{model_name}/{k}": x for k, x in r.items()})
+            if v is not None:
+                entry.update({f"val/{model_name}/{k}": x for k, x in v.items()})
+        cur.update(last_top1=r["top1"], last_top5=r["top5"], last_epoch=epoch)
+        if r["top1"] > cur.get("best_test_top1", -1.0):
+            cur.update(best_test_top1=r["top1"], best_test_top5=r["top5"], best_test_epoch=epoch)
+        if v is not None and v["top1"] > cur.get("best_val_top1", -1.0):
+            cur.update(best_val_top1=v["top1"], best_top1=r["top1"], best_top5=r["top5"], best_epoch=epoch)
 
     def _check_finite(self, first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], stage: Stage, epoch: int,
                       weights: bool, last_step: Optional[int] = None) -> None:
@@ -629,21 +652,21 @@ class Trainer:
         evaluated = [s.name for s in stages if s.name in state["stage_results"]]
         if not evaluated and status == "finished" and self.val_loader is not None:
             # no training epoch at all (e.g. importing pretrained weights as a teacher): evaluate once
-            res = evaluate(self.method.eval_models(), self.val_loader, self.device, self.autocast,
-                           self.s.channels_last, dist_info=self.dist)
-            state["stage_results"]["eval"] = {k: {"best_top1": r["top1"], "best_top5": r["top5"], "best_epoch": 0,
-                                                  "last_top1": r["top1"], "last_top5": r["top5"]}
-                                              for k, r in res.items()}
+            res, sel = self._evaluate_splits()
+            state["stage_results"]["eval"] = {}
+            for k, r in res.items():
+                self._track(state["stage_results"]["eval"].setdefault(k, {}), r, None if sel is None else sel[k], 0)
             evaluated = ["eval"]
         if evaluated:
             final = state["stage_results"][evaluated[-1]]
             head = final.get("student", next(iter(final.values())))
-            metrics.update({k: head[k] for k in ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5")
-                            if k in head})
+            metrics.update({k: head[k] for k in ("best_top1", "best_top5", "best_epoch", "best_val_top1",
+                                                 "best_test_top1", "best_test_top5", "best_test_epoch",
+                                                 "last_top1", "last_top5") if k in head})
             for model_name, r in final.items():
                 if model_name != "student":
-                    metrics[f"{model_name}/best_top1"] = r["best_top1"]
-                    metrics[f"{model_name}/last_top1"] = r["last_top1"]
+                    metrics.update({f"{model_name}/{k}": r[k] for k in ("best_top1", "best_test_top1", "last_top1")
+                                    if k in r})
         metrics["teacher_top1"] = [t["top1"] for t in state["teacher_eval"]]
         metrics["train_time_s"] = state["train_time"]
         metrics["images_per_s"] = state["images"] / state["train_time"] if state["train_time"] > 0 else None

@@ -147,12 +147,21 @@ def effective(cfg: Mapping[str, Any], device_type: str) -> Dict[str, Any]:
     }
 
 
+def _is_zero(v: Any) -> bool:
+    # val_fraction 0 holds nothing out: the data of runs made before the validation split existed
+    try:
+        return float(v) == 0.0
+    except (TypeError, ValueError):
+        return False
+
+
 def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
-                        if k not in ("root", "download") and not (k == "views" and v is None)}
+                        if k not in ("root", "download") and not (k == "views" and v is None)
+                        and not (k == "val_fraction" and _is_zero(v))}
     from kdsuite.experiments.identity import hash_fingerprint
 
     fp = hash_fingerprint(cfg["dataset"])

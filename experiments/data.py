@@ -12,6 +12,10 @@ section and hands the loaders to the trainer.
 Digits and other small tensor data sets are served by :class:`TensorLoader`: the whole set lives
 in one tensor (on the training device), batches are sliced from a shuffled index, and random
 crop / flip run batched on that device — no worker processes, no per-image Python.
+
+Every data set's training split can give up a validation split (``dataset.val_fraction``, see
+:func:`holdout_split`): fixed, class-stratified, the same for every run; the trainer chooses the "best"
+epoch on it and reports the test split.
 """
 from __future__ import annotations
 
@@ -46,6 +50,10 @@ class DataBundle:
     augmented: bool = False  # random augmentation of training images (rules out the teacher cache)
     train_labels: Optional[torch.Tensor] = None  # (num_train,) class of each training sample, by index
     teacher_val: Any = None  # the test split in the teachers' view, where it differs from the student's
+    # ``val`` above is the TEST split (what every table reports); ``holdout`` is the validation split carved
+    # from the training split (dataset.val_fraction; None at 0), on which the "best" epoch is chosen
+    holdout: Any = None
+    split: Optional[Dict[str, Any]] = None  # {"val_fraction", "seed", "train", "val", "test", "from"}
 
 
 # ---- in-memory, device-resident batches ------------------------------------------------------
@@ -226,6 +234,68 @@ def cache_loader(train, batch_size: int):
                                                     num_workers=train.num_workers))
 
 
+# ---- the validation split --------------------------------------------------------------------
+# Fixed per data set, never the run seed: every run of a grid (every seed, method, pair) holds out the
+# same images, so "best epoch" is chosen on the same split everywhere.
+VAL_SPLIT_SEED = 0
+
+
+def val_fraction(cfg: Dict[str, Any]) -> float:
+    return float(cfg.get("val_fraction", 0.0) or 0.0)
+
+
+def holdout_split(labels, fraction: float, dataset: str, seed: int = VAL_SPLIT_SEED):
+    """``(train indices, val indices)`` (sorted int64 tensors) of a training split with ``labels``: a
+    class-stratified ``fraction`` held out for validation, drawn with ``seed``. ``fraction`` 0: no
+    validation split (every index stays in training)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(torch.as_tensor(labels))
+    idx = np.arange(len(labels))
+    if fraction <= 0:
+        return torch.as_tensor(idx), torch.as_tensor(idx[:0])
+    try:
+        tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
+    except ValueError as e:  # too few images per class to stratify
+        raise ConfigError(f"dataset.val_fraction = {fraction}: cannot hold out a class-stratified validation split "
+                          f"from the {len(idx)} training images of {dataset} ({e}); use a smaller fraction, or 0 "
+                          f"for no validation split") from None
+    return torch.as_tensor(np.sort(tr)), torch.as_tensor(np.sort(va))
+
+
+def _stratified_subset(idx: torch.Tensor, labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """A fixed class-stratified ``fraction`` of the indices ``idx`` (all of them at 1)."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction >= 1.0:
+        return idx
+    keep, _ = train_test_split(idx.numpy(), train_size=fraction, random_state=0, stratify=labels[idx].numpy())
+    return torch.as_tensor(np.sort(keep))
+
+
+def split_record(cfg: Dict[str, Any], n_train: int, n_val: int, n_test: int) -> Dict[str, Any]:
+    """What the run record says about the splits (the fraction is in the config, so in its hash)."""
+    return {"val_fraction": val_fraction(cfg), "seed": VAL_SPLIT_SEED if n_val else None, "train": n_train,
+            "val": n_val, "test": n_test, "from": "class-stratified, carved from the training split"}
+
+
+def _take(ds, idx: torch.Tensor, transform=None):
+    """A shallow copy of a torchvision data set (CIFAR, ImageFolder) holding only the samples ``idx``."""
+    import copy
+
+    out = copy.copy(ds)
+    keep = idx.tolist()
+    if hasattr(ds, "samples"):  # ImageFolder
+        out.samples = [ds.samples[i] for i in keep]
+        out.imgs = out.samples
+    else:
+        out.data = ds.data[idx.numpy()]
+    out.targets = [ds.targets[i] for i in keep]
+    if transform is not None:
+        out.transform = transform
+    return out
+
+
 # ---- digits: the embedded default -------------------------------------------------------------
 def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, split_seed: int = 0,
                       train_fraction: float = 1.0, view: str = "image"):
@@ -331,13 +401,20 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
         m, s = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
         return (x - m) / s, torch.tensor(ds.targets, dtype=torch.long)
 
+    tr, va = holdout_split(train.targets, val_fraction(cfg), name)  # the validation split, from the 50k
+    hl = None
     if cfg["pipeline"] == "tensor":
         # the whole set as one normalised tensor (on the GPU when training there); crop+flip batched
         xtr, ytr = to_tensor(train)
         xte, yte = to_tensor(test)
+        if len(va):
+            hl = TensorLoader(xtr[va], ytr[va], ebs, shuffle=False).to(device)
+            xtr, ytr = xtr[tr], ytr[tr]
         tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment,
                           fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
         vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
+        if len(va):
+            train = _take(train, tr)
     else:
         import torchvision.transforms as T
 
@@ -345,9 +422,13 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
         ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
         train.transform = T.Compose(ttf + [T.ToTensor(), norm])
         test.transform = T.Compose([T.ToTensor(), norm])
+        if len(va):
+            hl = _eval_loader(_take(train, va, test.transform), cfg, device, dist_info)
+            train = _take(train, tr)
         tl, vl = _loaders(train, test, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
-                      torch.as_tensor(train.targets, dtype=torch.long))
+                      torch.as_tensor(train.targets, dtype=torch.long), holdout=hl,
+                      split=split_record(cfg, len(train), len(va), len(test)))
 
 
 def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
@@ -359,17 +440,28 @@ def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
                   persistent_workers=cfg["num_workers"] > 0)
     if dist_info is not None and dist_info.active:
         # data-parallel: each process loads only its share of every global batch / of the test set
-        from kdsuite.engine.distributed import ShardedBatchSampler, shard_indices
+        from kdsuite.engine.distributed import ShardedBatchSampler
 
         tl = torch.utils.data.DataLoader(train, batch_sampler=ShardedBatchSampler(len(train), cfg["batch_size"],
                                                                                   dist_info, g), **common)
-        vl = torch.utils.data.DataLoader(torch.utils.data.Subset(test, shard_indices(len(test), dist_info)),
-                                         batch_size=cfg["eval_batch_size"], shuffle=False, **common)
-        return LoaderSource(tl, g, sharded=True), LoaderSource(vl, sharded=True)
+        return LoaderSource(tl, g, sharded=True), _eval_loader(test, cfg, device, dist_info)
     tl = torch.utils.data.DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=g,
                                      drop_last=False, **common)
-    vl = torch.utils.data.DataLoader(test, batch_size=cfg["eval_batch_size"], shuffle=False, **common)
-    return LoaderSource(tl), LoaderSource(vl)
+    return LoaderSource(tl), _eval_loader(test, cfg, device, dist_info)
+
+
+def _eval_loader(ds, cfg, device, dist_info=None):
+    """An in-order loader for evaluation (test or validation split); in a data-parallel run each process
+    loads only its share."""
+    common = dict(num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
+                  persistent_workers=cfg["num_workers"] > 0)
+    if dist_info is not None and dist_info.active:
+        from kdsuite.engine.distributed import shard_indices
+
+        vl = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, shard_indices(len(ds), dist_info)),
+                                         batch_size=cfg["eval_batch_size"], shuffle=False, **common)
+        return LoaderSource(vl, sharded=True)
+    return LoaderSource(torch.utils.data.DataLoader(ds, batch_size=cfg["eval_batch_size"], shuffle=False, **common))
 
 
 def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:
@@ -405,7 +497,7 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
     val = folder("val", val_tf)
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
-    teacher_val = None
+    student_train, teacher_val = train, None
     if t_view != s_view:
         from kdsuite.experiments.views import PairedFolder
 
@@ -414,10 +506,18 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
                              IMAGENET_MEAN, IMAGENET_STD)
         t_val = PairedFolder(os.path.join(root, "val"), os.path.join(t_root, "val"), size, False,
                              IMAGENET_MEAN, IMAGENET_STD).teacher_side()
-        teacher_val = _loaders(t_val, t_val, cfg, device, ("x", "y"), dist_info)[1]
+        teacher_val = _eval_loader(t_val, cfg, device, dist_info)
+    # the validation split comes from train/ (val/ is the test split every table reports); it is evaluated
+    # in the student's view
+    tr, va = holdout_split(train.targets, val_fraction(cfg), "imagefolder")
+    hl = None
+    if len(va):
+        hl = _eval_loader(_take(student_train, va, val.transform), cfg, device, dist_info)
+        train = train.subset(tr) if hasattr(train, "subset") else _take(train, tr)
     tl, vl = _loaders(train, val, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
-                      "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long), teacher_val)
+                      "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long),
+                      teacher_val=teacher_val, holdout=hl, split=split_record(cfg, len(train), len(va), len(val)))
 
 
 def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline: Optional[str] = None,
@@ -434,19 +534,24 @@ def build_data(cfg: Dict[str, Any], device: torch.device | str = "cpu", pipeline
         views = cfg.get("views") or {}
         s_view = views.get("student") or "image"
         t_view = views.get("teacher") or s_view
-        xtr, ytr, xte, yte, mean, std = load_digits_split(size, train_fraction=cfg["train_fraction"], view=s_view)
+        xtr, ytr, xte, yte, mean, std = load_digits_split(size, view=s_view)
+        # the validation split first (from the whole training split), then the transfer-set subset of the rest
+        tr, va = holdout_split(ytr, val_fraction(cfg), "digits")
+        tr = _stratified_subset(tr, ytr, cfg["train_fraction"])
         txtr = tfill = teacher_val = None
         if t_view != s_view:  # paired views: the same samples, rendered for the teachers
-            txtr, _, txte, _, tmean, tstd = load_digits_split(size, train_fraction=cfg["train_fraction"], view=t_view)
+            txall, _, txte, _, tmean, tstd = load_digits_split(size, view=t_view)
+            txtr = txall[tr]
             tfill = [-m / s for m, s in zip(tmean, tstd)]
             teacher_val = TensorLoader(txte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
         augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
-        tl = TensorLoader(xtr, ytr, cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
+        tl = TensorLoader(xtr[tr], ytr[tr], cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
                           fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)], teacher_x=txtr,
                           teacher_pad_fill=tfill).to(device)
         vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
-        return DataBundle(tl, vl, 10, (3, size, size), len(xtr), mean, std, "digits", augment, ytr.clone(),
-                          teacher_val)
+        hl = TensorLoader(xtr[va], ytr[va], cfg["eval_batch_size"], shuffle=False).to(device) if len(va) else None
+        return DataBundle(tl, vl, 10, (3, size, size), len(tr), mean, std, "digits", augment, ytr[tr].clone(),
+                          teacher_val=teacher_val, holdout=hl, split=split_record(cfg, len(tr), len(va), len(yte)))
     if cfg["train_fraction"] != 1.0:
         raise ConfigError(f"dataset.train_fraction = {cfg['train_fraction']} is supported for digits only; "
                           f"use 1.0 for {name}")

@@ -171,6 +171,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
                       reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
                                                     prefix=f"[{run_dir.name}] "), dist_info=dist_info)
     trainer.batch_fields = fields
+    trainer.select_loader = data.holdout  # the validation split ("best" epoch chosen on it), None without one
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if typed.teacher_cache is True and not cache_ok:
         raise ConfigError(f"teacher_cache = true, but teacher outputs cannot be reused here: it needs an offline "
@@ -236,7 +237,8 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
         "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
         "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
-        "variant": variant, "variant_label": variant_label(variant), "data": data_identity(cfg["dataset"]),
+        "variant": variant, "variant_label": variant_label(variant),
+        "data": dict(data_identity(cfg["dataset"]), split=data.split),
         "code": code_identity(cls),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
     }

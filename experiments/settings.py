@@ -45,6 +45,8 @@ class DatasetSettings(Section):
     augment: Annotated[Optional[Union[bool, str]], AsWritten] = None  # checked by kdsuite.experiments.data
     pipeline: Annotated[str, rule(HParam("loader", choices=("auto", "loader", "tensor")))] = "auto"
     train_fraction: Annotated[float, number(HParam(1.0, low=0, low_open=True, high=1.0))] = 1.0
+    # held out of the training split (class-stratified, fixed seed per data set); the "best" epoch is chosen on it
+    val_fraction: Annotated[float, number(HParam(0.1, low=0, high=0.5, high_open=True))] = 0.1
     # paired multi-view data (cross-modal KD): {student: VIEW[, teacher: VIEW]}, normalised by config.validate
     views: Annotated[Optional[Dict[str, Any]], AsWritten] = None
 

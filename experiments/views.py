@@ -182,6 +182,20 @@ class PairedFolder(torch.utils.data.Dataset):
         x, tx = self._transform([self.loader(path), self.loader(self.partners[i])])
         return x, y, tx
 
+    def subset(self, idx) -> "PairedFolder":
+        """The samples ``idx`` only, with their partners (the training part when a validation split is held out)."""
+        import copy
+
+        keep = [int(i) for i in idx]
+        out = copy.copy(self)
+        out.student = copy.copy(self.student)
+        out.student.samples = [self.student.samples[i] for i in keep]
+        out.student.imgs = out.student.samples
+        out.student.targets = [self.student.targets[i] for i in keep]
+        out.partners = [self.partners[i] for i in keep]
+        out.targets = list(out.student.targets)
+        return out
+
     def teacher_side(self) -> "torch.utils.data.Dataset":
         """The teacher view's images as ``(x, y)`` items (the teacher-output cache is filled from them)."""
         return _TeacherSide(self)

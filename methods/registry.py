@@ -110,6 +110,27 @@ def discover() -> None:
             _origin = "built-in"
 
 
+# how papers write the built-in methods' names (registry keys are lower-case identifiers); a plugin may
+# set its own with a class attribute ``display_name``
+METHOD_NAMES: Dict[str, str] = {
+    "vanilla": "Vanilla", "kd": "KD", "mse_kd": "KD (MSE)", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet",
+    "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
+    "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "irg": "IRG", "hkd": "HKD",
+    "aver": "AVER", "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE",
+    "byot": "BYOT", "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL",
+    "dfad": "DFAD", "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)",
+    "qkd": "QKD", "apprentice": "Apprentice",
+}
+
+
+def method_display_name(name: str) -> str:
+    """A method's name as papers write it (``kd`` → ``KD``): the plugin's ``display_name`` attribute, else
+    :data:`METHOD_NAMES`, else the registry key."""
+    cls = _METHODS.get(name)
+    own = getattr(cls, "display_name", None) if cls is not None else None
+    return own if isinstance(own, str) else METHOD_NAMES.get(name, name)
+
+
 def get_method(name: str) -> type:
     discover()
     if name not in _METHODS:

@@ -87,6 +87,8 @@ CASES = {
     "grad-clip-string": (lambda t: _train(t, "grad_clip=big"), [r"grad_clip = 'big' is not a number"]),
     "train-fraction-string": (lambda t: _train(t, "dataset.train_fraction=half"),
                               [r"dataset\.train_fraction = 'half' is not a number"]),
+    "val-fraction-half": (lambda t: _train(t, "dataset.val_fraction=0.5"),
+                          [r"dataset\.val_fraction = 0\.5 is out of range", r">= 0", r"< 0\.5"]),
     "lr-1000": (lambda t: _train(t, "optim.lr=1000"), [r"optim\.lr = 1000(\.0)? is out of range", r"<= 10"]),
     "lr-inf": (lambda t: _train(t, "optim.lr=.inf"), [r"optim\.lr = inf is not finite", r"> 0"]),
     "lr-nan": (lambda t: _train(t, "optim.lr=.nan"), [r"optim\.lr = nan"]),

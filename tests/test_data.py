@@ -92,7 +92,7 @@ def _write_cifar(root, name, n_train=20, n_test=10):
 def test_cifar_reads_official_layout_without_checksums(tmp_path, name):
     written = _write_cifar(tmp_path, name)
     data = build_data(_ds(name=name, root=str(tmp_path), download=False, verify_checksums=False,
-                          batch_size=8, augment=False), "cpu")
+                          batch_size=8, augment=False, val_fraction=0), "cpu")
     assert data.num_classes == (10 if name == "cifar10" else 100) and data.input_shape == (3, 32, 32)
     n_train = 100 if name == "cifar10" else 20
     assert data.num_train == n_train
@@ -115,9 +115,9 @@ def test_cifar_checksum_check_stays_on_by_default(tmp_path):
 def test_cifar_tensor_pipeline_matches_loader_pipeline(tmp_path):
     _write_cifar(tmp_path, "cifar100")
     a = build_data(_ds(name="cifar100", root=str(tmp_path), download=False, verify_checksums=False,
-                       augment=False, pipeline="tensor", eval_batch_size=10), "cpu")
+                       augment=False, pipeline="tensor", eval_batch_size=10, val_fraction=0), "cpu")
     b = build_data(_ds(name="cifar100", root=str(tmp_path), download=False, verify_checksums=False,
-                       augment=False, pipeline="loader", eval_batch_size=10), "cpu")
+                       augment=False, pipeline="loader", eval_batch_size=10, val_fraction=0), "cpu")
     xa, ya = next(iter(a.val))
     xb, yb = next(iter(b.val))
     assert torch.allclose(xa, xb, atol=1e-6) and torch.equal(ya, yb)
@@ -132,7 +132,7 @@ def test_imagefolder(tmp_path):
             d.mkdir(parents=True)
             for i in range(2):
                 Image.fromarray(np.full((40, 40, 3), 40 * i + (c == "dog") * 100, dtype=np.uint8)).save(d / f"{i}.png")
-    data = build_data(_ds(name="imagefolder", root=str(tmp_path), image_size=32, batch_size=2), "cpu")
+    data = build_data(_ds(name="imagefolder", root=str(tmp_path), image_size=32, batch_size=2, val_fraction=0), "cpu")
     assert data.num_classes == 2 and data.input_shape == (3, 32, 32)
     x, y = next(iter(data.val))
     assert x.shape[1:] == (3, 32, 32) and set(y.tolist()) <= {0, 1}

@@ -62,8 +62,8 @@ def test_two_processes_match_one(method, digits_teachers, tmp_path):
     assert two["status"] == "finished" and two["config_hash"] == one["config_hash"]
     assert two["effective"]["world_size"] == 2 and one["effective"]["world_size"] == 1
     for h1, h2 in zip(one["history"], two["history"]):
-        assert h2["val/student/top1"] == pytest.approx(h1["val/student/top1"], abs=0.3)  # ≤ 1 of 360 test images
-        assert h2["val/student/loss"] == pytest.approx(h1["val/student/loss"], rel=1e-3)
+        assert h2["test/student/top1"] == pytest.approx(h1["test/student/top1"], abs=0.3)  # ≤ 1 of 360 test images
+        assert h2["test/student/loss"] == pytest.approx(h1["test/student/loss"], rel=1e-3)
     a = torch.load(Path(one["run_dir"]) / "checkpoint.pt", weights_only=False)["method"]
     b = torch.load(ddp_dir / "checkpoint.pt", weights_only=False)["method"]
     assert a.keys() == b.keys()

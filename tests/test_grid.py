@@ -171,7 +171,7 @@ def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path)
     ref = run(dict(cfg, seed=5, output={"root": str(tmp_path / "plain")}))
     assert got["status"] == "finished" and got["config_hash"] == ref["config_hash"]
     assert got["metrics"]["last_top1"] == ref["metrics"]["last_top1"]
-    assert [h["val/student/loss"] for h in got["history"]] == [h["val/student/loss"] for h in ref["history"]]
+    assert [h["test/student/loss"] for h in got["history"]] == [h["test/student/loss"] for h in ref["history"]]
     a = torch.load(ckpt, weights_only=False)["method"]
     b = torch.load(tmp_path / "plain" / r.run_dir.name / "checkpoint.pt", weights_only=False)["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)

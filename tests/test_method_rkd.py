@@ -72,3 +72,19 @@ def test_rkd_plugin_uses_pooled_features_with_weights_25_and_50():
     ds, dt, as_, at_ = dist(s), dist(t), angle(s), angle(t)
     want = 25 * sum(_huber(ds[k], dt[k]) for k in ds) / len(ds) + 50 * sum(_huber(as_[k], at_[k]) for k in as_) / len(as_)
     assert out["rkd"].item() == pytest.approx(want, rel=1e-4)
+
+
+def test_a_one_sample_batch_has_no_relational_term_and_stays_finite():
+    """The last batch of a 129-image transfer set at batch 32 holds one image: no pair, so no RKD term (the
+    mean pair distance was the mean of nothing: NaN, and the demo's rkd run diverged at that step)."""
+    from kdsuite.methods import losses
+    from kdsuite.testing import make
+
+    torch.manual_seed(0)
+    m = make("rkd")
+    x, y = torch.randn(1, 3, 16, 16), torch.tensor([3])
+    out = m.forward_train(x, y)
+    assert out["rkd"].item() == 0.0 and torch.isfinite(out["ce"])
+    s_logits, _ = m.student_forward(x)
+    assert out["ce"].item() == pytest.approx(losses.ce(s_logits, y).item(), rel=1e-5)
+    assert torch.isnan(distance_potential(torch.randn(1, 4))).any()  # what the guard avoids

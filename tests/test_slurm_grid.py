@@ -115,7 +115,7 @@ def test_a_two_task_slurm_job_trains_data_parallel(slurm_cluster, tmp_path):
     assert got["status"] == "finished" and got["effective"]["world_size"] == 2, got.get("error")
     ref = run(dict(cfg, seed=0, output={"root": str(tmp_path / "plain")}))
     for h1, h2 in zip(ref["history"], got["history"]):
-        assert h2["val/student/loss"] == pytest.approx(h1["val/student/loss"], rel=1e-3)
+        assert h2["test/student/loss"] == pytest.approx(h1["test/student/loss"], rel=1e-3)
 
 
 def test_failed_runs_are_resubmitted_only_with_rerun_failed(slurm_cluster, tmp_path):
@@ -160,7 +160,7 @@ def test_a_packed_stage_trains_several_runs_in_one_array_task(slurm_cluster, tmp
         for r, rec, n in zip(runs, recs, (1, 1, 2)):  # 2 CPUs: 1 thread each in the pair, 2 for the lone run
             torch.set_num_threads(n)
             alone = run(dict(r.cfg, output={"root": str(tmp_path / "alone")}))
-            assert [h["val/student/loss"] for h in rec["history"]] == [h["val/student/loss"] for h in alone["history"]]
+            assert [h["test/student/loss"] for h in rec["history"]] == [h["test/student/loss"] for h in alone["history"]]
             assert rec["metrics"]["last_top1"] == alone["metrics"]["last_top1"]
     finally:
         torch.set_num_threads(threads)

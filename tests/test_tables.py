@@ -83,6 +83,8 @@ def _rec(method, seed, top1, student="cifar_resnet8", teachers=("cifar_resnet20"
             "teacher_names": tnames, "pair": ("+".join(tnames) + "→" + sname) if tnames else sname, "seed": seed,
             "status": "finished", "history": [],
             "metrics": {"last_top1": top1, "best_top1": best if best is not None else top1 + 1,
+                        # best = test at the best-validation epoch; best-test (max over epochs) is above it
+                        "best_val_top1": 99.0, "best_test_top1": (best if best is not None else top1 + 1) + 0.5,
                         "teacher_top1": [90.0] if teachers else []}}
 
 
@@ -123,12 +125,17 @@ def test_comparison_cells_missing_cells_and_best_per_column():
 def test_latex_is_booktabs_and_escapes_every_name():
     assert latex_escape("a_b & 50% #1 {x} ~y^z \\") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}y\textasciicircum{}z \textbackslash{}"
     tex = render_table(SYNTH, "methods", "latex", "last")
-    assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{llcc}" in tex
-    assert r"fitnet\_1stage & Feature-based knowledge & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
-    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex and r"resnet20$\rightarrow$resnet8" in tex
+    assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\begin{tabular}{lcc}" in tex
+    # rows and headers with the display names (registry keys in Markdown, paper names in LaTeX)
+    assert r"FitNet (1-stage) & 62.00$\pm$1.41 {\scriptsize (2)} & -- \\" in tex
+    assert r"\multicolumn{3}{@{}l}{\emph{Feature-based knowledge}} \\" in tex  # the category heads its block
+    assert r"\textbf{72.00$\pm$2.65} {\scriptsize (3)}" in tex
+    assert r"\begin{tabular}[t]{@{}c@{}}ResNet20 \\ $\rightarrow$ResNet8\end{tabular}" in tex  # header, 2 lines
+    assert "fitnet" not in tex and "| resnet20→resnet8 |" not in render_table(SYNTH, "methods", "md", "last")
+    assert "| ResNet20→ResNet8 | ResNet20→ResNet14 |" in render_table(SYNTH, "methods", "md", "last")
     # a single seed has no ±, the label is there, minus signs are real ones
     assert r"\textbf{85.00} {\scriptsize (1)}" in tex and r"\label{tab:kdsuite-methods}" in tex
-    assert "(n $-$ 1)" in tex and r"\begin{adjustbox}{max width=\linewidth}" in tex
+    assert "(n $-$ 1)" in tex and r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%" in tex
     cat = render_table(SYNTH, "categories", "latex", "last")
     van8 = statistics.mean([60.0, 62.0, 64.0])
     fit_gain = statistics.mean([61.0, 63.0]) - van8  # one cell: no ± (was "±0.00")
@@ -142,8 +149,8 @@ def test_latex_is_booktabs_and_escapes_every_name():
     assert not re.search(r"[_&%#^~]", stripped.replace("&", "")), stripped
     # every row has as many cells as the header
     for line in tex.splitlines():
-        if line.endswith(r"\\"):
-            assert line.count(" & ") == 3, line
+        if line.endswith(r"\\") and not line.startswith(r"\multicolumn{3}"):  # a category's heading spans all
+            assert line.count(" & ") == 2, line
 
 
 def test_category_summary_gains_over_vanilla():
@@ -346,6 +353,20 @@ def test_epoch_policy_of_each_reference_is_honoured():
     assert r"{\scriptsize [pub.~73.33 (last epoch), no $\Delta$]}" in tex
     tex_last = render_table(recs, "methods", "latex", "last", reference="repdistiller")
     assert r"{\scriptsize [pub.~73.33, $\Delta$\,$+$0.17]}" in tex_last
+    # mdistiller reports the best epoch chosen on test: beside best-test it is comparable (plain Δ),
+    # beside best (chosen on validation) it is given with its Δ but marked, and beside last refused
+    ref = references.load("dkd")
+    pub = ref[(ref["method"] == "kd") & (ref["student_arch"] == "cifar_resnet8x4")]["value"].item()
+    best_test = statistics.mean([74.5, 75.5])
+    d = best_test - pub
+    md_bt = render_table(recs, "methods", "md", "best-test", reference="dkd")
+    assert f"[pub. {pub:.2f}, Δ {'+' if d >= 0 else '−'}{abs(d):.2f}]" in md_bt
+    assert "best test top-1 over epochs (literature convention: selected on test)" in md_bt
+    md_b = render_table(recs, "methods", "md", "best", reference="dkd")
+    d = 74.5 - pub
+    assert f"[pub. {pub:.2f} (sel. on test), Δ {'+' if d >= 0 else '−'}{abs(d):.2f}]" in md_b
+    assert "test top-1 at the epoch of best validation accuracy" in md_b and "optimistic" in md_b
+    assert "(best epoch), no Δ]" in render_table(recs, "methods", "md", "last", reference="dkd")
 
 
 def test_reference_only_where_it_applies_and_the_readme_layout_name(tmp_path, capsys):

@@ -90,7 +90,8 @@ def test_thermal_view_is_a_quarter_resolution_blur():
 
 
 def test_digits_batches_carry_the_teachers_view_of_the_same_samples():
-    cfg = validate({"dataset": {"views": {"teacher": "image", "student": "edges"}, "batch_size": 50},
+    # no validation split held out: the training set is the whole split, so `index` addresses it directly
+    cfg = validate({"dataset": {"views": {"teacher": "image", "student": "edges"}, "batch_size": 50, "val_fraction": 0},
                     "method": "cm_kd", "teachers": [{"checkpoint": "x"}]})["dataset"]
     data = build_data(cfg, fields=FIELDS)
     img = load_digits_split(16, view="image")
@@ -175,7 +176,7 @@ def _paired_root(tmp_path, n=3):
 
 
 def _folder_cfg(root, views):
-    return validate({"dataset": {"name": "imagefolder", "root": str(root), "image_size": 8, "augment": False,
+    return validate({"dataset": {"name": "imagefolder", "root": str(root), "val_fraction": 0, "image_size": 8, "augment": False,
                                  "batch_size": 4, "views": views},
                      "method": "cm_kd", "teachers": ["x"]})["dataset"]
 
@@ -201,7 +202,7 @@ def test_paired_image_folders_pair_files_by_relative_path(tmp_path):
     tv = next(iter(data.teacher_val))[0]
     assert all(_pixel(tv[k:k + 1]).item() > 127 for k in range(len(tv)))
     # the student alone on a view: root/<view>/…, no partner needed
-    solo = build_data(validate({"dataset": {"name": "imagefolder", "root": str(root), "image_size": 8, "augment": False,
+    solo = build_data(validate({"dataset": {"name": "imagefolder", "root": str(root), "val_fraction": 0, "image_size": 8, "augment": False,
                                             "views": {"student": "depth"}}})["dataset"])
     assert all(_pixel(xb).min() > 127 for xb, _ in solo.train)
 
@@ -216,7 +217,7 @@ def test_paired_image_folders_with_augmentation_crop_both_views_alike(tmp_path):
                 p = root / view / split / cls / "s.png"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(a).save(p)
-    cfg = validate({"dataset": {"name": "imagefolder", "root": str(root), "image_size": 8, "augment": True,
+    cfg = validate({"dataset": {"name": "imagefolder", "root": str(root), "val_fraction": 0, "image_size": 8, "augment": True,
                                 "batch_size": 2, "views": {"teacher": "ir", "student": "rgb"}},
                     "method": "cm_kd", "teachers": ["x"]})["dataset"]
     data = build_data(cfg, fields=FIELDS)
@@ -255,7 +256,7 @@ def test_paired_folders_enter_the_data_identity(tmp_path):
     cfg = _folder_cfg(root, {"teacher": "depth", "student": "rgb"})
     before = data_identity(cfg)
     assert before["fingerprint"].startswith("sha256:") and "depth" in before["basis"]
-    solo = validate({"dataset": {"name": "imagefolder", "root": str(root), "views": {"student": "rgb"}}})["dataset"]
+    solo = validate({"dataset": {"name": "imagefolder", "root": str(root), "val_fraction": 0, "views": {"student": "rgb"}}})["dataset"]
     assert data_identity(solo)["fingerprint"] != before["fingerprint"]  # the teachers' view is part of it
     _write(root / "depth" / "train" / "cat" / "new.bmp", 1)
     _write(root / "rgb" / "train" / "cat" / "new.png", 1)

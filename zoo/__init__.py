@@ -17,6 +17,7 @@ import torch.nn as nn
 
 import kdsuite.zoo.cifar  # noqa: F401  (registers the cifar_* family into timm)
 from kdsuite.zoo.cifar import LITERATURE_NAMES
+from kdsuite.zoo.names import PAPER_NAMES, pair_name, paper_name  # noqa: F401  (tables' and figures' names)
 
 _TIMM_NAMES = None
 

@@ -43,6 +43,10 @@ class RKD(Distiller):
         s_logits, sf = self.student_forward(x)
         _, tf = self.teacher_forward(x)
         s, t = sf["pool"], tf["pool"]
+        if len(s) < 2:
+            # a one-sample batch (e.g. a training set's last, 129 = 4·32 + 1) has no pair: the mean pair
+            # distance μ would be the mean of nothing (NaN); no relational term for it
+            return {"ce": losses.ce(s_logits, y), "rkd": s.sum() * 0.0}
         with torch.no_grad():
             td, ta = distance_potential(t), angle_potential(t)
         ld = F.smooth_l1_loss(distance_potential(s), td)

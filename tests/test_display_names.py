@@ -1,0 +1,34 @@
+"""Display names: one mapping per kind (architectures in kdsuite.zoo.names, methods in the registry), used by
+tables and figures, with the registry key as fallback."""
+import re
+
+from kdsuite import zoo
+from kdsuite.methods.registry import METHOD_NAMES, list_methods, method_display_name
+from kdsuite.zoo.names import pair_name, paper_name
+
+
+def test_every_cifar_arch_of_the_zoo_has_a_paper_name():
+    cifar = zoo.list_models("cifar_*")
+    assert len(cifar) >= 20
+    missing = [a for a in cifar if a not in zoo.PAPER_NAMES]
+    assert not missing, missing
+    for a in cifar:  # the paper name keeps the depth/width numbers of the key (no copy-paste slip)
+        digits = re.findall(r"\d+", a.replace("cifar_", ""))
+        assert re.findall(r"\d+", paper_name(a)) == digits, (a, paper_name(a))
+
+
+def test_paper_names_of_the_benchmark_pairs_and_the_fallback():
+    assert paper_name("cifar_resnet32x4") == "ResNet32×4" and paper_name("cifar_wrn_40_2") == "WRN-40-2"
+    assert paper_name("resnet34.tv_in1k") == "ResNet34"  # the timm weight tag is dropped
+    assert paper_name("some_timm_model") == "some_timm_model"
+    assert pair_name("cifar_resnet32x4", "cifar_resnet8x4") == "ResNet32×4→ResNet8×4"
+    assert pair_name("cifar_resnet20+cifar_wrn_16_2", "cifar_resnet8") == "ResNet20+WRN-16-2→ResNet8"
+    assert pair_name("", "cifar_resnet8") == "ResNet8"
+
+
+def test_every_registered_method_has_a_display_name():
+    names = {c.name for c in list_methods()}
+    assert not sorted(names - set(METHOD_NAMES))
+    assert method_display_name("kd") == "KD" and method_display_name("fitnet") == "FitNet"
+    assert method_display_name("not_a_method") == "not_a_method"
+    assert len(set(METHOD_NAMES.values())) == len(METHOD_NAMES)  # no two methods print alike
