@@ -207,7 +207,16 @@ class Trainer:
     def __init__(self, method: Distiller, train_loader: Optional[BatchSource], val_loader: Optional[Iterable],
                  settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
                  log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None,
-                 dist_info: Optional[distributed.DistInfo] = None):
+                 dist_info: Optional[distributed.DistInfo] = None, *, select_loader: Optional[Iterable] = None,
+                 teacher_val_loader: Optional[Iterable] = None, teacher_cache_loader: Optional[Iterable] = None,
+                 teacher_cache_size: int = 0, batch_fields: Optional[Sequence[str]] = None):
+        """``train_loader``: the training batch source (None for data-free methods); ``val_loader``: the test
+        split (what is reported); ``select_loader``: the validation split, on which the "best" epoch is
+        chosen (None: no validation split, no "best"); ``teacher_val_loader``: the test split in the teachers'
+        own view (paired views); ``teacher_cache_loader``: the training set in order without random
+        augmentation, yielding (x, y, index), from which teacher outputs are cached once
+        (``teacher_cache_size`` samples; None: no cache); ``batch_fields``: what each training batch holds
+        (default: the method's)."""
         self.method = method
         self.dist = distributed.world_of(dist_info)
         self._local_n = 1  # samples of the current step on this process (weights its gradient share)
@@ -239,15 +248,10 @@ class Trainer:
         self._stage_epochs = 1
         self._stage: Optional[Stage] = None
         self._n_stages = 1
-        # teacher-output cache: a loader over the training set yielding (x, y, index) without random
-        # augmentation, and the set's size; set by the run builder when the cache is valid
-        self.teacher_cache_loader: Optional[Iterable] = None
-        self.teacher_cache_size = 0
-        self.teacher_val_loader: Optional[Iterable] = None  # the test split in the teachers' own view (paired views)
-        self.batch_fields: Sequence[str] = tuple(method.batch_fields)  # what the train loader yields
-        # the validation split (held out of the training data): "best" is the test accuracy at the epoch
-        # of best accuracy on it; ``val_loader`` is the test split. None: no validation split, no "best"
-        self.select_loader: Optional[Iterable] = None
+        self.teacher_cache_loader, self.teacher_cache_size = teacher_cache_loader, teacher_cache_size
+        self.teacher_val_loader = teacher_val_loader
+        self.batch_fields: Sequence[str] = tuple(batch_fields if batch_fields is not None else method.batch_fields)
+        self.select_loader = select_loader
 
     # ---- set-up helpers ------------------------------------------------------------------
     def _check_groups(self) -> None:

@@ -166,12 +166,6 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
     method = cls(student, teachers, typed.method.hp, ctx)
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
-    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
-                      run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
-                      reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
-                                                    prefix=f"[{run_dir.name}] "), dist_info=dist_info)
-    trainer.batch_fields = fields
-    trainer.select_loader = data.holdout  # the validation split ("best" epoch chosen on it), None without one
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if typed.teacher_cache is True and not cache_ok:
         raise ConfigError(f"teacher_cache = true, but teacher outputs cannot be reused here: it needs an offline "
@@ -181,10 +175,13 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     # one process per device: each would fill the whole cache, so it stays off there
     eff["teacher_cache"] = bool(cache_ok and typed.teacher_cache != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
-    trainer.teacher_val_loader = data.teacher_val
-    if eff["teacher_cache"]:
-        trainer.teacher_cache_loader = cache_loader(data.train, typed.dataset.eval_batch_size)
-        trainer.teacher_cache_size = data.num_train
+    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
+                      run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
+                      reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
+                                                    prefix=f"[{run_dir.name}] "), dist_info=dist_info,
+                      select_loader=data.holdout, teacher_val_loader=data.teacher_val, batch_fields=fields,
+                      teacher_cache_loader=cache_loader(data.train, typed.dataset.eval_batch_size)
+                      if eff["teacher_cache"] else None, teacher_cache_size=data.num_train)
     if eff["compile"]:
         # in place (Module.compile): module identity and state-dict keys stay, so checkpoints and
         # optimizer groups are the same with and without it; feature-tap traversals stay eager

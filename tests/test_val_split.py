@@ -205,10 +205,14 @@ def test_reproduction_grids_train_on_the_whole_training_split():
     assert seen["demo"] is None  # the default, 0.1
 
 
-def test_every_existing_config_hash_changes_with_the_split():
-    """Migration: the held-out images change what a run trains on, so the hash of a config written before
-    the split (no val_fraction field) differs from the same config now (README: upgrading)."""
+def test_config_hashes_change_at_the_default_split_and_stay_at_zero():
+    """Migration: the held-out images change what a run at the default trains on, so the hash of a config
+    written before the split (no val_fraction field) differs from the same config now; at val_fraction 0 the
+    run trains on exactly the data it did before and keeps its hash (README: upgrading)."""
     for raw in ({}, {"dataset": {"name": "cifar100", "root": "x"}}):
         cfg = validate(raw)
         before = dict(cfg, dataset={k: v for k, v in cfg["dataset"].items() if k != "val_fraction"})
         assert config_hash(cfg) != config_hash(before)
+        zero = validate(dict(raw, dataset=dict(raw.get("dataset", {}), val_fraction=0)))
+        before = dict(zero, dataset={k: v for k, v in zero["dataset"].items() if k != "val_fraction"})
+        assert config_hash(zero) == config_hash(before)
