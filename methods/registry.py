@@ -119,7 +119,8 @@ METHOD_NAMES: Dict[str, str] = {
     "aver": "AVER", "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE",
     "byot": "BYOT", "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL",
     "dfad": "DFAD", "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)",
-    "qkd": "QKD", "apprentice": "Apprentice",
+    "qkd": "QKD", "apprentice": "Apprentice", "cm_kd": "CM-KD", "supervision_transfer": "Supervision transfer",
+    "lwf": "LwF", "icarl": "iCaRL",
 }
 
 
