@@ -7,7 +7,8 @@ import torch
 from kdsuite import testing
 from kdsuite.experiments.data import load_digits_split
 from kdsuite.experiments.run import run
-from kdsuite.methods.plugins.lwf import lifelong_metrics, lwf_loss, task_classes
+from kdsuite.methods.components.incremental import lifelong_metrics, task_classes
+from kdsuite.methods.plugins.lwf import lwf_loss
 from kdsuite.testing import make
 
 
