@@ -119,7 +119,7 @@ class ClassIncremental(Distiller):
         x, y = self.task_batch(batch[0], batch[1])
         if len(y) == 0:  # no sample of this task in the batch: nothing to learn from
             zero = torch.zeros((), device=batch[1].device)
-            return {"ce": zero, **({"kd": zero} if self.task > 0 else {})}
+            return {k: zero for k in self.distill_terms if k != "kd" or self.task > 0}
         out = self.forward_train(x, y)
         trainer.optimize("student", out)
         return out
