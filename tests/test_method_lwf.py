@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from kdsuite import testing
+from kdsuite.analysis.tables import runs_frame
 from kdsuite.experiments.data import load_digits_split
 from kdsuite.experiments.run import run
 from kdsuite.methods.components.incremental import lifelong_metrics, task_classes
@@ -133,3 +134,5 @@ def test_a_digits_run_records_the_accuracy_matrix(tmp_path):
         assert overall == pytest.approx(sum(n[i] * A[t][i] for i in range(t + 1)) / len(yte), abs=1e-6)
     assert met["last_top1"] == rec["stage_results"]["task3"]["student"]["last_top1"]
     assert A[0][0] > 100.0 / 4  # task 1 (4 classes) learnt above chance
+    row = runs_frame([rec]).iloc[0]  # the long table (`kdsuite table --layout runs`) carries them
+    assert row["avg_acc"] == met["avg_acc"] and row["forgetting"] == met["forgetting"]
