@@ -100,3 +100,22 @@ def test_a_digits_run_records_the_matrix_and_memory(tmp_path):
     assert met["memory"] == 40 and A[0][1] is None
     assert met["avg_acc"] == pytest.approx((A[1][0] + A[1][1]) / 2)
     assert met["forgetting"] == pytest.approx(A[0][0] - A[1][0])
+
+
+def test_nearest_mean_classifier_predicts_the_class_of_the_nearest_exemplar_mean(tmp_path):
+    torch.manual_seed(0)
+    parts = testing.build_parts("icarl", [], tmp_path)  # tasks 2, memory 20, classifier nme
+    tr, m = parts.trainer, parts.method
+    tr.enter_stage(1)  # after task 2 every class is seen
+    m.mem_y.fill_(-1)
+    m.mem_x[:10] = torch.randn(10, 3, 16, 16)
+    m.mem_y[:10] = torch.arange(10)  # one exemplar a class: its mean is its own feature
+    clf = m.classifier().eval()
+    x = m.mem_x[:10] + 0.0
+    with torch.no_grad():
+        scores = clf(x)
+        m.student.eval()
+        f = F.normalize(m.student_forward(x)[1]["pool"].flatten(1), dim=1)
+    want = -torch.cdist(f, f)  # distance of each sample to each class's (single) exemplar
+    assert torch.allclose(scores, want, atol=1e-5)
+    assert torch.equal(scores.argmax(dim=1), torch.arange(10))

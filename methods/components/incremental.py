@@ -125,13 +125,17 @@ class ClassIncremental(Distiller):
         return out
 
     # ---- evaluation ----------------------------------------------------------------------
+    def classifier(self) -> nn.Module:
+        """The student as it classifies after the current task (default: its outputs over the seen classes)."""
+        return SeenClasses(self.student, self.seen())
+
     def eval_models(self):
-        return {"student": SeenClasses(self.student, self.seen())}
+        return {"student": self.classifier()}
 
     @torch.no_grad()
     def task_accuracies(self, loader, device: torch.device, autocast: Optional[Callable] = None) -> List[float]:
         """Accuracy (%) of the student, among the classes seen so far, on each task's test samples."""
-        model = SeenClasses(self.student, self.seen())
+        model = self.classifier()
         was = self.student.training
         self.student.eval()
         hits = torch.zeros(self.ctx.num_classes, dtype=torch.float64)

@@ -21,7 +21,10 @@ over the class's training samples not yet chosen (μ their mean). The samples ar
 loader as it yields them (with its augmentation, if any). Each step adds as many exemplars as the batch
 has task samples (uniform draw without replacement; the paper shuffles the union).
 
-Classification: the network's own outputs (iCaRL's "hybrid1"); nearest-mean-of-exemplars is not done.
+Classification (``classifier``): ``nme`` (default, the paper's Alg. 1) assigns the class whose exemplars'
+mean ℓ2-normalised feature (normalised again) is nearest to the sample's normalised feature (no flipped
+copies of the exemplars, which the paper adds); ``network`` uses the network's own outputs over the seen
+classes (the paper's "hybrid1"). The memory is therefore also updated after the last task.
 Reference: the paper (no line-by-line comparison with the authors' Theano code).
 """
 from __future__ import annotations
@@ -31,7 +34,9 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from kdsuite.methods.components.incremental import ClassIncremental
+import torch.nn as nn
+
+from kdsuite.methods.components.incremental import MASKED, ClassIncremental
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
 
@@ -66,6 +71,38 @@ def herding(features: torch.Tensor, m: int) -> List[int]:
     return chosen
 
 
+class NearestMean(nn.Module):
+    """iCaRL's nearest-mean-of-exemplars classifier: scores −‖φ(x) − μ_y‖ for classes with exemplars, the
+    class means taken from the memory when the classifier is built (the student in eval mode)."""
+
+    def __init__(self, method: "ICaRL"):
+        super().__init__()
+        self.student = method.student
+        object.__setattr__(self, "_features", method.features)
+        n = method.ctx.num_classes
+        was = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            means = torch.zeros(n, self.student_dim(method), device=method.mem_y.device)
+            has = torch.zeros(n, dtype=torch.bool, device=method.mem_y.device)
+            for c in range(method.seen()):
+                idx = (method.mem_y == c).nonzero().flatten()
+                if len(idx):
+                    means[c] = F.normalize(self._features(method.mem_x[idx]).mean(dim=0), dim=0)
+                    has[c] = True
+        self.student.train(was)
+        self.register_buffer("means", means)
+        self.register_buffer("has", has)
+
+    @staticmethod
+    def student_dim(method) -> int:
+        return int(method.student_shapes()["pool"][-1])
+
+    def forward(self, x):
+        d = torch.cdist(self._features(x), self.means)
+        return torch.where(self.has[None, :], -d, torch.full_like(d, MASKED))
+
+
 @register_method
 class ICaRL(ClassIncremental):
     name = "icarl"
@@ -74,7 +111,9 @@ class ICaRL(ClassIncremental):
     equation = ("BCE over seen classes on task data ∪ exemplars: one-hot targets for C_t, σ(z°) for C_<t; "
                 "exemplars by herding, memory/|C_≤t| a class")
     hparams = {"tasks": HParam(5, low=1, doc="number of class-incremental tasks (classes split in order)"),
-               "memory": HParam(200, low=0, doc="exemplars kept in all (over every class seen)")}
+               "memory": HParam(200, low=0, doc="exemplars kept in all (over every class seen)"),
+               "classifier": HParam("nme", choices=("nme", "network"),
+                                    doc="nearest mean of exemplars, or the network's outputs")}
     smoke_hparams = {"tasks": 2, "memory": 20}
     student_taps = ("pool",)
     distill_terms = ("bce", "kd")
@@ -125,8 +164,7 @@ class ICaRL(ClassIncremental):
         was = self.student.training
         self.student.eval()
         try:
-            feats = torch.cat([F.normalize(self.student_forward(xb)[1]["pool"].float().flatten(1), dim=1)
-                               for xb in xs_all.split(256)])
+            feats = torch.cat([self.features(xb) for xb in xs_all.split(256)])
         finally:
             self.student.train(was)
         for c in cur:
@@ -142,9 +180,17 @@ class ICaRL(ClassIncremental):
 
     def on_epoch_end(self, trainer) -> None:
         p = self.progress
-        if p.epoch + 1 == p.total_epochs and trainer.train_loader is not None and p.stage_index + 1 < self.hp.tasks:
+        if p.epoch + 1 == p.total_epochs and trainer.train_loader is not None:
             self.update_memory(trainer.train_loader, trainer.device)
         super().on_epoch_end(trainer)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.student_forward(x)[1]["pool"].float().flatten(1), dim=1)
+
+    def classifier(self):
+        if self.hp.classifier == "network":
+            return super().classifier()
+        return NearestMean(self)
 
     def record_metrics(self, parts):
         out = super().record_metrics(parts)
