@@ -19,7 +19,8 @@ keep the first m of theirs (herding order, so the prefix is the best subset) and
 herding on the current model's ℓ2-normalised pooled features: p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j))/k‖
 over the class's training samples not yet chosen (μ their mean). The samples are read from the training
 loader as it yields them (with its augmentation, if any). Each step adds as many exemplars as the batch
-has task samples (uniform draw without replacement; the paper shuffles the union).
+has task samples (uniform draw without replacement; the paper shuffles the union). In a data-parallel run
+each process would herd from its own share of the data: not supported yet (use one process).
 
 Classification (``classifier``): ``nme`` (default, the paper's Alg. 1) assigns the class whose exemplars'
 mean ℓ2-normalised feature (normalised again) is nearest to the sample's normalised feature (no flipped
