@@ -19,8 +19,8 @@ keep the first m of theirs (herding order, so the prefix is the best subset) and
 herding on the current model's ℓ2-normalised pooled features: p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j))/k‖
 over the class's training samples not yet chosen (μ their mean). The samples are read from the training
 loader as it yields them (with its augmentation, if any). Each step adds as many exemplars as the batch
-has task samples (uniform draw without replacement; the paper shuffles the union). In a data-parallel run
-each process would herd from its own share of the data: not supported yet (use one process).
+has task samples (uniform draw without replacement; the paper shuffles the union). A data-parallel run
+is refused at its first step (each process would herd from its own share of the data).
 
 Classification (``classifier``): ``nme`` (default, the paper's Alg. 1) assigns the class whose exemplars'
 mean ℓ2-normalised feature (normalised again) is nearest to the sample's normalised feature (no flipped
@@ -33,10 +33,10 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-import torch.nn as nn
-
+from kdsuite.core.errors import ConfigError
 from kdsuite.methods.components.incremental import MASKED, ClassIncremental
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
@@ -125,6 +125,9 @@ class ICaRL(ClassIncremental):
         self.register_buffer("mem_y", torch.full((hp.memory,), -1, dtype=torch.long))
 
     def train_step(self, batch, trainer):
+        if trainer.dist.active:
+            raise ConfigError("method 'icarl' runs in one process only (tasks_per_node = 1): each process would "
+                              "herd its exemplars from its own share of the data")
         x, y = self.task_batch(batch[0], batch[1])
         if len(y) == 0:  # no sample of this task in the batch: nothing to learn from
             zero = torch.zeros((), device=batch[1].device)
