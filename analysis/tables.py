@@ -79,12 +79,14 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "variant": json.dumps(variant, sort_keys=True, default=str), "variant_label": r.get("variant_label") or "",
             "hparams": json.dumps(hparams, sort_keys=True, default=str),
             "diverged_at": (r.get("divergence") or {}).get("step"),
+            # lifelong methods (§5.8): average accuracy and forgetting over the task sequence
+            "avg_acc": m.get("avg_acc"), "forgetting": m.get("forgetting"),
         })
     cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
             "teacher_archs", "pair", "seed", "best_top1", "best_test_top1", "last_top1", "best_top5", "last_top5",
             "val_fraction", "teacher_top1",
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
-            "variant_label", "hparams", "diverged_at"]
+            "variant_label", "hparams", "diverged_at", "avg_acc", "forgetting"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -60,6 +60,7 @@ register_category("data_free", "Data-free distillation", "§5.6", "algorithm")
 register_category("adversarial", "Adversarial distillation", "§5.1", "algorithm")
 register_category("graph", "Graph-based distillation", "§5.4", "algorithm")
 register_category("quantized", "Quantized distillation", "§5.7", "algorithm")
+register_category("lifelong", "Lifelong distillation", "§5.8", "algorithm")
 
 SCHEMES = ("offline", "online", "self", "data_free")
 
