@@ -14,6 +14,7 @@ import torch
 
 from tests.parity_helpers import ce64, real_pair  # noqa: F401  (the staged methods' tests import them from here)
 from tests.parity_helpers import fixed_batch as parity_batch
+from kdsuite.testing import stage_step
 
 BATCH = 8
 
@@ -47,6 +48,20 @@ class Recorder:
 
     def optimize(self, group, losses, retain_graph=False):
         self.calls.append((group, {k: float(v.detach()) for k, v in losses.items()}))
+
+
+def init_then_main(m, batch, init_term):
+    """One step of the init stage, then one of the main stage, as the trainer runs them; asserts the init
+    stage returns ``init_term`` alone on group "init" and the main stage CE alone on "student", and
+    returns (init losses, main losses)."""
+    rec = Recorder()
+    for stage in ("init", "main"):
+        m.train()
+        m.progress.stage = stage
+        stage_step(m, batch, rec)
+    (g_init, init), (g_main, main) = rec.calls
+    assert (g_init, set(init), g_main, set(main)) == ("init", {init_term}, "student", {"ce"})
+    return init, main
 
 
 def stage_optimizers(m, index, optim=None, schedule=None, at_epoch=None):

@@ -8,7 +8,8 @@ import torch.nn as nn
 from kdsuite.methods.plugins.ab import alternative_loss, connector
 from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make, stage_step
-from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
+from tests.stage_parity import (Recorder, ce64, fixed_batch, init_then_main, real_pair, resnet_features64,
+                                stage_optimizers)
 
 
 def _alt_reference(r, t, margin=1.0):
@@ -149,14 +150,7 @@ def test_ab_scale_on_resnet32x4_to_resnet8x4_matches_repdistiller():
     _, _, t_pre = resnet_features64(m.teacher, x)
     want_ab, want_ce = _ab_reference(s_pre, t_pre), ce64(s_logits, y.numpy())
 
-    rec = Recorder()
-    m.progress.stage = "init"
-    stage_step(m, (x, y), rec)
-    m.train()
-    m.progress.stage = "main"
-    stage_step(m, (x, y), rec)
-    (g_init, init), (g_main, main) = rec.calls
-    assert (g_init, set(init), g_main, set(main)) == ("init", {"ab"}, "student", {"ce"})
+    init, main = init_then_main(m, (x, y), "ab")
     print(f"ab resnet32x4→resnet8x4 at init: AB {init['ab']:.6g}, CE {main['ce']:.6g}, AB/CE "
           f"{init['ab'] / main['ce']:.6g} (reference {want_ab / want_ce:.6g}); main stage CE alone")
     assert init["ab"] == pytest.approx(want_ab, rel=1e-4)

@@ -7,7 +7,8 @@ import torch
 from kdsuite.methods.plugins.fsp import fsp_loss
 from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make, stage_step
-from tests.stage_parity import Recorder, ce64, fixed_batch, real_pair, resnet_features64, stage_optimizers
+from tests.stage_parity import (Recorder, ce64, fixed_batch, init_then_main, real_pair, resnet_features64,
+                                stage_optimizers)
 
 
 def _pool(a, h):
@@ -89,14 +90,7 @@ def test_fsp_scale_on_resnet32x4_to_resnet8x4_matches_repdistiller():
     want_fsp = _fsp_reference(s_post, t_post)
     want_ce = ce64(s_logits, y.numpy())
 
-    rec = Recorder()
-    m.progress.stage = "init"
-    stage_step(m, (x, y), rec)
-    m.train()
-    m.progress.stage = "main"
-    stage_step(m, (x, y), rec)
-    (g_init, init), (g_main, main) = rec.calls
-    assert (g_init, set(init), g_main, set(main)) == ("init", {"fsp"}, "student", {"ce"})
+    init, main = init_then_main(m, (x, y), "fsp")
     print(f"fsp resnet32x4→resnet8x4 at init: FSP {init['fsp']:.6g}, CE {main['ce']:.6g}, "
           f"FSP/CE {init['fsp'] / main['ce']:.6g} (reference {want_fsp / want_ce:.6g}); main-stage FSP weight 0")
     assert init["fsp"] == pytest.approx(want_fsp, rel=1e-4)
