@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
+from kdsuite.methods.components.features import match_resolution
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
 
@@ -42,9 +43,6 @@ class AT(Distiller):
         _, tf = self.teacher_forward(x)
         total = 0.0
         for ks, kt in zip(self.s_taps, self.t_taps[0]):
-            a, b = sf[ks], tf[kt]
-            if a.shape[-2:] != b.shape[-2:]:
-                size = min(a.shape[-1], b.shape[-1])
-                a, b = F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+            a, b = match_resolution(sf[ks], tf[kt])
             total = total + (attention_map(a, self.hp.p) - attention_map(b, self.hp.p)).pow(2).mean()
         return {"ce": losses.ce(s_logits, y), "at": self.hp.beta * total}

@@ -28,11 +28,11 @@ from __future__ import annotations
 from typing import List
 
 import torch
-import torch.nn.functional as F
 
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller, Stage
 from kdsuite.methods.hparams import ConfigError, HParam
+from kdsuite.methods.components.features import match_resolution
 from kdsuite.methods.components.init_stage import feature_params, head_to_eval, init_group
 from kdsuite.methods.registry import register_method
 
@@ -40,9 +40,7 @@ from kdsuite.methods.registry import register_method
 def fsp_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, m, n) FSP matrix of maps ``a`` (B, m, h, w) and ``b`` (B, n, h', w'); the larger map is
     average-pooled to the smaller's size first."""
-    if a.shape[-2:] != b.shape[-2:]:
-        size = tuple(min(p, q) for p, q in zip(a.shape[-2:], b.shape[-2:]))
-        a, b = F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+    a, b = match_resolution(a, b)
     return torch.einsum("bihw,bjhw->bij", a, b) / (a.shape[-2] * a.shape[-1])
 
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller, OptimGroup, Stage
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.components.features import match_resolution
 from kdsuite.methods.components.init_stage import init_group
 from kdsuite.methods.registry import register_method
 
@@ -70,15 +71,8 @@ class Paraphraser(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def _same_size(f_s: torch.Tensor, f_t: torch.Tensor):
-    if f_s.shape[-2:] != f_t.shape[-2:]:
-        size = tuple(min(a, b) for a, b in zip(f_s.shape[-2:], f_t.shape[-2:]))
-        f_s, f_t = F.adaptive_avg_pool2d(f_s, size), F.adaptive_avg_pool2d(f_t, size)
-    return f_s, f_t
-
-
 def factor_transfer_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: int = 1, variant: str = "repdistiller") -> torch.Tensor:
-    f_s, f_t = _same_size(f_s, f_t)
+    f_s, f_t = match_resolution(f_s, f_t)
     if variant == "repdistiller":
         s = F.normalize(f_s.pow(2).mean(1).flatten(1), dim=1)
         t = F.normalize(f_t.pow(2).mean(1).flatten(1), dim=1)
