@@ -105,6 +105,7 @@ class RunRecord(BaseModel):
     error: Optional[str] = None
     traceback: Optional[str] = None
     teacher_export: Optional[Dict[str, Any]] = None
+    search: Optional[Dict[str, Any]] = None  # a searched student: {chosen, proxy, ranking, candidates, stage}
 
     @field_validator("status", mode="before")
     @classmethod

@@ -115,6 +115,8 @@ def validate(raw: Mapping[str, Any]) -> Resolved:
     if isinstance(cfg["student"], str):
         cfg["student"] = {"arch": cfg["student"], "kwargs": {}}
     cfg["student"].setdefault("kwargs", {})
+    if cfg["student"].get("search"):
+        cfg["student"]["arch"] = typed.student.arch  # None until the search has chosen (search.resolve_search)
     cfg["teachers"] = [{"checkpoint": t} if isinstance(t, str) else t for t in cfg["teachers"]]
     if isinstance(cfg["method"], str):
         cfg["method"] = {"name": cfg["method"], "hparams": {}}
@@ -167,6 +169,12 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     fp = hash_fingerprint(cfg["dataset"])
     if fp is not None:  # absent for digits and checksummed CIFAR, whose hashes therefore stay as they were
         ident["dataset"]["content"] = fp
+    # a searched student is identified by its candidates (the choice follows from them); the field is
+    # left out when unused, so that the hashes of runs made before it existed stay
+    search = ident["student"].pop("search", None)
+    if search:
+        ident["student"] = {"kwargs": ident["student"].get("kwargs", {}),
+                            "search": [c.get("config_hash") or c["run"] for c in search["candidates"]]}
     # a teacher is identified by the run that made it (its config hash) or else by its weights
     ident["teachers"] = [{"arch": t.get("arch"), "id": t.get("config_hash") or t.get("sha256")}
                          for t in ident["teachers"]]

@@ -62,6 +62,12 @@ RepDistiller / mdistiller / torchvision weights) or ``kdsuite train-teacher``. S
 when the grid is expanded: its architecture and weight hash become part of each student's identity, and
 its students are planned with no teacher stage to wait for.
 
+A pair's student may be a search instead of a model: ``{teachers: [T], student: {search: STAGE}}`` trains
+the architecture that the candidate runs of the earlier stage ``STAGE`` (each run of a ``nas`` method, e.g.
+``tgas``, leaving a proxy score in its record) rank first; the run waits for every candidate and its
+identity is theirs (see :mod:`kdsuite.experiments.search`). ``student_overrides`` do not apply to it (its
+architecture is chosen when it starts).
+
 A method that takes no teacher (vanilla, online, self) drops the pair's teachers; runs that end up
 identical (same config hash) are planned once. Every problem of a grid (unknown method / model /
 dataset, values out of range, teacher keys no earlier stage produces, bad resources) is collected and
@@ -372,6 +378,7 @@ class _Expansion:
     existing: Dict[str, Dict[str, Any]]         # the grid-wide teachers map, resolved
     errors: List[str]
     teacher_runs: Dict[str, RunSpec] = field(default_factory=dict)  # key -> the run exporting that teacher
+    stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # earlier stages' runs (searches)
 
 
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
@@ -387,7 +394,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
     stages: Dict[str, List[RunSpec]] = {}
     for sname, st in stages_spec.items():
-        stages[sname] = _expand_stage(ex, sname, st, list(stages))
+        stages[sname] = ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(stages))
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, stages)
@@ -522,7 +529,26 @@ def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str
         else:
             point_errors.append(f"teacher key {tk!r} is produced by no earlier stage and is not in the grid's "
                                 f"teachers map (known: {sorted(ex.teacher_runs) + sorted(ex.existing)})")
-    return {"student": {"arch": pair["student"], "kwargs": {}}, "teachers": teachers}
+    student = pair["student"]
+    if isinstance(student, Mapping):
+        return {"student": {"search": _search_fields(ex, student, point_errors), "kwargs": {}}, "teachers": teachers}
+    return {"student": {"arch": student, "kwargs": {}}, "teachers": teachers}
+
+
+def _search_fields(ex: _Expansion, student: Mapping[str, Any], point_errors: List[str]) -> Optional[Dict[str, Any]]:
+    """A pair's ``student: {search: STAGE}``: the candidate runs of that earlier stage."""
+    from kdsuite.experiments.search import grid_candidates
+
+    stage = student.get("search")
+    if set(student) != {"search"} or not isinstance(stage, str):
+        point_errors.append(f"pair student {dict(student)!r}: expected a model name or {{search: STAGE}} (the "
+                            f"architecture chosen by the candidates of an earlier stage)")
+        return None
+    if stage not in ex.stage_runs or not ex.stage_runs[stage]:
+        point_errors.append(f"pair student {{search: {stage}}}: no earlier stage {stage!r} with candidate runs "
+                            f"(earlier: {sorted(ex.stage_runs)})")
+        return None
+    return grid_candidates(stage, ex.stage_runs[stage])
 
 
 def _axis_raw(ex: _Expansion, st: Mapping[str, Any], p: Mapping[str, Any], rules: List[Mapping[str, Any]],
@@ -587,7 +613,9 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
         raise ConfigError("; ".join(point_errors))
     h = config_hash(cfg)
     produced = {r.hash for r in ex.teacher_runs.values()}
+    search = cfg["student"].get("search") or {}
     return RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
-                   needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced],
+                   needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced]
+                   + [c["config_hash"] for c in search.get("candidates", [])],
                    settings=_changed(layers, ex.defaults),
                    teacher_keys=list((p.get("pair") or {}).get("teachers") or []) if cfg["teachers"] else [])

@@ -24,6 +24,7 @@ from kdsuite.experiments.identity import data_identity
 from kdsuite.methods.identity import code_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
+from kdsuite.experiments.search import resolve_search, student_label
 from kdsuite.experiments.views import DEFAULT_VIEW
 from kdsuite.engine import distributed
 from kdsuite.methods.base import BuildContext
@@ -88,7 +89,7 @@ def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
 
 
 def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
-    label = f"{cfg['method']['name']}-{zoo.display_name(cfg['student']['arch'])}-s{cfg['seed']}-{h[:10]}"
+    label = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-{h[:10]}"
     return Path(cfg["output"]["root"]) / label
 
 
@@ -124,12 +125,14 @@ class RunParts:
     teacher_meta: List[Dict[str, Any]]
     device: torch.device
     effective: Dict[str, Any]
+    search: Optional[Dict[str, Any]] = None  # a searched student: the choice and every candidate's score
 
 
 def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporter] = None,
           log_fn=None) -> RunParts:
     """Data, student, teachers (checked against their records), the method plugin and the trainer."""
     typed = settings_of(cfg)  # validated once, by prepare(): the typed config travels with cfg
+    search = resolve_search(cfg)  # a searched student: its architecture, chosen from the candidates' records
     cls = get_method(typed.method.name)
     device = pick_device(typed.device)
     dist_info = distributed.init(device.type)
@@ -187,7 +190,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
         # optimizer groups are the same with and without it; feature-tap traversals stay eager
         for model in [student, *teachers]:
             model.compile()
-    return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device, eff)
+    return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device, eff, search)
 
 
 def _run_worker(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int]) -> Dict[str, Any]:
@@ -227,6 +230,8 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
     cls, data, method = type(parts.method), parts.data, parts.method
     teacher_archs = [t["arch"] for t in cfg["teachers"]]
     variant = method_variant(cls, cfg["method"]["hparams"])
+    if parts.search:
+        variant["student"] = f"searched by {parts.search['proxy']}"
     record: Dict[str, Any] = {
         "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
         "name": cfg["name"], "method": cls.name, "category": cls.category, "scheme": cls.scheme,
@@ -236,7 +241,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
         "variant": variant, "variant_label": variant_label(variant),
         "data": dict(data_identity(cfg["dataset"]), split=data.split),
-        "code": code_identity(cls),
+        "code": code_identity(cls), "search": parts.search,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
     }
     write_record(run_dir, record)

@@ -58,19 +58,46 @@ class DatasetSettings(Section):
         return self
 
 
+def _check_search(value: Any) -> Any:
+    """``student.search``: the candidate runs of an architecture search (kdsuite.experiments.search)."""
+    if value is None:
+        return None
+    cands = value.get("candidates") if isinstance(value, dict) else None
+    if not isinstance(cands, list) or not cands or not all(
+            isinstance(c, dict) and isinstance(c.get("run"), str) and isinstance(c.get("config_hash", ""), str)
+            for c in cands):
+        raise FieldProblem(f"{FIELD} must be {{candidates: [{{run: RUN_FOLDER, config_hash: HASH}}, ...]}} (a grid "
+                           f"writes it for a pair `student: {{search: STAGE}}`), got {value!r}")
+    unknown = sorted(set(value) - {"stage", "candidates", "chosen"})
+    if unknown:
+        raise FieldProblem(f"{FIELD}: unknown field(s) {unknown}; allowed: candidates, stage, chosen")
+    return value
+
+
 class StudentSettings(Section):
-    arch: Annotated[str, AsWritten] = "cifar_resnet8"
+    arch: Annotated[Optional[str], AsWritten] = "cifar_resnet8"  # None: chosen by the search when the run starts
     kwargs: Annotated[Dict[str, Any], AsWritten] = {}
+    search: Annotated[Optional[Dict[str, Any]], PlainValidator(_check_search)] = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        return {"arch": data} if isinstance(data, str) else data  # student: ARCH
+        if isinstance(data, str):
+            return {"arch": data}  # student: ARCH
+        if isinstance(data, dict) and isinstance(data.get("search"), dict):
+            return dict(data, arch=data["search"].get("chosen"))  # the search's choice, once made
+        return data
 
     @model_validator(mode="after")
     def _known_model(self) -> "StudentSettings":
         from kdsuite import zoo
 
+        if self.search is not None:
+            if self.kwargs:
+                raise ConfigError(f"student.kwargs = {self.kwargs!r}: a searched student takes the candidates' "
+                                  f"architectures as they are; give no kwargs")
+            if self.arch is None:
+                return self
         if not isinstance(self.arch, str):
             raise ConfigError(f"student.arch must be a model name, got {self.arch!r}")
         if not zoo.known_arch(self.arch):

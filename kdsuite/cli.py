@@ -116,6 +116,8 @@ def cmd_demo(args) -> int:
     print()
     print(render_table(records, "methods", "md", "last"))
     print(render_table(records, "categories", "md", "last"))
+    if any(r.get("search") for r in records):
+        print(render_table(records, "search", "md", "last"))
     print(f"\n{counts['finished']} runs trained, {counts['skipped']} reused, {counts['failed']} failed; "
           f"wall time {time.time() - t0:.0f}s")
     return 1 if counts["failed"] else 0

@@ -98,7 +98,9 @@ def plan_rows(runs):
     for r in runs:
         cfg = r.cfg
         who = r.key or " + ".join(r.teacher_keys or [t.get("arch", "?") for t in cfg["teachers"]])
-        pair = f"{who} → {cfg['student']['arch']}" if (r.teacher_keys or cfg["teachers"]) else cfg["student"]["arch"]
+        search = cfg["student"].get("search")
+        student = f"best of stage {search['stage']!r}" if search else cfg["student"]["arch"]
+        pair = f"{who} → {student}" if (r.teacher_keys or cfg["teachers"]) else student
         if r.key:
             pair = f"{r.key}: {cfg['student']['arch']}"
         k = (cfg["method"]["name"], pair, settings_text(r.settings))

@@ -61,6 +61,7 @@ register_category("adversarial", "Adversarial distillation", "§5.1", "algorithm
 register_category("graph", "Graph-based distillation", "§5.4", "algorithm")
 register_category("quantized", "Quantized distillation", "§5.7", "algorithm")
 register_category("lifelong", "Lifelong distillation", "§5.8", "algorithm")
+register_category("nas", "NAS-based distillation", "§5.9", "algorithm")
 
 SCHEMES = ("offline", "online", "self", "data_free")
 
@@ -121,7 +122,7 @@ METHOD_NAMES: Dict[str, str] = {
     "byot": "BYOT", "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL",
     "dfad": "DFAD", "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)",
     "qkd": "QKD", "apprentice": "Apprentice", "cm_kd": "CM-KD", "supervision_transfer": "Supervision transfer",
-    "lwf": "LwF", "icarl": "iCaRL",
+    "lwf": "LwF", "icarl": "iCaRL", "nas_kd": "NAS-KD", "tgas": "TG-SAGE",
 }
 
 
