@@ -109,6 +109,12 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
         text = tables.metric_text(metric)
         return {"md": lambda: search_table.to_markdown(found, text), "csv": lambda: search_table.to_csv(found),
                 "latex": lambda: search_table.to_latex(found, text)}[fmt]() + "\n"
+    if layout == "lifelong":
+        from kdsuite.analysis import lifelong_table
+
+        found = lifelong_table.collect(records)
+        return {"md": lambda: lifelong_table.to_markdown(found), "csv": lambda: lifelong_table.to_csv(found),
+                "latex": lambda: lifelong_table.to_latex(found)}[fmt]() + "\n"
     if layout == "categories":
         rows = tables.category_summary(df, metric)
         if fmt == "md":
@@ -226,10 +232,10 @@ def _source_args(p) -> None:
 def add_commands(sub) -> None:
     p = sub.add_parser("table", help="paper tables from run records or W&B")
     _source_args(p)
-    p.add_argument("--layout", choices=["methods", "repdistiller", "categories", "runs", "search"], default="methods",
+    p.add_argument("--layout", choices=["methods", "repdistiller", "categories", "runs", "search", "lifelong"], default="methods",
                    help="methods (alias repdistiller): the RepDistiller layout; categories: taxonomy summary; "
                         "runs: one CSV row per run; search: the candidates of an architecture search, their proxy "
-                        "scores and the chosen student")
+                        "scores and the chosen student; lifelong: average accuracy and forgetting of class-incremental runs")
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("--reference", help="published numbers beside each cell of --layout methods (e.g. repdistiller, "
                                        "dkd, dist, all); a source reporting another epoch than --metric gets no Δ")

@@ -352,7 +352,7 @@ def to_markdown(table: Dict[str, Any]) -> str:
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}",
-              "×": r"$\times$"}
+              "×": r"$\times$", "λ": r"$\lambda$"}
 
 
 def latex_escape(text: Any) -> str:

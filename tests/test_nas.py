@@ -129,6 +129,13 @@ def test_search_table_lists_every_candidate_and_marks_the_choice(digits_teachers
     chosen = {"cifar_resnet8": "ResNet8", "cifar_wrn_16_1": "WRN-16-1"}[rec["search"]["chosen"]]
     assert rows[0].startswith(f"| {chosen} |")
     assert f"Chosen {chosen} trained by KD" in md
+    tex = render_table(load_records(tmp_path / "runs"), "search", "latex", "last")
+    assert r"\label{tab:kdsuite-search}" in tex and tex.count(r"$\surd$") == 1
+    if shutil.which("pdflatex"):
+        from tests.test_latex_compile import _compile
+
+        log = _compile(tmp_path, "search", "", tex)
+        assert "Overfull \\hbox" not in log and "Missing character" not in log
     csv = render_table(load_records(tmp_path / "runs"), "search", "csv", "last")
     assert csv.splitlines()[0].startswith("stage,proxy,candidate,params,mean_score")
     no_search = tmp_path / "plain"
