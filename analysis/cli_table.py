@@ -94,6 +94,12 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     from kdsuite.analysis import references, tables
 
     layout = check_layout(layout, reference)
+    notes = list(getattr(records, "notes", []))
+    if layout in ("methods", "categories"):
+        records, left_out = tables.other_protocols(records)
+        if not records:
+            raise ConfigError(f"--layout {layout}: every run here is " + " ".join(left_out)[len("Not in this table: "):])
+        notes += left_out
     df = tables.runs_frame(records)
     metric = metric_column(metric)
     if layout != "runs":
@@ -118,12 +124,12 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     if layout == "categories":
         rows = tables.category_summary(df, metric)
         if fmt == "md":
-            return tables.summary_markdown(rows, metric) + "\n"
+            return tables.summary_markdown(rows, metric) + "".join(f"\n{n}" for n in notes) + "\n"
         if fmt == "latex":
-            return tables.summary_latex(rows, metric) + "\n"
+            return tables.summary_latex(rows, metric, notes=notes) + "\n"
         return tables.summary_frame(rows).to_csv(index=False)
     table = tables.comparison(df, metric)
-    table["notes"] = list(getattr(records, "notes", []))
+    table["notes"] = notes
     table = references.attach(table, reference, str(records[0].get("dataset")))
     if fmt == "md":
         return tables.to_markdown(table) + "\n"

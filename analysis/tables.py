@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
@@ -64,7 +65,9 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
         if isinstance(t_top1, (list, tuple)):
             t_top1 = t_top1[0] if t_top1 else None
         rows.append({
-            "run_id": r.get("run_id"), "grid": r.get("name"), "method": r.get("method"), "category": r.get("category"),
+            # a run whose student a teacher-guided search chose is the NAS-based cell's result (§5.9)
+            "run_id": r.get("run_id"), "grid": r.get("name"), "method": r.get("method"),
+            "category": "nas" if r.get("search") else r.get("category"),
             "scheme": r.get("scheme"), "dataset": r.get("dataset"), "student": student_key(r),
             "student_name": r.get("student_name"), "teachers": "+".join(r.get("teacher_names") or []),
             "teacher_archs": "+".join(r.get("teachers") or []),
@@ -88,6 +91,29 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
             "variant_label", "hparams", "diverged_at", "avg_acc", "forgetting"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def other_protocols(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The records a methods / categories table compares, and notes naming those it leaves out: class-
+    incremental runs (their top-1 is over a task sequence, not comparable with a student's; ``--layout
+    lifelong``) and architecture-search candidates (short proxy trainings; ``--layout search``)."""
+    keep, lifelong, proxies = [], 0, 0
+    for r in records:
+        m = r.get("metrics") or {}
+        if r.get("category") == "lifelong" or "acc_matrix" in m:
+            lifelong += 1
+        elif "search_score" in m or (r.get("category") == "nas" and not r.get("search")):
+            proxies += 1
+        else:
+            keep.append(r)
+    notes = []
+    if lifelong:
+        notes.append(f"Not in this table: {lifelong} class-incremental (lifelong) run(s), whose top-1 is over a "
+                     f"task sequence (`kdsuite table --layout lifelong`).")
+    if proxies:
+        notes.append(f"Not in this table: {proxies} architecture-search candidate run(s), short proxy trainings "
+                     f"(`kdsuite table --layout search`); the students the searches chose are the NAS-based rows.")
+    return keep, notes
 
 
 def student_key(r: Dict[str, Any]) -> Optional[str]:
@@ -152,17 +178,19 @@ def variant_rows(ms: pd.DataFrame, method: str) -> List[Tuple[str, pd.DataFrame]
     from kdsuite.methods.identity import fmt_value
 
     groups = list(ms.groupby("variant", sort=True))
+    searched = {v: json.loads(v).get("student") for v, _g in groups}  # "searched by tgas" (not a hyper-parameter)
     if len(groups) == 1:
-        return [(method, groups[0][1])]
-    keys = sorted({k for v, _g in groups for k in json.loads(v)})
+        v, g = groups[0]
+        return [(f"{method} (student {searched[v]})" if searched[v] else method, g)]
+    keys = sorted({k for v, _g in groups for k in json.loads(v)} - {"student"})
     out = []
     for v, g in groups:
         own = json.loads(v)
-        parts = []
+        parts = [f"student {searched[v]}"] if searched[v] else []
         for k in keys:
             val = own[k] if k in own else _hp_value(g["hparams"].iloc[0], k)
             parts.append(f"{k}={fmt_value(val) if val is not None else 'default'}")
-        out.append((f"{method} ({', '.join(parts)})", g))
+        out.append((f"{method} ({', '.join(parts)})" if parts else method, g))
     return out
 
 
@@ -318,8 +346,18 @@ def column_title(table: Dict[str, Any], column: str) -> str:
     """A pair column's header as papers print it (``ResNet32×4→ResNet8×4``; :mod:`kdsuite.zoo.names`)."""
     from kdsuite.zoo.names import pair_name
 
+    from kdsuite.zoo.names import paper_name
+
     archs = (table.get("column_archs") or {}).get(column)
-    return pair_name(*archs) if archs and archs[1] else column
+    if not archs or not archs[1]:
+        return column
+    if "@" not in archs[1]:
+        return pair_name(*archs)
+    student, view = archs[1].split("@", 1)  # a student on another view than its teachers (cross-modal)
+    t_view = re.search(r"\(([^()]*)\)→", column)
+    teachers = "+".join(paper_name(t) for t in archs[0].split("+") if t)
+    s = f"{paper_name(student)} ({view})"
+    return f"{teachers}{f' ({t_view.group(1)})' if t_view else ''}→{s}" if teachers else s
 
 
 def row_title(table: Dict[str, Any], label: str) -> str:
@@ -352,7 +390,8 @@ def to_markdown(table: Dict[str, Any]) -> str:
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}",
-              "×": r"$\times$", "λ": r"$\lambda$"}
+              "×": r"$\times$", "λ": r"$\lambda$",
+              "`": ""}  # Markdown's code quotes (in notes) have no place in a caption
 
 
 def latex_escape(text: Any) -> str:
@@ -476,7 +515,8 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories") -> str:
+def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kdsuite-categories",
+                  notes: Optional[List[str]] = None) -> str:
     """The taxonomy summary as a booktabs table (``\\usepackage{booktabs,graphicx}``); a gain over one
     cell has no ±; every gain names its number of method × pair cells."""
     lines = [r"\begin{tabular}{lp{2.3cm}rrl}", r"\toprule",
@@ -495,7 +535,8 @@ def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kds
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = (r"\caption{Mean gain over the vanilla student per survey category (" +
                latex_escape(metric_text(metric)) + r", percentage points): mean $\pm$ sample "
-               r"std over the category's method $\times$ pair cells (number of cells).}")
+               r"std over the category's method $\times$ pair cells (number of cells)." +
+               "".join(" " + latex_escape(n) for n in notes or []) + "}")
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines) + [caption, rf"\label{{{label}}}",
                                                                                      r"\end{table}"])
 

@@ -117,6 +117,8 @@ def validate(raw: Mapping[str, Any]) -> Resolved:
     cfg["student"].setdefault("kwargs", {})
     if cfg["student"].get("search"):
         cfg["student"]["arch"] = typed.student.arch  # None until the search has chosen (search.resolve_search)
+    else:
+        cfg["student"].pop("search", None)  # written configs (records) as before the field existed
     cfg["teachers"] = [{"checkpoint": t} if isinstance(t, str) else t for t in cfg["teachers"]]
     if isinstance(cfg["method"], str):
         cfg["method"] = {"name": cfg["method"], "hparams": {}}

@@ -118,6 +118,8 @@ def cmd_demo(args) -> int:
     print(render_table(records, "categories", "md", "last"))
     if any(r.get("search") for r in records):
         print(render_table(records, "search", "md", "last"))
+    if any("acc_matrix" in (r.get("metrics") or {}) for r in records):
+        print(render_table(records, "lifelong", "md", "last"))
     print(f"\n{counts['finished']} runs trained, {counts['skipped']} reused, {counts['failed']} failed; "
           f"wall time {time.time() - t0:.0f}s")
     return 1 if counts["failed"] else 0

@@ -138,6 +138,13 @@ def test_search_table_lists_every_candidate_and_marks_the_choice(digits_teachers
         assert "Overfull \\hbox" not in log and "Missing character" not in log
     csv = render_table(load_records(tmp_path / "runs"), "search", "csv", "last")
     assert csv.splitlines()[0].startswith("stage,proxy,candidate,params,mean_score")
+    # the methods and categories tables hold the chosen student's runs as the NAS-based cell, not the proxies
+    methods = render_table(load_records(tmp_path / "runs"), "methods", "md", "last")
+    assert "| kd (student searched by tgas) | NAS-based distillation |" in methods
+    assert "tgas |" not in methods and "1 architecture-search candidate" not in methods
+    assert "Not in this table: 2 architecture-search candidate run(s)" in methods
+    cats = render_table(load_records(tmp_path / "runs"), "categories", "md", "last")
+    assert "| NAS-based distillation | algorithm (§5.9) | offline | kd | 1 |" in cats
     no_search = tmp_path / "plain"
     shutil.copytree(g.stages["search"][0].run_dir, no_search / "x")
     proc = _cli("table", "--source", str(no_search), "--layout", "search")

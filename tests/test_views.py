@@ -295,6 +295,10 @@ def test_tables_compare_a_student_with_the_vanilla_student_on_its_own_view():
     assert rows["Student (vanilla)"]["resnet20 (image)→resnet8 (edges)"]["mean"] == pytest.approx(82.0)
     assert rows["Student (vanilla)"]["resnet20→resnet8"]["mean"] == pytest.approx(91.0)
     assert rows["cm_kd"]["resnet20→resnet8"] is None
+    from kdsuite.analysis.tables import column_title
+
+    # headers in the papers' names, each side with its view
+    assert [column_title(table, c) for c in table["columns"]] == ["ResNet20→ResNet8", "ResNet20 (image)→ResNet8 (edges)"]
 
 
 def test_a_teacher_is_used_on_the_view_it_was_trained_on(tmp_path):
