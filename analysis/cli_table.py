@@ -98,7 +98,7 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
     if layout in ("methods", "categories"):
         records, left_out = tables.other_protocols(records)
         if not records:
-            raise ConfigError(f"--layout {layout}: every run here is " + " ".join(left_out)[len("Not in this table: "):])
+            raise ConfigError(f"--layout {layout}: nothing to compare. " + " ".join(left_out))
         notes += left_out
     df = tables.runs_frame(records)
     metric = metric_column(metric)
@@ -195,6 +195,11 @@ def cmd_plot(args) -> int:
 
     kinds = list(plots.KINDS) if args.kind == "all" else [args.kind]
     records = load_source(args, history="curves" in kinds)
+    records, left_out = tables.other_protocols(records, "these figures")  # figures compare students as the methods table does
+    for note in left_out:
+        print(f"kdsuite: {note}", file=sys.stderr)
+    if not records:
+        raise ConfigError("kdsuite plot: no run to draw: " + " ".join(left_out))
     df = tables.runs_frame(records)
     diverged = df[df["status"] == "diverged"]
     if len(diverged):  # a diverged run has no accuracy to plot; leaving it out silently would flatter its method

@@ -26,10 +26,9 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
-from kdsuite.analysis.tables import METRIC_SHORT, gains, stats, student_key
+from kdsuite.analysis.tables import METRIC_SHORT, gains, method_label, pair_title, stats, student_key
 from kdsuite.core.fileio import atomic_write_bytes
 from kdsuite.methods.registry import CATEGORIES, method_display_name
-from kdsuite.zoo.names import pair_name
 
 KINDS = ("gain", "pairs", "curves")
 
@@ -92,13 +91,14 @@ def gain_data(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     g = gains(df, metric)
     students = df[~df["export_teacher"] & (df["method"] != "vanilla")]
     rows = []
-    for method, mg in g.groupby("method"):
-        seed_std = [stats(students[(students["method"] == method) & (students["pair"] == p)][metric])["std"]
-                    for p in mg["pair"]]
-        rows.append({"method": method, "category": mg["category"].iloc[0], "gain": mg["gain"].mean(),
-                     "err": sum(seed_std) / len(seed_std)})
+    # by (category, method): a searched student's KD (the NAS-based cell) is not the response-based KD
+    for (category, method), mg in g.groupby(["category", "method"]):
+        mine = students[(students["method"] == method) & (students["category"] == category)]
+        seed_std = [stats(mine[mine["pair"] == p][metric])["std"] for p in mg["pair"]]
+        rows.append({"method": method, "category": category, "label": method_label(method, category),
+                     "gain": mg["gain"].mean(), "err": sum(seed_std) / len(seed_std)})
     order = {c: i for i, c in enumerate(CATEGORIES)}
-    out = pd.DataFrame(rows, columns=["method", "category", "gain", "err"])
+    out = pd.DataFrame(rows, columns=["method", "category", "label", "gain", "err"])
     return out.assign(_o=out["category"].map(lambda c: order.get(c, 99))).sort_values(["_o", "method"]).drop(columns="_o")
 
 
@@ -112,7 +112,7 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
     x = range(len(data))
     ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(list(x), [display_name(m) for m in data["method"]], rotation=45, ha="right")
+    ax.set_xticks(list(x), list(data["label"]), rotation=45, ha="right")
     ax.set_ylabel(f"gain over vanilla (pp)\n{METRIC_SHORT.get(metric, metric)}")
     ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included)", fontsize=8)
     _category_legend(ax, plt, colours, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
@@ -143,11 +143,11 @@ def pairs_figure(df: pd.DataFrame, metric: str = "last_top1"):
     for ax, pair in zip(axes[0], pairs):
         student = students[students["pair"] == pair]["student"].iloc[0]
         rows = []
-        for method, g in students.groupby("method"):
+        for (category, method), g in students.groupby(["category", "method"]):
             sub = g[g["pair"] == pair] if (g["teachers"] != "").any() else g[g["student"] == student]
             s = stats(sub[metric])
             if s and method != "vanilla":
-                rows.append((method, g["category"].iloc[0], s))
+                rows.append((method_label(method, category), category, s))
         rows.sort(key=lambda r: (order.get(r[1], 99), r[0]))  # grouped by category, in taxonomy order
         van = stats(students[(students["method"] == "vanilla") & (students["student"] == student)][metric])
         ax.bar(range(len(rows)), [r[2]["mean"] for r in rows], yerr=[r[2]["std"] for r in rows], capsize=3,
@@ -162,9 +162,9 @@ def pairs_figure(df: pd.DataFrame, metric: str = "last_top1"):
             lines.append(ax.axhline(float(tvals.iloc[0]), ls=":", color="dimgrey", lw=1.2, label="teacher"))
             ax.annotate(f"{float(tvals.iloc[0]):.2f}", (1.0, float(tvals.iloc[0])), xycoords=("axes fraction", "data"),
                         xytext=(2, 3), textcoords="offset points", fontsize=7, va="bottom", color="dimgrey")
-        ax.set_xticks(range(len(rows)), [display_name(r[0]) for r in rows], rotation=45, ha="right")
+        ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=45, ha="right")
         first = students[students["pair"] == pair].iloc[0]
-        ax.set_title(pair_name(first["teacher_archs"], first["student"]), fontsize=9, pad=12)  # above a ~100 % label
+        ax.set_title(pair_title(first["teacher_archs"], first["student"], pair), fontsize=9, pad=12)  # above a ~100 % label
         ax.set_ylabel(f"{METRIC_SHORT.get(metric, metric)} (%)\nbars ± seed std")
         ax.set_ylim(0.0, 100.0)  # the whole accuracy scale: no truncated axis exaggerating differences
         handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in colours] + lines
@@ -186,7 +186,8 @@ def _history_key(record: Dict[str, Any], split: str) -> str | None:
 
 
 def curve_data(records: Iterable[Dict[str, Any]], split: str = "test") -> pd.DataFrame:
-    """Per-epoch student top-1 on ``split`` (``test`` or ``val``, the validation split) of every run."""
+    """Per-epoch student top-1 on ``split`` (``test`` or ``val``, the validation split) of every run;
+    ``method`` is the figure's label (a searched student's KD is not the hand-picked student's)."""
     rows = []
     for r in records:
         if r.get("teacher_export"):
@@ -194,12 +195,14 @@ def curve_data(records: Iterable[Dict[str, Any]], split: str = "test") -> pd.Dat
         key = _history_key(r, split)
         for h in (r.get("history") or []) if key else []:
             if h.get(key) is not None:
-                rows.append({"method": r.get("method"), "pair": r.get("pair"), "student": student_key(r),
-                             "title": pair_name("+".join(r.get("teachers") or []), r.get("student") or ""),
+                label = method_label(r.get("method"), "nas" if r.get("search") else r.get("category"))
+                rows.append({"method": label, "run": r.get("run_id") or r.get("run_dir"), "pair": r.get("pair"),
+                             "student": student_key(r),
+                             "title": pair_title("+".join(r.get("teachers") or []), student_key(r) or "", r.get("pair")),
                              "distilled": bool(r.get("teachers")), "seed": r.get("seed"),
                              "stage": h.get("stage"), "epoch": h.get("epoch"), "value": h[key]})
-    return pd.DataFrame(rows, columns=["method", "pair", "student", "title", "distilled", "seed", "stage", "epoch",
-                                       "value"])
+    return pd.DataFrame(rows, columns=["method", "run", "pair", "student", "title", "distilled", "seed", "stage",
+                                       "epoch", "value"])
 
 
 def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> List[Path]:
@@ -212,7 +215,8 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> Li
         raise ValueError("the records carry no per-epoch test top-1 history: no curve to plot")
     pairs = list(dict.fromkeys(data[data["distilled"]]["pair"])) or list(dict.fromkeys(data["pair"]))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 3.4), squeeze=False)
-    method_colour = {m: f"C{i % 10}" for i, m in enumerate(sorted(set(data["method"])))}  # same in every panel
+    cmap = plt.get_cmap("tab20")  # 20 distinct colours: a demo panel holds 14 methods
+    method_colour = {m: cmap(i % 20) for i, m in enumerate(sorted(set(data["method"])))}  # same in every panel
     for ax, pair in zip(axes[0], pairs):
         student = data[data["pair"] == pair]["student"].iloc[0]
         for split, frame, ls in (("test", data, "-"), ("val", val, "--")):
@@ -221,12 +225,12 @@ def plot_curves(records: List[Dict[str, Any]], out: Path, formats=FORMATS) -> Li
             # runs without a teacher (vanilla, online, self) belong to every panel of their student
             sub = frame[(frame["pair"] == pair) | (~frame["distilled"] & (frame["student"] == student))]
             for method, g in sub.groupby("method"):
-                # several stages (hint, main …) continue each other on one epoch axis
-                g = g.assign(step=g.groupby("seed").cumcount() + 1)
+                # several stages (hint, main …) continue each other on one epoch axis, run by run
+                g = g.assign(step=g.groupby("run").cumcount() + 1)
                 agg = g.groupby("step")["value"].agg(["mean", "std"]).fillna(0.0)
                 colour = method_colour.get(method, "grey")
                 ax.plot(agg.index, agg["mean"], ls=ls, color=colour, lw=1.2,
-                        label=display_name(method) if split == "test" else None)
+                        label=method if split == "test" else None)
                 if split == "test":  # shaded: ± sample std over seeds
                     ax.fill_between(agg.index, agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.15,
                                     color=colour)

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from kdsuite.methods.registry import CATEGORIES, method_display_name
+from kdsuite.methods.registry import CATEGORIES, get_method, method_display_name
 
 METRICS = ("last_top1", "best_top1", "best_test_top1")
 # what each metric is, as captions and axis labels say it
@@ -93,7 +93,7 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def other_protocols(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[str]]:
+def other_protocols(records: List[Dict[str, Any]], where: str = "this table") -> Tuple[List[Dict[str, Any]], List[str]]:
     """The records a methods / categories table compares, and notes naming those it leaves out: class-
     incremental runs (their top-1 is over a task sequence, not comparable with a student's; ``--layout
     lifelong``) and architecture-search candidates (short proxy trainings; ``--layout search``)."""
@@ -108,11 +108,11 @@ def other_protocols(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]]
             keep.append(r)
     notes = []
     if lifelong:
-        notes.append(f"Not in this table: {lifelong} class-incremental (lifelong) run(s), whose top-1 is over a "
+        notes.append(f"Not in {where}: {lifelong} class-incremental (lifelong) run(s), whose top-1 is over a "
                      f"task sequence (`kdsuite table --layout lifelong`).")
     if proxies:
-        notes.append(f"Not in this table: {proxies} architecture-search candidate run(s), short proxy trainings "
-                     f"(`kdsuite table --layout search`); the students the searches chose are the NAS-based rows.")
+        notes.append(f"Not in {where}: {proxies} architecture-search candidate run(s), short proxy trainings "
+                     f"(`kdsuite table --layout search`); the students the searches chose are the NAS-based cell.")
     return keep, notes
 
 
@@ -344,20 +344,35 @@ def _caption(table: Dict[str, Any]) -> str:
 
 def column_title(table: Dict[str, Any], column: str) -> str:
     """A pair column's header as papers print it (``ResNet32×4→ResNet8×4``; :mod:`kdsuite.zoo.names`)."""
-    from kdsuite.zoo.names import pair_name
-
-    from kdsuite.zoo.names import paper_name
-
     archs = (table.get("column_archs") or {}).get(column)
-    if not archs or not archs[1]:
-        return column
-    if "@" not in archs[1]:
-        return pair_name(*archs)
-    student, view = archs[1].split("@", 1)  # a student on another view than its teachers (cross-modal)
-    t_view = re.search(r"\(([^()]*)\)→", column)
-    teachers = "+".join(paper_name(t) for t in archs[0].split("+") if t)
-    s = f"{paper_name(student)} ({view})"
+    return pair_title(archs[0], archs[1], column) if archs and archs[1] else column
+
+
+def pair_title(teacher_archs: str, student: str, pair: str) -> str:
+    """``ResNet20→ResNet8``; a student on another view than its teachers (``student_key`` ``arch@view``,
+    cross-modal) names both views, the teachers' read from the record's ``pair`` label:
+    ``ResNet20 (image)→ResNet8 (edges)``."""
+    from kdsuite.zoo.names import pair_name, paper_name
+
+    if "@" not in student:
+        return pair_name(teacher_archs, student)
+    arch, view = student.split("@", 1)
+    t_view = re.search(r"\(([^()]*)\)→", pair or "")
+    teachers = "+".join(paper_name(t) for t in (teacher_archs or "").split("+") if t)
+    s = f"{paper_name(arch)} ({view})"
     return f"{teachers}{f' ({t_view.group(1)})' if t_view else ''}→{s}" if teachers else s
+
+
+def method_label(method: str, category: str) -> str:
+    """A method's name in figures: its display name; a run of a searched student (the NAS-based cell,
+    whose method belongs to another category) says so."""
+    from kdsuite.methods.registry import method_display_name
+
+    try:
+        own = get_method(method).category
+    except KeyError:
+        own = category
+    return method_display_name(method) + (" (searched student)" if category == "nas" and own != "nas" else "")
 
 
 def row_title(table: Dict[str, Any], label: str) -> str:

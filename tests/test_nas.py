@@ -145,6 +145,14 @@ def test_search_table_lists_every_candidate_and_marks_the_choice(digits_teachers
     assert "Not in this table: 2 architecture-search candidate run(s)" in methods
     cats = render_table(load_records(tmp_path / "runs"), "categories", "md", "last")
     assert "| NAS-based distillation | algorithm (§5.9) | offline | kd | 1 |" in cats
+    # figures: the searched student's KD is its own bar and curve, apart from any hand-picked KD
+    from kdsuite.analysis import plots, tables
+
+    kept, _notes = tables.other_protocols(load_records(tmp_path / "runs"), "these figures")
+    assert set(plots.curve_data(kept)["method"]) == {"KD (searched student)"}
+    assert list(plots.gain_data(tables.runs_frame(kept + [dict(r, method="vanilla", category="baseline", search=None,
+                                                                run_id="v" + r["run_id"], config_hash=None)
+                                                           for r in kept]), "last_top1")["label"]) == ["KD (searched student)"]
     no_search = tmp_path / "plain"
     shutil.copytree(g.stages["search"][0].run_dir, no_search / "x")
     proc = _cli("table", "--source", str(no_search), "--layout", "search")
