@@ -90,7 +90,7 @@ def to_latex(found: List[Dict[str, Any]], metric_text: str, label: str = "tab:kd
             lines.append(rf"{latex_escape(paper_name(r['arch']))} & {r['params'] / 1e3:.0f}k & "
                          rf"{latex_escape(_score(r))} & {mark} \\")
         for lab, values in sorted(s["trained"].items()):
-            notes.append(f"chosen {paper_name(s['chosen'])} trained by {lab}: {_acc(values)}")
+            notes.append(f"Chosen {paper_name(s['chosen'])} trained by {lab}: {_acc(values)}")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = ("Architecture search: candidates ranked by mean proxy score on the validation split (higher is "
                "better), $\\pm$ sample std over seeds (n). " + latex_escape("; ".join(notes) + f" ({metric_text})."))

@@ -411,7 +411,10 @@ _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#"
 
 def latex_escape(text: Any) -> str:
     """``text`` with LaTeX's special characters escaped (and →, ±, Δ as math), safe inside a tabular."""
-    return "".join(_LATEX_ESC.get(ch, ch) for ch in str(text))
+    text = str(text)
+    # a hyphen before a hyphen gets "{}" so that "--layout" is not typeset as an en dash
+    return "".join("-{}" if ch == "-" and text[i + 1:i + 2] == "-" else _LATEX_ESC.get(ch, ch)
+                   for i, ch in enumerate(text))
 
 
 def tex_signed(x: float) -> str:
