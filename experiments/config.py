@@ -145,8 +145,9 @@ def effective(cfg: Mapping[str, Any], device_type: str) -> Dict[str, Any]:
         "fast_path": fast,
         "precision": cfg["precision"] if cfg["precision"] != "auto" else ("bf16" if fast else "fp32"),
         "channels_last": cfg["channels_last"] if cfg["channels_last"] != "auto" else fast,
+        # CIFAR's derived views (dataset.views) are rendered in the tensor pipeline only
         "pipeline": cfg["dataset"]["pipeline"] if cfg["dataset"]["pipeline"] != "auto"
-        else ("tensor" if fast and small else "loader"),
+        else ("tensor" if (fast and small) or (small and cfg["dataset"].get("views")) else "loader"),
         "compile": bool(cfg["compile"]),
     }
 

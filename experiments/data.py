@@ -396,22 +396,42 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
     bs, ebs = cfg["batch_size"], cfg["eval_batch_size"]
     augment = cfg["augment"] if cfg["augment"] is not None else True
 
-    def to_tensor(ds):
-        x = torch.tensor(ds.data).permute(0, 3, 1, 2).float().div_(255)
-        m, s = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
-        return (x - m) / s, torch.tensor(ds.targets, dtype=torch.long)
+    from kdsuite.experiments.views import render_view
 
+    views = cfg.get("views") or {}
+    s_view = views.get("student") or "image"
+    t_view = views.get("teacher") or s_view
+    if (s_view, t_view) != ("image", "image") and cfg["pipeline"] != "tensor":
+        raise ConfigError(f"dataset.views = {views!r}: {name}'s derived views are rendered in the tensor pipeline; "
+                          f"set dataset.pipeline: tensor (or auto)")
     tr, va = holdout_split(train.targets, val_fraction(cfg), name)  # the validation split, from the 50k
-    hl = None
+
+    def view_tensors(view):
+        """Train and test images as ``view``, normalised: the official statistics for the image itself,
+        the view's own (over the training split, one value per channel as the digits') otherwise."""
+        xs = [render_view(torch.tensor(ds.data).permute(0, 3, 1, 2).float().div_(255), view) for ds in (train, test)]
+        vm, vs = (CIFAR_MEAN[name], CIFAR_STD[name]) if view == "image" else \
+            ((float(xs[0][tr].mean()),) * 3, (float(xs[0][tr].std()),) * 3)
+        m, s = torch.tensor(vm)[None, :, None, None], torch.tensor(vs)[None, :, None, None]
+        return [(x - m) / s for x in xs], vm, vs
+
+    hl = teacher_val = None
     if cfg["pipeline"] == "tensor":
         # the whole set as one normalised tensor (on the GPU when training there); crop+flip batched
-        xtr, ytr = to_tensor(train)
-        xte, yte = to_tensor(test)
+        (xtr, xte), mean, std = view_tensors(s_view)
+        ytr, yte = torch.tensor(train.targets, dtype=torch.long), torch.tensor(test.targets, dtype=torch.long)
+        txtr = tfill = None
+        if t_view != s_view:  # paired views: the same samples, cropped and flipped alike, for the teachers
+            (txall, txte), tmean, tstd = view_tensors(t_view)
+            txtr = txall[tr] if len(va) else txall
+            tfill = [-m / s for m, s in zip(tmean, tstd)]
+            teacher_val = TensorLoader(txte, yte, ebs, shuffle=False).to(device)
         if len(va):
             hl = TensorLoader(xtr[va], ytr[va], ebs, shuffle=False).to(device)
             xtr, ytr = xtr[tr], ytr[tr]
         tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment,
-                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)]).to(device)
+                          fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)], teacher_x=txtr,
+                          teacher_pad_fill=tfill).to(device)
         vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
         if len(va):
             train = _take(train, tr)
@@ -427,7 +447,7 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
             train = _take(train, tr)
         tl, vl = _loaders(train, test, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
-                      torch.as_tensor(train.targets, dtype=torch.long), holdout=hl,
+                      torch.as_tensor(train.targets, dtype=torch.long), holdout=hl, teacher_val=teacher_val,
                       split=split_record(cfg, len(train), len(va), len(test)))
 
 

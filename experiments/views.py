@@ -4,7 +4,8 @@ Role in the flow: :func:`kdsuite.experiments.data.build_data` asks this module f
 (:func:`digits_view`) or for a paired image-folder data set (:class:`PairedFolder`); the teachers then see
 one view of each sample (batch field ``teacher_x``), the trained model another.
 
-Digits views are renderings of the same 16×16 intensity image, deterministic (no random numbers):
+Digits views are renderings of the same 16×16 intensity image, deterministic (no random numbers); CIFAR
+has the same views, rendered from each image's luminance (:func:`render_view`, tensor pipeline only):
 
 - ``image``: the image itself (what every single-view run sees);
 - ``edges``: the Sobel gradient magnitude, an edge sensor's rendering — strokes become pairs of
@@ -29,7 +30,10 @@ import torch.nn.functional as F
 from kdsuite.core.errors import ConfigError
 
 DIGITS_VIEWS = ("image", "edges", "thermal")
-DEFAULT_VIEW = {"digits": "image"}  # the view a run without dataset.views sees, where it has a name
+# CIFAR has the same derived views, rendered from each image's luminance (tensor pipeline; see render_view)
+DERIVED_VIEWS = {"digits": DIGITS_VIEWS, "cifar10": DIGITS_VIEWS, "cifar100": DIGITS_VIEWS}
+# the view a run without dataset.views sees, where it has a name
+DEFAULT_VIEW = {"digits": "image", "cifar10": "image", "cifar100": "image"}
 
 
 def check_views(dataset: str, views: Any) -> None:
@@ -46,28 +50,28 @@ def check_views(dataset: str, views: Any) -> None:
         v = views.get(role)
         if v is None and role == "teacher":
             continue
-        if dataset == "digits":
-            if v not in DIGITS_VIEWS:
-                raise ConfigError(f"dataset.views.{role} = {v!r} is not one of {list(DIGITS_VIEWS)}")
+        if dataset in DERIVED_VIEWS:
+            if v not in DERIVED_VIEWS[dataset]:
+                raise ConfigError(f"dataset.views.{role} = {v!r} is not one of {list(DERIVED_VIEWS[dataset])}")
         elif dataset == "imagefolder":
             if not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v:
                 raise ConfigError(f"dataset.views.{role} = {v!r}: expected the name of a view folder under "
                                   f"dataset.root (root/<view>/train/<class>/…)")
         else:
             raise ConfigError(f"dataset.views = {views!r}: data set {dataset!r} has one view; paired views "
-                              f"exist for digits ({', '.join(DIGITS_VIEWS)}) and imagefolder (one folder per view)")
+                              f"exist for digits and CIFAR ({', '.join(DIGITS_VIEWS)}) and imagefolder (one folder per view)")
 
 
 def resolve_views(ds: Dict[str, Any], cls: Any, has_teachers: bool) -> None:
     """Normalise ``ds["views"]`` in place (one spelling per setting, so one config hash): no teachers → no
     teacher view; teachers without one see the student's view; the digits' ``image`` alone is no views at
-    all. Different views for teachers and student need a method that gives the teachers their view."""
+    all (likewise CIFAR's). Different views for teachers and student need a method that gives the teachers their view."""
     views = ds.get("views")
     if views is None:
         return
     views = ds["views"] = {"teacher": (views.get("teacher") or views["student"]) if has_teachers else None,
                            "student": views["student"]}
-    if ds["name"] == "digits" and views["student"] == "image" and views["teacher"] in (None, "image"):
+    if ds["name"] in DERIVED_VIEWS and views["student"] == "image" and views["teacher"] in (None, "image"):
         ds["views"] = None
         return
     if views["teacher"] not in (None, views["student"]) and "teacher_x" not in cls.batch_fields:
@@ -92,6 +96,16 @@ def digits_view(x: torch.Tensor, view: str) -> torch.Tensor:
         low = F.adaptive_avg_pool2d(x, (max(1, h // 4), max(1, w // 4)))
         return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
     raise ConfigError(f"dataset.views: the digits have no view {view!r}; views: {list(DIGITS_VIEWS)}")
+
+
+def render_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """RGB images ``x`` (N, 3, H, W) in [0, 1] as ``view``: the image itself, or the view of
+    :func:`digits_view` rendered from the luminance (ITU-R BT.601 weights) and repeated on 3 channels, so
+    that every view keeps the models' 3 input channels."""
+    if view == "image":
+        return x
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    return digits_view(gray, view).repeat(1, 3, 1, 1)
 
 
 # ---- image folders of paired files -------------------------------------------------------------

@@ -42,26 +42,38 @@ def _first_step_losses(root, **kw):
     return losses, grads
 
 
+def _cos(a, b):
+    return float(torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0))
+
+
 def test_channels_last_is_the_same_computation(tmp_path):
-    """Stated tolerance: first-step loss and every gradient within 1e-5 (float re-association only);
-    whole runs through `run` (data order, model conversion, optimizer) after 3 SGD steps: every weight
-    within 1e-4. Not after many steps: a BN bias gradient is a near-cancelling sum (the next BN removes
-    each channel's mean), so re-association noise of 1e-7 becomes ~1e-4 of those biases by step 3 and
-    SGD amplifies it (with torch 2.14.1 the stem weights differed by 1e-2 after 20 steps, while a
-    thread-count change, another re-association, stayed within 1e-6)."""
+    """Stated tolerance: the first-step loss within 1e-5; every gradient the same direction (cosine ≥
+    0.9999) and norm (within 1 %) — float re-association only, whose size depends on the host: with
+    2 torch threads the gradients agree to 2e-4 of each tensor's largest entry, with 1 thread (another
+    convolution kernel) to 1.2e-2, cosine still 0.99999. Whole runs through `run` (data order, model
+    conversion, optimizer) make the same first update (cosine ≥ 0.9999 for every weight). Not after
+    several steps: a BN bias gradient is a near-cancelling sum, and SGD amplifies its noise (with one
+    thread, the BN-bias updates of 3-step runs differed by 7 %; with torch 2.14.1 the stem weights
+    differed by 1e-2 after 20 steps)."""
     la, ga = _first_step_losses(tmp_path / "a", channels_last=False)
     lb, gb = _first_step_losses(tmp_path / "b", channels_last=True)
     assert torch.allclose(la["ce"], lb["ce"], atol=1e-5)
     for n in ga:
-        assert torch.allclose(ga[n], gb[n], atol=1e-5, rtol=1e-4), n
-    short = {"epochs": 1, "max_steps_per_epoch": 3}
-    a = run(_cfg(tmp_path / "a", channels_last=False, **short))
-    b = run(_cfg(tmp_path / "b", channels_last=True, **short))
+        assert _cos(ga[n], gb[n]) >= 0.9999, (n, _cos(ga[n], gb[n]))
+        assert abs(float(ga[n].norm() - gb[n].norm())) <= 1e-2 * float(ga[n].norm()), n
+    one = {"epochs": 1, "max_steps_per_epoch": 1}
+    a = run(_cfg(tmp_path / "a", channels_last=False, **one))
+    b = run(_cfg(tmp_path / "b", channels_last=True, **one))
+    cfg, h, rd = prepare(_cfg(tmp_path / "init", **one))
+    w0 = {k: v.detach().clone() for k, v in build(cfg, h, rd).method.state_dict().items()}
     wa, wb = _final_weights(a), _final_weights(b)
-    assert wa.keys() == wb.keys()
+    assert wa.keys() == wb.keys() == w0.keys()
+    moved = 0
     for k in wa:
-        if wa[k].is_floating_point():
-            assert torch.allclose(wa[k], wb[k], atol=1e-4, rtol=0), k
+        if wa[k].is_floating_point() and "running" not in k and not torch.equal(wa[k], w0[k]):
+            moved += 1
+            assert _cos(wa[k] - w0[k], wb[k] - w0[k]) >= 0.9999, k
+    assert moved > 10  # the step changed the network's weights (not only a few)
     assert a["effective"]["channels_last"] is False and b["effective"]["channels_last"] is True
 
 

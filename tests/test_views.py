@@ -145,9 +145,12 @@ def test_views_validation_and_normal_form():
         with pytest.raises(ConfigError) as e:
             v(bad)
         assert all(w in str(e.value) for w in words), (bad, str(e.value))
+    # CIFAR has the digits' derived views (rendered from each image's luminance); its image alone is no views
+    assert v({"student": "edges"}, name="cifar10") == {"teacher": "edges", "student": "edges"}
+    assert v({"student": "image"}, "vanilla", (), name="cifar100") is None
     with pytest.raises(ConfigError) as e:
-        v({"student": "edges"}, name="cifar10")
-    assert "cifar10" in str(e.value) and "imagefolder" in str(e.value)
+        v({"student": "depth"}, name="cifar10")
+    assert "dataset.views.student" in str(e.value) and "edges" in str(e.value)
     with pytest.raises(ConfigError) as e:  # a method that would show its teachers the student's view
         v({"teacher": "image", "student": "edges"}, "kd")
     assert "'kd'" in str(e.value) and "cm_kd" in str(e.value) and "supervision_transfer" in str(e.value)
@@ -344,3 +347,49 @@ def test_a_grid_plans_cross_modal_students_only_on_their_teachers_view(tmp_path)
     with pytest.raises(ConfigError) as e:
         load_grid(str(f))
     assert "teacher 't' is trained on view 'thermal'" in str(e.value) and "'image'" in str(e.value)
+
+
+def test_cifar_views_pair_the_same_images_cropped_and_flipped_alike(tmp_path):
+    """CIFAR (official on-disk format, real reader): the student sees the Sobel edges of each image's
+    luminance, the teachers the image itself, the same sample with the same crop and flip."""
+    from tests.test_data import _write_cifar
+
+    from kdsuite.experiments.config import DEFAULTS, validate
+    from kdsuite.experiments.data import CIFAR_MEAN, CIFAR_STD, build_data
+
+    written = _write_cifar(tmp_path, "cifar10")
+    ds = dict(DEFAULTS["dataset"], name="cifar10", root=str(tmp_path), download=False, verify_checksums=False,
+              batch_size=16, views={"teacher": "image", "student": "edges"}, val_fraction=0)
+    data = build_data(ds, "cpu", pipeline="tensor", fields=("x", "y", "index", "teacher_x"))
+    m, s = torch.tensor(CIFAR_MEAN["cifar10"])[:, None, None], torch.tensor(CIFAR_STD["cifar10"])[:, None, None]
+    x, _y, index, tx = next(iter(data.train))
+    img = tx * s + m  # the teachers' view: the RGB image, as written (augmentation on: cropped and flipped)
+    gray = 0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]
+    # the student's view of the same crop: Sobel magnitude of the luminance, written here again with numpy
+    k = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    g = np.pad(gray.double().numpy(), ((0, 0), (1, 1), (1, 1)))
+    H, W = gray.shape[1:]
+    gx = sum(k[i, j] * g[:, i:i + H, j:j + W] for i in range(3) for j in range(3))
+    gy = sum(k[j, i] * g[:, i:i + H, j:j + W] for i in range(3) for j in range(3))
+    edges = np.sqrt(gx ** 2 + gy ** 2)
+    mean, std = data.mean[0], data.std[0]
+    # the crop's padding is the pad colour of each view, so compare inside the 4-pixel border
+    inner = (slice(None), slice(5, -5), slice(5, -5))
+    assert np.allclose((x[:, 0] * std + mean).double().numpy()[inner], edges[inner], atol=1e-4)
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])  # three channels kept
+    # the teachers' view is the file's image itself (sample by index, possibly flipped)
+    raw = written["data_batch_1"][0]
+    i, idx = 0, int(index[0])
+    if idx < len(raw):
+        src = torch.tensor(raw[idx].reshape(3, 32, 32)).float() / 255
+        assert any(torch.allclose(img[i, :, 8:-8, 8:-8], c[:, 8 + dy:-8 + dy or None, 8 + dx:-8 + dx or None], atol=1e-5)
+                   for c in (src, src.flip(2)) for dy in range(-4, 5) for dx in range(-4, 5))
+    # the teachers are evaluated on their view of the test split; normalisation of the derived view is its own
+    assert data.teacher_val is not None and data.mean != CIFAR_MEAN["cifar10"]
+    # the loader pipeline cannot render them: a clear error, and auto picks the tensor pipeline
+    with pytest.raises(ConfigError, match="derived views are rendered in the tensor pipeline"):
+        build_data(ds, "cpu", pipeline="loader", fields=("x", "y", "teacher_x"))
+    from kdsuite.experiments.config import effective
+
+    cfg = validate({"dataset": ds, "method": "cm_kd", "teachers": [{"checkpoint": "t"}]})
+    assert effective(cfg, "cpu")["pipeline"] == "tensor"
