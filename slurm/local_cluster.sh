@@ -5,6 +5,7 @@
 #   slurm/local_cluster.sh start  [STATE_DIR] start munged + slurmctld + slurmd; prints `export SLURM_CONF=…`
 #   slurm/local_cluster.sh stop   [STATE_DIR]
 #   slurm/local_cluster.sh status [STATE_DIR] sinfo, exit 0 when up, 1 otherwise
+#   slurm/local_cluster.sh conf   [STATE_DIR] write slurm.conf only (what `start` would run) and print its path
 #
 # STATE_DIR (default ${KDSUITE_SLURM_DIR:-/tmp/kdsuite-slurm}) holds slurm.conf, state, spool, logs and pids.
 set -euo pipefail
@@ -47,7 +48,10 @@ start_munge() {
 write_conf() {
   local host cpus mem
   host=$(hostname -s)
-  cpus=$(nproc)
+  # the CPUs this process may use; GNU nproc also obeys OMP_NUM_THREADS / OMP_THREAD_LIMIT, which say how
+  # many threads a program should start, not how many CPUs the node has (with OMP_NUM_THREADS=1 the
+  # cluster had one CPU, and a two-task job could never start)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem=$(( $(free -m | awk '/^Mem:/{print $2}') * 3 / 4 ))
   mkdir -p "$STATE"/{state,spool,log}
   cat > "$CONF" <<EOF
@@ -136,5 +140,6 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status [STATE_DIR]" >&2; exit 2 ;;
+  conf) write_conf; echo "$CONF" ;;
+  *) echo "usage: $0 install|start|stop|status|conf [STATE_DIR]" >&2; exit 2 ;;
 esac

@@ -46,3 +46,17 @@ def test_requeued_job_runs_again(slurm_cluster, tmp_path):
 def test_status_of_a_cluster_that_is_not_running(tmp_path):
     out = subprocess.run(["bash", str(SCRIPT), "status", str(tmp_path / "none")], capture_output=True, text=True)
     assert out.returncode == 1 and "not running" in out.stdout
+
+
+def test_the_cluster_gets_every_cpu_whatever_omp_num_threads_says(tmp_path):
+    """GNU nproc obeys OMP_NUM_THREADS; with it set to 1 the local cluster once had a single CPU, so a
+    two-task job could never start and a second job queued behind the first instead of meeting it."""
+    import os
+    import re
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
+    out = subprocess.run(["bash", str(SCRIPT), "conf", str(tmp_path / "state")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    conf = (tmp_path / "state" / "slurm.conf").read_text()
+    assert out.stdout.strip() == str(tmp_path / "state" / "slurm.conf")
+    assert int(re.search(r"CPUs=(\d+)", conf).group(1)) == len(os.sched_getaffinity(0))
