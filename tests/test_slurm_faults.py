@@ -131,11 +131,17 @@ def test_a_second_job_on_a_running_run_exits_at_once(slurm_cluster, tmp_path):
     (r,) = grid.stages["only"]
     (first,) = submit_slurm(grid, PROFILE)["only"]
     assert _wait(lambda: (r.run_dir / "checkpoint.pt").exists(), 240), "the first job never trained"
-    # a second job for the same run, submitted behind the launcher's back
-    ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="slurm")
-    ex.update_parameters(slurm_partition="debug", timeout_min=10, cpus_per_task=1, mem_gb=2)
-    second = ex.submit(RunJob(), r.cfg)
-    res = second.result()
+    # the first job is suspended (SIGSTOP: it keeps its lease) while a second job for the same run, submitted
+    # behind the launcher's back, starts — without that, a fast host finished the first job before the
+    # second one had imported torch, and the second found a finished run
+    subprocess.run(["scontrol", "suspend", first.job_id], check=True, capture_output=True)
+    try:
+        ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="slurm")
+        ex.update_parameters(slurm_partition="debug", timeout_min=10, cpus_per_task=1, mem_gb=2)
+        second = ex.submit(RunJob(), r.cfg)
+        res = second.result()
+    finally:
+        subprocess.run(["scontrol", "resume", first.job_id], check=True, capture_output=True)
     assert res["status"] == "busy" and f"Slurm job {first.job_id}" in res["error"], res
     assert (read_record(r.run_dir) or {}).get("status") == "running"  # still the first job's
     assert _wait(lambda: (read_record(r.run_dir) or {}).get("status") == "finished", 400), \
