@@ -276,7 +276,9 @@ def test_loss_terms_relative_to_ce_at_initialisation(name, setup):
     assert abs(ce0 - math.log(100)) < 1.0
     refs = references(name, m, x)
     idx = torch.arange(B)
-    batch = tuple([x, y] + [{"index": idx, "pair_x": x.roll(1, 0)}[f] for f in m.batch_fields[2:]])
+    # cross-modal methods get the teachers' view of the same samples: here the images themselves (the scale
+    # of a loss at initialisation, not what the student's sensor shows)
+    batch = tuple([x, y] + [{"index": idx, "pair_x": x.roll(1, 0), "teacher_x": x}[f] for f in m.batch_fields[2:]])
     tr = Trainer(m, [batch] if m.needs_train_data else None, None,
                  TrainSettings(epochs=240, max_steps_per_epoch=1, progress="none"))
     band = BAND_UNTRAINED_PARTNER if m.scheme in ("online", "self") else BAND
