@@ -9,9 +9,9 @@ best accuracy minus their last), mean ± sample std over distinct seeds (n). A d
 """
 from __future__ import annotations
 
-import statistics
 from typing import Any, Dict, List, Tuple
 
+from kdsuite.analysis.tables import stats
 from kdsuite.core.errors import ConfigError
 from kdsuite.methods.registry import method_display_name
 from kdsuite.zoo.names import paper_name
@@ -48,8 +48,8 @@ def collect(records: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _mean_std(values: List[float]) -> str:
-    m = statistics.fmean(values)
-    return f"{m:.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+    s = stats(values)
+    return f"{s['mean']:.1f} ± {s['std']:.1f}" if s["n"] > 1 else f"{s['mean']:.1f}"
 
 
 def cell_text(cell: Dict[int, Dict[str, Any]]) -> str:

@@ -8,7 +8,6 @@ trained fully by each method (test top-1, mean ± std over seeds) — what the c
 """
 from __future__ import annotations
 
-import statistics
 from typing import Any, Dict, List
 
 from kdsuite.zoo.names import paper_name
@@ -44,8 +43,10 @@ def _score(r: Dict[str, Any]) -> str:
 
 
 def _acc(values: List[float]) -> str:
-    m = statistics.fmean(values)
-    return f"{m:.2f} ± {statistics.stdev(values):.2f} ({len(values)})" if len(values) > 1 else f"{m:.2f} (1)"
+    """A cell as the methods table writes it: ``mean ± std (n)``."""
+    from kdsuite.analysis.tables import _fmt, stats
+
+    return _fmt(stats(values))
 
 
 def to_markdown(found: List[Dict[str, Any]], metric_text: str) -> str:

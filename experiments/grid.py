@@ -378,7 +378,7 @@ class _Expansion:
     existing: Dict[str, Dict[str, Any]]         # the grid-wide teachers map, resolved
     errors: List[str]
     teacher_runs: Dict[str, RunSpec] = field(default_factory=dict)  # key -> the run exporting that teacher
-    stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # earlier stages' runs (searches)
+    stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # the stages expanded so far, in order
 
 
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
@@ -392,12 +392,11 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     if not stages_spec:
         errors.append("grid: no stages")
     ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
-    stages: Dict[str, List[RunSpec]] = {}
     for sname, st in stages_spec.items():
-        stages[sname] = ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(stages))
+        ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
-    return Grid(name, path, spec, stages)
+    return Grid(name, path, spec, ex.stage_runs)
 
 
 def _check_grid_fields(spec: Mapping[str, Any]) -> List[str]:

@@ -38,7 +38,7 @@ def student_label(cfg: Mapping[str, Any]) -> str:
 
 
 def candidate_scores(search: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """One entry per candidate run: ``{run, arch, seed, method, status, score, config_hash}``; a ConfigError
+    """One entry per candidate run: ``{run, arch, params, seed, method, status, score, config_hash}``; a ConfigError
     naming every candidate that has not finished (or whose record is unreadable or of another config)."""
     out, problems = [], []
     for i, c in enumerate(search["candidates"]):
@@ -65,6 +65,7 @@ def candidate_scores(search: Mapping[str, Any]) -> List[Dict[str, Any]]:
             problems.append(f"{where}: status {status!r}; every candidate must finish before the search chooses")
             continue
         out.append({"run": c["run"], "config_hash": rec.get("config_hash"), "arch": rec.get("student"),
+                    "params": (rec.get("metrics") or {}).get("student_params"),
                     "seed": rec.get("seed"), "method": rec.get("method"), "status": status,
                     "score": float(score) if status == "finished" else None})
     if problems:
@@ -79,7 +80,7 @@ def choose(candidates: List[Mapping[str, Any]]) -> Dict[str, Any]:
         by_arch.setdefault(c["arch"], [])
         if c["score"] is not None:
             by_arch[c["arch"]].append(c["score"])
-    params = {a: zoo.count_params(zoo.create_model(a, num_classes=10)) for a in by_arch}
+    params = {c["arch"]: c["params"] for c in candidates}  # counted by each candidate's run, as trained
     ranked = []
     for arch, scores in by_arch.items():
         ranked.append({"arch": arch, "params": params[arch], "seeds": len(scores),
