@@ -29,7 +29,8 @@ def _lint(target: Path, config: Path, cwd: Path):
 def source_copy(tmp_path_factory):
     """A copy of the source tree (what a wheel is built from), to install and to break on purpose."""
     dst = tmp_path_factory.mktemp("src") / "kdsuite"
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "*.egg-info",
+    # symlinks=True: kdsuite/<layer> are links to the top-level folders; copied as links the copy stays one tree
+    shutil.copytree(ROOT, dst, symlinks=True, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "wandb", "*.egg-info",
                                                              "__pycache__", "build", "tests", "benchmarks"))
     return dst
 
