@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kdsuite-installed
 
-.PHONY: install demo test test-fast slurm-install latex-install bench clean
+.PHONY: install demo test test-fast docs slurm-install latex-install bench clean
 
 $(STAMP): pyproject.toml examples/kdsuite-mse-kd/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ latex-install:
 		{ apt-get update && apt-get install -y --no-install-recommends texlive-latex-base \
 		  texlive-latex-recommended poppler-utils; }
 
+# the documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or anchor
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # the whole suite; the Slurm tests start (and stop) a real one-node cluster on localhost
-test: install slurm-install latex-install
+test: install slurm-install latex-install docs
 	WANDB_MODE=disabled $(PY) -m pytest -q -ra
 
 test-fast: install
@@ -40,4 +44,4 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) runs wandb .pytest_cache
+	rm -rf $(VENV) runs wandb .pytest_cache site
