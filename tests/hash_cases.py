@@ -6,7 +6,7 @@ fields, YAML strings such as ``1e-3``, per-group optimizers and schedules, short
 method / teacher forms). ``python -m tests.hash_cases`` writes ``tests/data/config_hashes.json``
 from the code at hand; it was run before the config became typed, and once more when the validation
 split came (``dataset.val_fraction``, default 0.1: the demo's and the defaults' hashes changed, as their data
-did; the reproduction grids, at ``val_fraction: 0``, kept theirs — README, "Upgrading"). It must not be
+did; the reproduction grids, at ``val_fraction: 0``, kept theirs — docs/records.md, "Upgrading"). It must not be
 rerun to make the test pass without such a reason and a migration note.
 """
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_reproduction_grids_train_on_the_whole_training_split():
 def test_config_hashes_change_at_the_default_split_and_stay_at_zero():
     """Migration: the held-out images change what a run at the default trains on, so the hash of a config
     written before the split (no val_fraction field) differs from the same config now; at val_fraction 0 the
-    run trains on exactly the data it did before and keeps its hash (README: upgrading)."""
+    run trains on exactly the data it did before and keeps its hash (docs/records.md: upgrading)."""
     for raw in ({}, {"dataset": {"name": "cifar100", "root": "x"}}):
         cfg = validate(raw)
         before = dict(cfg, dataset={k: v for k, v in cfg["dataset"].items() if k != "val_fraction"})
