@@ -319,19 +319,26 @@ class Trainer:
         return contextlib.nullcontext()
 
     # ---- what plugins call ---------------------------------------------------------------
-    def optimize(self, group: str, losses: Dict[str, torch.Tensor] | torch.Tensor, retain_graph: bool = False) -> None:
-        """Backward the sum of ``losses`` and step the optimizer of ``group`` (only that group's
-        gradients are cleared and applied)."""
-        if group not in self.optimizers:
-            raise KeyError(f"optimizer group '{group}' is not active in this stage; active: {self._active}")
-        opt = self.optimizers[group]
+    def optimize(self, groups: str | Sequence[str], losses: Dict[str, torch.Tensor] | torch.Tensor,
+                 retain_graph: bool = False) -> None:
+        """Backward the sum of ``losses`` once and step the optimizer of each named group (a name or a
+        sequence of names: e.g. the student and a learnable temperature trained through gradient
+        reversal). Only those groups' gradients are cleared before the backward and applied after it;
+        ``retain_graph`` keeps the graph for a later backward through the same forward."""
+        names = [groups] if isinstance(groups, str) else list(groups)
+        inactive = [g for g in names if g not in self.optimizers]
+        if inactive or not names:
+            raise KeyError(f"optimizer group(s) {inactive or names} not active in this stage; active: {self._active}")
         total = losses if torch.is_tensor(losses) else sum(losses.values())
-        opt.zero_grad(set_to_none=True)
+        for g in names:
+            self.optimizers[g].zero_grad(set_to_none=True)
         total.backward(retain_graph=retain_graph)
-        distributed.allreduce_grads(self.groups[group].params, self._local_n, self.dist)
-        if self.s.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.groups[group].params, self.s.grad_clip)
-        opt.step()
+        for g in names:
+            params = self.groups[g].params
+            distributed.allreduce_grads(params, self._local_n, self.dist)
+            if self.s.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip)
+            self.optimizers[g].step()
 
     def step(self, batch) -> Dict[str, torch.Tensor]:
         """One training step of the plugin on a batch already on the device: the current stage's own

@@ -160,10 +160,18 @@ def _is_zero(v: Any) -> bool:
         return False
 
 
+def _identity_hparams(method: Mapping[str, Any]) -> Dict[str, Any]:
+    """The method's hyper-parameters but those declared ``hash_neutral`` and at their default."""
+    declared = get_method(method["name"]).hparams
+    return {k: v for k, v in (method.get("hparams") or {}).items()
+            if not (k in declared and declared[k].hash_neutral and v == declared[k].default)}
+
+
 def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    ident["method"] = dict(ident["method"], hparams=_identity_hparams(ident["method"]))
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
                         if k not in ("root", "download") and not (k == "views" and v is None)
                         and not (k == "val_fraction" and _is_zero(v))}

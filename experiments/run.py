@@ -27,6 +27,7 @@ from kdsuite.experiments.lease import Lease
 from kdsuite.experiments.search import resolve_search, student_label
 from kdsuite.experiments.views import DEFAULT_VIEW
 from kdsuite.engine import distributed
+from kdsuite.methods import deployment
 from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
@@ -262,19 +263,23 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
                   f"same command again, or relaunch the grid", file=sys.stderr, flush=True)
         raise
     metrics = dict(res.metrics)
-    metrics["student_params"] = zoo.count_params(parts.student)
+    deployed_parts = deployment.inference_parts(method)  # what runs at inference, e.g. a borrowed teacher head
+    metrics["student_params"] = deployment.deployed_params(deployed_parts)
     metrics["wall_time_s"] = time.time() - t0
     metrics["teacher_record_top1"] = [m.get("top1") for m in parts.teacher_meta]
     if res.status == "finished":
         metrics.update(method.record_metrics(parts))  # e.g. quantized methods: bit widths, the int8 model
     record.update(status={"stopped": "interrupted"}.get(res.status, res.status), metrics=metrics,
+                  inference_parts=deployed_parts,
                   history=res.history, stage_results=res.stage_results, divergence=res.divergence,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
-        meta = save_teacher(parts.student, run_dir, {
+        exported, composite = deployment.export_module(method)
+        meta = save_teacher(exported, run_dir, {
             "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
             "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"}, "dataset": data.name, "image_size": data.input_shape[-1],
             **({"view": cfg["dataset"]["views"]["student"]} if cfg["dataset"].get("views") else {}),
+            **({"deployed_by": cls.name, "inference_parts": deployed_parts} if composite else {}),
             "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
         record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
     write_record(run_dir, record)

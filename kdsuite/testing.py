@@ -15,6 +15,7 @@ Each check raises ``AssertionError`` with the method's name and what failed.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -40,6 +41,24 @@ def make(name, teachers=("cifar_resnet20",), student="cifar_resnet8", num_classe
                        num_train=100, train_labels=torch.arange(100) % num_classes, build_model=lambda a, num_classes=num_classes, in_chans=3, **k:
                        zoo.create_model(a, num_classes=num_classes, in_chans=in_chans, **k))
     return cls(s, ts, resolve_hparams(cls.name, cls.hparams, hp), ctx)
+
+
+@contextlib.contextmanager
+def registered(*classes):
+    """Register plugin classes for the duration of a ``with`` block (tests of the kit itself, plugins a
+    test defines inline); the registry is as before afterwards."""
+    from kdsuite.methods import registry
+
+    before = dict(registry._METHODS), dict(registry.ORIGINS)
+    try:
+        for cls in classes:
+            registry.register_method(cls)
+        yield classes
+    finally:
+        registry._METHODS.clear()
+        registry._METHODS.update(before[0])
+        registry.ORIGINS.clear()
+        registry.ORIGINS.update(before[1])
 
 
 def stage_step(method, batch, trainer) -> Dict[str, torch.Tensor]:

@@ -223,6 +223,16 @@ class Distiller(nn.Module):
         with the run's parts (data, trainer, device). Default: none."""
         return {}
 
+    def deployed_student(self) -> nn.Module:
+        """The model used at inference: what the headline accuracy measures, what the record's
+        ``student_params`` counts and what ``export_teacher`` writes. Default: ``self.student``. A method
+        that predicts through more than the student (SimKD: the student's features through a projector
+        into the teacher's classifier) returns a module holding every part it runs; parts borrowed from a
+        teacher are named in the record's ``inference_parts``. Build it here (not as an attribute in
+        ``__init__``): teacher parts must not become sub-modules of the plugin."""
+        return self.student
+
     def eval_models(self) -> Dict[str, nn.Module]:
-        """Models evaluated each eval epoch; ``student`` is the headline metric."""
-        return {"student": self.student}
+        """Models evaluated each eval epoch; ``student`` (default: :meth:`deployed_student`) is the
+        headline metric. Override to add peers or exits, keeping ``"student": self.deployed_student()``."""
+        return {"student": self.deployed_student()}

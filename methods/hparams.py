@@ -24,6 +24,9 @@ class HParam:
     choices: Optional[Sequence[Any]] = None
     doc: str = ""
     kind: Optional[type] = field(default=None)  # inferred from default when None
+    # added after run records of the method existed: left out of the config hash while at its default, so
+    # those runs keep their identities (``kdsuite.experiments.config.identity``)
+    hash_neutral: bool = False
 
     def allowed(self) -> str:
         if self.choices is not None:

@@ -7,6 +7,8 @@ They are written once here and tested against independently computed formulas in
 """
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 import torch.nn.functional as F
 
@@ -18,10 +20,26 @@ def ce(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0)
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def kl_div(p_logits: torch.Tensor, q_logits: torch.Tensor, T: float = 1.0, reduction: str = "batchmean") -> torch.Tensor:
+Temperature = Union[float, torch.Tensor]
+
+
+def _per_sample(T: Temperature, logits: torch.Tensor) -> Temperature:
+    """A float, a 0-d tensor (one temperature, possibly learnable) or a ``(B,)`` tensor (one per sample,
+    broadcast over the classes)."""
+    if torch.is_tensor(T) and T.dim() == 1:
+        if T.shape[0] != logits.shape[0]:
+            raise ValueError(f"a per-sample temperature needs {logits.shape[0]} values, got {T.shape[0]}")
+        return T.to(logits.dtype).unsqueeze(1)
+    return T.to(logits.dtype) if torch.is_tensor(T) else T
+
+
+def kl_div(p_logits: torch.Tensor, q_logits: torch.Tensor, T: Temperature = 1.0,
+           reduction: str = "batchmean") -> torch.Tensor:
     """KL(σ(p/T) ‖ σ(q/T)): ``p`` is the target (teacher), ``q`` the learner (student).
     ``batchmean`` sums over classes and averages over the batch (Hinton et al.'s convention);
-    ``none`` returns one value per sample."""
+    ``none`` returns one value per sample. ``T``: a float or a tensor (0-d, e.g. a learnable
+    temperature — gradients reach it — or ``(B,)``, one per sample)."""
+    T = _per_sample(T, q_logits)
     log_p = F.log_softmax(p_logits / T, dim=1)
     log_q = F.log_softmax(q_logits / T, dim=1)
     per_sample = (log_p.exp() * (log_p - log_q)).sum(dim=1)
@@ -32,10 +50,14 @@ def kl_div(p_logits: torch.Tensor, q_logits: torch.Tensor, T: float = 1.0, reduc
     raise ValueError(f"reduction must be 'batchmean' or 'none', got {reduction!r}")
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: Temperature) -> torch.Tensor:
     """Hinton et al. 2015 soft-target term: T² · KL(σ(t/T) ‖ σ(s/T)), batch mean. The T² keeps the
-    gradient scale independent of the temperature."""
-    return kl_div(teacher_logits, student_logits, T) * (T * T)
+    gradient scale independent of the temperature. ``T`` as in :func:`kl_div`; a per-sample ``T``
+    weighs each sample's KL by its own T²."""
+    per_sample = kl_div(teacher_logits, student_logits, T, reduction="none")
+    T = _per_sample(T, student_logits)
+    scale = T.reshape(-1) ** 2 if torch.is_tensor(T) else T * T
+    return (per_sample * scale).mean()
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -82,3 +82,34 @@ def test_standardize_logits(logits):
     assert z[0].numpy() == pytest.approx(want, rel=1e-9)
     # invariant to shift and positive scale of the logits
     assert losses.standardize_logits(3 * s + 2, eps=0.0).numpy() == pytest.approx(z.numpy(), rel=1e-9)
+
+
+def _kd_np(s, t, T):
+    p, q = _softmax(t / T), _softmax(s / T)
+    return T * T * sum(p[c] * math.log(p[c] / q[c]) for c in range(len(p)))
+
+
+def test_a_learnable_temperature_is_a_tensor_and_gets_its_gradient(logits):
+    s, t = logits
+    tau = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    value = losses.kd_loss(s, t, tau)
+    want = np.mean([_kd_np(s[i].numpy(), t[i].numpy(), 3.0) for i in range(4)])
+    assert value.item() == pytest.approx(want, rel=1e-10)
+    value.backward()
+    # d/dτ by central differences of the float64 formula
+    h = 1e-5
+    fd = (np.mean([_kd_np(s[i].numpy(), t[i].numpy(), 3.0 + h) for i in range(4)])
+          - np.mean([_kd_np(s[i].numpy(), t[i].numpy(), 3.0 - h) for i in range(4)])) / (2 * h)
+    assert tau.grad.item() == pytest.approx(fd, rel=1e-6)
+    assert losses.kd_loss(s, t, torch.tensor(3.0)).item() == pytest.approx(losses.kd_loss(s, t, 3.0).item())
+
+
+def test_per_sample_temperatures_weigh_each_sample_by_its_own(logits):
+    s, t = logits
+    T = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    want = np.mean([_kd_np(s[i].numpy(), t[i].numpy(), float(T[i])) for i in range(4)])
+    assert losses.kd_loss(s, t, T).item() == pytest.approx(want, rel=1e-10)
+    per = [_kd_np(s[i].numpy(), t[i].numpy(), float(T[i])) / float(T[i]) ** 2 for i in range(4)]
+    assert losses.kl_div(t, s, T, reduction="none").numpy() == pytest.approx(per, rel=1e-10)
+    with pytest.raises(ValueError, match="needs 4 values, got 3"):
+        losses.kd_loss(s, t, T[:3])

@@ -64,7 +64,8 @@ def test_record_has_identity_provenance_and_metrics(tmp_path, digits_teachers):
     on_disk = read_record(rec["run_dir"])
     assert on_disk["status"] == "finished" and on_disk["config_hash"] == rec["config_hash"]
     assert len(on_disk["config_hash"]) == 64 and on_disk["seed"] == 0
-    assert on_disk["config"]["method"]["hparams"] == {"T": 4.0, "alpha": 0.1, "standardize": False}
+    assert on_disk["config"]["method"]["hparams"] == {"T": 4.0, "alpha": 0.1, "standardize": False,
+                                                     "ce_weight": None, "kd_weight": None}
     prov = on_disk["provenance"]
     assert prov["versions"]["torch"] == torch.__version__.split("+")[0] or prov["versions"]["torch"].startswith(
         torch.__version__.split("+")[0])

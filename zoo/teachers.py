@@ -80,6 +80,11 @@ def load_teacher(ref: str | Path, build, field: str = "teachers[0].checkpoint", 
     folder = teacher_folder(ref)
     meta = read_teacher_meta(folder, field)
     check_teacher(meta, field, **expect)
+    if meta.get("deployed_by"):
+        parts = ", ".join(meta.get("inference_parts") or {})
+        raise ConfigError(f"{field} = '{ref}': the record holds the deployed student of method "
+                          f"'{meta['deployed_by']}' ({parts}), not a plain '{meta['arch']}' network; it cannot "
+                          f"be loaded as a teacher")
     wpath = folder / WEIGHTS
     if not wpath.exists():
         raise ConfigError(f"{field} = '{ref}': weights file {WEIGHTS} is missing")

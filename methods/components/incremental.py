@@ -129,8 +129,8 @@ class ClassIncremental(Distiller):
         """The student as it classifies after the current task (default: its outputs over the seen classes)."""
         return SeenClasses(self.student, self.seen())
 
-    def eval_models(self):
-        return {"student": self.classifier()}
+    def deployed_student(self) -> nn.Module:
+        return self.classifier()
 
     @torch.no_grad()
     def task_accuracies(self, loader, device: torch.device, autocast: Optional[Callable] = None) -> List[float]:

@@ -27,4 +27,5 @@ class PeerGroup(Distiller):
                 for k, m in enumerate(self.peers)}
 
     def eval_models(self):
-        return {"student" if k == 0 else f"peer{k}": p for k, p in enumerate(self.peers)}
+        return {"student" if k == 0 else f"peer{k}": self.deployed_student() if k == 0 else p
+                for k, p in enumerate(self.peers)}

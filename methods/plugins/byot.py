@@ -143,7 +143,7 @@ class BYOT(Distiller):
                 "hint": self.hp.lam * sum((fi - f_t).pow(2).sum(dim=1).mean() for _, fi in outs)}
 
     def eval_models(self):
-        models = {"student": self.student}
+        models = {"student": self.deployed_student()}
         for k, (i, head) in enumerate(zip(self.exit_stages, self.exits), start=1):
             models[f"exit{k}"] = ExitNet(self.student, head, i, self.training)
         return models

@@ -3,7 +3,9 @@
 Paper: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015 (arXiv 1503.02531);
 survey Gou et al. 2021, Eq. (1)–(3).
 Equation: L = α·CE(y, σ(z_s)) + (1 − α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T)), KL summed over classes and
-averaged over the batch. Defaults follow RepDistiller's CIFAR-100 recipe: T = 4, α = 0.1.
+averaged over the batch. Defaults follow RepDistiller's CIFAR-100 recipe: T = 4, α = 0.1 (its -r 0.1,
+-b 0.9 as α / 1 − α). ``ce_weight`` / ``kd_weight`` (mdistiller's CE_WEIGHT / KD_WEIGHT) set either weight
+on its own, e.g. logit standardisation's 0.1 CE + 9 KD; unset, each is derived from α as above.
 With ``standardize=True`` both logit vectors are z-scored first (Sun et al. 2024, logit
 standardisation), the option every logit-based method of this suite shares.
 """
@@ -21,11 +23,15 @@ class KD(Distiller):
     category = "response"
     scheme = "offline"
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
-    equation = "α·CE(y, σ(z_s)) + (1−α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T))"
+    equation = "α·CE(y, σ(z_s)) + (1−α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T)); ce_weight / kd_weight replace α / 1−α"
     hparams = {
         "T": HParam(4.0, low=0.0, low_open=True, doc="softmax temperature"),
         "alpha": HParam(0.1, low=0.0, high=1.0, doc="weight of the hard-label cross-entropy"),
         "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)"),
+        "ce_weight": HParam(None, kind=float, low=0.0, hash_neutral=True,
+                            doc="weight of the cross-entropy (mdistiller's CE_WEIGHT); unset: α"),
+        "kd_weight": HParam(None, kind=float, low=0.0, hash_neutral=True,
+                            doc="weight of the KD term (mdistiller's KD_WEIGHT); unset: 1 − α"),
     }
 
     def forward_train(self, x, y):
@@ -35,7 +41,9 @@ class KD(Distiller):
         s_kd, t_kd = s_logits, t_logits
         if self.hp.standardize:
             s_kd, t_kd = losses.standardize_logits(s_logits), losses.standardize_logits(t_logits)
-        out = {"kd": (1.0 - self.hp.alpha) * losses.kd_loss(s_kd, t_kd, self.hp.T)}
-        if self.hp.alpha > 0:
-            out["ce"] = self.hp.alpha * losses.ce(s_logits, y)
+        ce_w = self.hp.alpha if self.hp.ce_weight is None else self.hp.ce_weight
+        kd_w = 1.0 - self.hp.alpha if self.hp.kd_weight is None else self.hp.kd_weight
+        out = {"kd": kd_w * losses.kd_loss(s_kd, t_kd, self.hp.T)}
+        if ce_w > 0:
+            out["ce"] = ce_w * losses.ce(s_logits, y)
         return out

@@ -160,7 +160,7 @@ class ONE(Distiller):
                 "kl": sum(losses.kd_loss(z, target, T) for z in zs)}
 
     def eval_models(self):
-        return {"student": self.student,
+        return {"student": self.deployed_student(),
                 "ensemble": EnsembleNet(self.student, self.extra, self.gate, self.training)}
 
 
