@@ -13,7 +13,7 @@ from kdsuite.experiments.config import ConfigError, config_hash, validate
 @pytest.mark.parametrize("cfg,pattern", [
     ({"method": {"name": "kd", "hparams": {"T": 0}}, "teachers": ["x"]}, r"method\.hparams\.T = 0\.0 is out of range; expected a number > 0"),
     ({"method": {"name": "kd", "hparams": {"alpha": 1.5}}, "teachers": ["x"]}, r"method\.hparams\.alpha = 1\.5 .*>= 0\.0 and <= 1\.0"),
-    ({"method": {"name": "kd", "hparams": {"tau": 1}}, "teachers": ["x"]}, r"unknown hyper-parameter.*'tau'.*valid: T, alpha, standardize"),
+    ({"method": {"name": "kd", "hparams": {"tau": 1}}, "teachers": ["x"]}, r"unknown hyper-parameter.*'tau'.*valid: T, alpha, ce_weight, kd_weight, standardize"),
     ({"optim": {"lr": -0.1}}, r"optim\.lr = -0\.1 is out of range"),
     ({"method": "kdd"}, r"unknown method 'kdd'; registered methods: .*kd.*vanilla"),
     ({"student": "cifar_resnet9"}, r"unknown model 'cifar_resnet9'.*cifar_resnet8"),
