@@ -46,6 +46,18 @@ def _launch(cfg, world):
     return [json.loads(o.split("RESULT", 1)[1]) for o, _e in outs]
 
 
+# Tolerances from measured spread, not from one host: seeds 1–6 × {vanilla, kd}, both sides on one thread
+# (2026-12-03, 2-core host). Float summation order (two half-batch gradients averaged vs one full batch)
+# is the only difference, and training amplifies it chaotically — kd far more than vanilla:
+#   |Δ weights| / |weights moved|  total: vanilla 5.7e-5…3.9e-4, kd 2.2e-4…5.8e-3; worst tensor 2.6e-2
+#   test loss, relative, epoch 2:  vanilla 1.2e-5…1.6e-3, kd 2.4e-4…3.8e-2
+#   test top-1, epoch 2:           0…1.1 points (≤ 4 of 360 images)
+# The bounds sit 3–10× above the worst seen. A real fault moves the weights by the order of what training
+# moved: with the gradients summed instead of averaged (seeded, vanilla seed 1) Δ/moved was 1.5 in total and
+# 2.6 in the worst tensor, the test loss 15–24 % off and top-1 10–19 points off.
+MOVED_TOTAL, MOVED_TENSOR, LOSS_REL, TOP1_ABS = 0.05, 0.2, 0.1, 5.0
+
+
 @pytest.mark.parametrize("method", ["vanilla", "kd"])
 def test_two_processes_match_one(method, digits_teachers, tmp_path):
     # a GroupNorm student: no batch statistics, so the split batch computes exactly the same function
@@ -56,14 +68,20 @@ def test_two_processes_match_one(method, digits_teachers, tmp_path):
            "teacher_cache": False}
     results = _launch(dict(cfg, output={"root": str(tmp_path / "ddp")}), world=2)
     assert sorted(r["rank"] for r in results) == [0, 1]
-    one = run(dict(cfg, output={"root": str(tmp_path / "one")}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like with like: each rank above runs on one thread too
+    try:
+        one = run(dict(cfg, output={"root": str(tmp_path / "one")}))
+    finally:
+        torch.set_num_threads(threads)
     (ddp_dir,) = [p for p in (tmp_path / "ddp").iterdir() if p.is_dir()]
     two = json.loads((ddp_dir / "record.json").read_text())
     assert two["status"] == "finished" and two["config_hash"] == one["config_hash"]
     assert two["effective"]["world_size"] == 2 and one["effective"]["world_size"] == 1
+    assert len(two["history"]) == len(one["history"]) == 2
     for h1, h2 in zip(one["history"], two["history"]):
-        assert h2["test/student/top1"] == pytest.approx(h1["test/student/top1"], abs=0.3)  # ≤ 1 of 360 test images
-        assert h2["test/student/loss"] == pytest.approx(h1["test/student/loss"], rel=1e-3)
+        assert h2["test/student/top1"] == pytest.approx(h1["test/student/top1"], abs=TOP1_ABS)
+        assert h2["test/student/loss"] == pytest.approx(h1["test/student/loss"], rel=LOSS_REL)
     a = torch.load(Path(one["run_dir"]) / "checkpoint.pt", weights_only=False)["method"]
     b = torch.load(ddp_dir / "checkpoint.pt", weights_only=False)["method"]
     assert a.keys() == b.keys()
@@ -73,17 +91,16 @@ def test_two_processes_match_one(method, digits_teachers, tmp_path):
 
     seed_everything(derive_seed(1, "init"))
     init = {f"student.{k}": v for k, v in zoo.create_model("test_efficientnet_gn", num_classes=10).state_dict().items()}
-    total_diff = total_norm = 0.0
+    total_diff = total_moved = 0.0
     for k in a:
         if not k.startswith("student.") or not a[k].is_floating_point():
             continue
         diff = (a[k].float() - b[k].float()).norm().item()
         moved = (a[k].float() - init[k].float()).norm().item()
-        # two processes vs one: summation-order noise only, far below what training changed
-        assert diff < 1e-2 * moved + 1e-6, (k, diff, moved)
+        assert diff <= MOVED_TENSOR * moved + 1e-6, (k, diff, moved)
         total_diff += diff ** 2
-        total_norm += a[k].float().norm().item() ** 2
-    assert total_diff ** 0.5 < 1e-4 * total_norm ** 0.5
+        total_moved += moved ** 2
+    assert total_moved > 0 and total_diff ** 0.5 <= MOVED_TOTAL * total_moved ** 0.5
     assert len(list(ddp_dir.glob("*.json"))) == 1  # rank 1 wrote no record of its own
 
 
