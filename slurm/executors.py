@@ -7,44 +7,80 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kdsuite.core.records import read_record
 from kdsuite.experiments.grid import Grid, RunSpec
 from kdsuite.experiments.run import run
 from kdsuite.core.errors import ConfigError
+from kdsuite.core.run_state import FAILED, FAILED_STATES, IN_FLIGHT, NEVER, RERUNNABLE  # noqa: F401 (re-exported)
 
 
-def pending(runs: List[RunSpec]) -> List[RunSpec]:
-    out = []
-    for r in runs:
-        rec = read_record(r.run_dir)
-        if rec is None or rec.get("status") != "finished":
-            out.append(r)
-    return out
+def _rerun_set(rerun: Iterable[str] = (), rerun_failed: bool = False) -> Tuple[str, ...]:
+    bad = sorted(set(rerun) - set(RERUNNABLE))
+    if bad:
+        raise ConfigError(f"rerun = {bad}: a launch reruns only runs that are {', '.join(RERUNNABLE)}")
+    return tuple(sorted(set(rerun) | ({FAILED} if rerun_failed else set())))
 
 
-def run_in_process(grid: Grid, stop_on_error: bool = False, log=print) -> Dict[str, Any]:
-    """Run every unfinished run of ``grid`` here, stage by stage. Returns counts per outcome."""
-    done = failed = skipped = 0
+def run_in_process(grid: Grid, stop_on_error: bool = False, log=print, rerun: Iterable[str] = (),
+                   rerun_failed: bool = False) -> Dict[str, Any]:
+    """Run here, stage by stage, every run the one state rule submits (:mod:`kdsuite.core.run_state`):
+    not started, interrupted (resumed), and the failed / diverged / stale ones named in ``rerun``. A
+    student runs only when its teachers' records are finished when its stage starts (a teacher that
+    failed or diverged in this launch blocks it). Returns counts per outcome."""
+    from kdsuite.core.run_state import BLOCK, HOLD, RESUME, SKIP, SUBMIT, finished_ready
+    from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
+
+    rerun = _rerun_set(rerun, rerun_failed)
+    counts = {"finished": 0, "diverged": 0, "failed": 0, "skipped": 0, "held": 0, "blocked": 0, "busy": 0}
+    states = grid_states(grid)
+    prepare_reruns(grid, states, grid_actions(grid, states, rerun), log=lambda m: log(f"[grid {grid.name}] {m}"))
     for sname, runs in grid.stages.items():
-        todo = pending(runs)
-        skipped += len(runs) - len(todo)
-        log(f"[grid {grid.name}] stage '{sname}': {len(todo)} to run, {len(runs) - len(todo)} already finished")
+        states = grid_states(grid)  # teachers of earlier stages have run by now
+        acts = grid_actions(grid, states, rerun, teacher_ready=finished_ready)
+        todo = [r for r in runs if acts[r.hash].verb in (SUBMIT, RESUME)]
+        done = sum(states[r.hash].own == "finished" for r in runs)
+        log(f"[grid {grid.name}] stage '{sname}': {len(todo)} to run, {done} already finished")
+        for r in runs:
+            a = acts[r.hash]
+            if a.verb == SKIP:
+                counts["skipped"] += 1
+                if states[r.hash].own != "finished":
+                    log(f"[grid {grid.name}] {sname} {r.label}: {a.why}")
+            elif a.verb not in (SUBMIT, RESUME):  # held (failed, unreadable), blocked, or trained elsewhere
+                counts["held" if a.verb == HOLD else "blocked" if a.verb == BLOCK else "busy"] += 1
+                log(f"[grid {grid.name}] {sname} {r.label}: {a.why}")
         for i, r in enumerate(todo):
             t0 = time.time()
+            if acts[r.hash].verb == RESUME:
+                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({acts[r.hash].why}); resuming")
             try:
                 rec = run(r.cfg)
-                done += 1
-                m = rec.get("metrics", {})
-                log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: top1 {m.get('last_top1', float('nan')):.2f} "
-                    f"(best {m.get('best_top1', float('nan')):.2f}) in {time.time() - t0:.1f}s")
             except Exception as e:  # noqa: BLE001 — one failed run must not stop the grid
-                failed += 1
+                from kdsuite.experiments.lease import RunBusy
+
+                if isinstance(e, RunBusy):
+                    counts["busy"] += 1
+                    log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: {e}")
+                    continue
+                counts["failed"] += 1
                 log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: FAILED {type(e).__name__}: {e}")
                 if stop_on_error:
                     raise
-    return {"finished": done, "failed": failed, "skipped": skipped}
+                continue
+            m = rec.get("metrics", {})
+            if rec.get("status") == "diverged":
+                from kdsuite.core.run_state import divergence_text
+
+                counts["diverged"] += 1
+                log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: DIVERGED "
+                    f"{divergence_text(rec.get('divergence'))} in {time.time() - t0:.1f}s")
+                continue
+            counts["finished"] += 1
+            log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: top1 {m.get('last_top1', float('nan')):.2f} "
+                f"(best {m.get('best_top1', float('nan')):.2f}) in {time.time() - t0:.1f}s")
+    return {k: v for k, v in counts.items() if v or k in ("finished", "failed", "skipped")}
 
 
 # ---- Slurm through submitit ---------------------------------------------------------------
@@ -56,11 +92,6 @@ PROFILE_FIELDS = PROFILE_REQUIRED + tuple(SBATCH_FIELDS) + (
     "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "array_parallelism", "slurm_setup",
     "folder", "pack", "max_array_size", "max_num_timeout", "sbatch")
 MANIFEST = "slurm-manifest.json"
-IN_FLIGHT = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-             "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
-# a job that ended in one of these without a finished record failed (the record may be missing)
-FAILED_STATES = {"FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
-NEVER = "DependencyNeverSatisfied"
 
 
 class SlurmUnavailable(ConfigError):
@@ -254,50 +285,30 @@ def slurm_parameters(res: Dict[str, Any], name: str) -> Dict[str, Any]:
     return params
 
 
-def classify_run(r: RunSpec, job: Optional[Dict[str, Any]], states: Dict[str, Dict[str, str]]) -> Tuple[str, str]:
-    """The one rule for a run's state, from its record, its lease and its job: ``finished``, ``in-flight``
-    (its job is pending or running), ``failed`` (record says so, or its job ended FAILED / out of memory
-    without a record), ``interrupted`` (resumable: preempted, cancelled, killed, time-limited) or ``new``.
-    Returns ``(state, detail)``."""
-    from kdsuite.experiments.lease import is_held
-
-    rec = read_record(r.run_dir) or {}
-    status = rec.get("status")
-    js = states.get(job["job_id"]) if job else None
-    if status == "finished":
-        return "finished", ""
-    if js and js["state"] in IN_FLIGHT and js["reason"] != NEVER:
-        return "in-flight", js["state"].lower()
-    if is_held(r.run_dir):
-        return "in-flight", "training (its lease is held)"
-    if status == "failed":
-        return "failed", rec.get("error", "")
-    if js and js["state"] in FAILED_STATES:
-        return "failed", f"its job {job['job_id']} ended {js['state']} ({js['reason']}) before writing a record"
-    if status in ("interrupted", "running"):
-        why = rec.get("error") if status == "interrupted" else "its job ended while it trained"
-        ended = f"; job {job['job_id']} {js['state']}" if job and js else ""
-        return "interrupted", f"{why}{ended}"
-    return "new", ""
-
-
-def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False) -> Dict[str, List[Any]]:
+def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False,
+                 rerun: Iterable[str] = ()) -> Dict[str, List[Any]]:
     """Submit every run of ``grid`` that needs running: one job array per stage (split into several
     arrays when a stage has more runs than the cluster's MaxArraySize); a run whose teacher is being
     trained waits for that teacher's array task (``afterok``, and Slurm cancels it if the teacher fails:
-    ``--kill-on-invalid-dep=yes``), one whose teacher record is finished starts at once. By
-    :func:`classify_run`: finished and in-flight runs are skipped (so two launches never train a run
-    twice), interrupted and new runs submitted, failed ones only with ``rerun_failed``; a student whose
-    teacher is neither finished nor submitted is reported blocked. A job left pending on a dependency that
-    can never be met (an older launch without the flag) is cancelled and its run resubmitted when its
-    teacher is. Slurm that can't be asked is an error before anything is submitted. Writes
-    ``<output>/slurm-manifest.json`` after every array and returns the submitit jobs per stage without
-    waiting for them (``dry_run``: prints each array's size, resources, dependencies and sbatch lines,
-    submits nothing, returns the planned groups)."""
+    ``--kill-on-invalid-dep=yes``), one whose teacher record is finished starts at once. What is
+    submitted is decided by the one state rule (:mod:`kdsuite.core.run_state`) from each run's record,
+    lease, checkpoint, Slurm job and teachers: finished runs are skipped, queued and running ones never
+    submitted twice, not-started ones submitted, interrupted ones resubmitted (they resume), failed,
+    diverged and stale ones only when ``rerun`` names their state (``rerun_failed``: ``failed``); a
+    student whose teacher is failed, diverged or blocked is not submitted (blocked). A job left pending
+    on a dependency that can never be met (an older launch without the flag) is cancelled and its run
+    resubmitted when its teacher is. Slurm that can't be asked is an error before anything is submitted.
+    Writes ``<output>/slurm-manifest.json`` after every array and returns the submitit jobs per stage
+    without waiting for them (``dry_run``: prints each array's size, resources, dependencies and sbatch
+    lines, submits nothing, returns the planned groups)."""
     import subprocess
 
     import submitit
 
+    from kdsuite.core.run_state import RESUME, SUBMIT, WAIT
+    from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
+
+    rerun = _rerun_set(rerun, rerun_failed)
     prof = load_profile(profile_path)
     output = grid.output
     folder = Path(prof.get("folder") or output / "slurm-logs")
@@ -313,43 +324,46 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
             raise
         limit, states = limit or 1001, {}
         log(f"[grid {grid.name}] dry run without Slurm ({e}); queued jobs of earlier launches are not checked")
+    run_states = grid_states(grid, earlier, states)
+    acts = grid_actions(grid, run_states, rerun)
+    if not dry_run:
+        prepare_reruns(grid, run_states, acts, log=lambda m: log(f"[grid {grid.name}] {m}"))
     launch = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": str(profile_path), "arrays": []}
     manifest.setdefault("launches", []).append(launch)
     manifest["grid"] = grid.name
     by_hash = grid.by_hash()
     submitted_task: Dict[str, str] = {}  # run hash -> job id of the task training it (this launch or in flight)
-    run_state: Dict[str, Tuple[str, str]] = {}
     jobs: Dict[str, List[Any]] = {}
     for sname, runs in grid.stages.items():
         todo = []
         for r in runs:
             prev = earlier.get(r.hash)
-            state, detail = run_state[r.hash] = classify_run(r, prev, states)
-            if state == "finished":
+            st, act = run_states[r.hash], acts[r.hash]
+            if act.verb == WAIT:
+                pj = states.get(prev["job_id"]) if prev else None
+                if pj and pj["state"] in IN_FLIGHT and pj["reason"] != NEVER:
+                    submitted_task[r.hash] = prev["job_id"]  # its students wait for that job
+                log(f"[grid {grid.name}] {sname} {r.label}: {st.state}, {act.why}")
                 continue
-            if state == "in-flight":
-                if prev:
-                    submitted_task[r.hash] = prev["job_id"]
-                log(f"[grid {grid.name}] {sname} {r.label}: {'job ' + prev['job_id'] + ' ' if prev else ''}{detail}; "
-                    f"not submitted again")
+            if act.verb not in (SUBMIT, RESUME):
+                if st.state != "finished":
+                    log(f"[grid {grid.name}] {sname} {r.label}: {act.why}")
                 continue
-            if state == "failed" and not rerun_failed:
-                log(f"[grid {grid.name}] {sname} {r.label}: failed — {detail}; not resubmitted (relaunch with "
-                    f"--rerun-failed)")
-                continue
-            blocked = [h for h in r.needs if h not in submitted_task and run_state.get(h, ("",))[0] != "finished"]
-            if blocked:
-                why = ", ".join(f"{by_hash[h].label} {run_state.get(h, ('not planned',))[0]}" for h in blocked)
-                log(f"[grid {grid.name}] {sname} {r.label}: blocked: teacher {why}; not submitted "
-                    f"(relaunch with --rerun-failed to rerun the teacher and then this run)")
+            # a teacher trained outside any job this launch knows (its lease held by another process) has
+            # no task to wait for: its students wait for the next launch
+            unknown = [h for h in r.needs if h not in submitted_task and run_states[h].own not in ("finished", "stale")]
+            if unknown:
+                why = ", ".join(f"{by_hash[h].label} {run_states[h].state} ({run_states[h].detail})" for h in unknown)
+                log(f"[grid {grid.name}] {sname} {r.label}: blocked by {why} — no Slurm job of this grid to wait "
+                    f"for; not submitted (relaunch when it has finished)")
                 continue
             js = states.get(prev["job_id"]) if prev else None
             if js and js["state"] in IN_FLIGHT and js["reason"] == NEVER and not dry_run:
                 # an older launch's job waiting on a dependency that can never be met: free it
                 subprocess.run(["scancel", prev["job_id"]], capture_output=True, timeout=60)
                 log(f"[grid {grid.name}] {sname} {r.label}: cancelled job {prev['job_id']} ({NEVER})")
-            if state == "interrupted":
-                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({detail}); resubmitted, resumes from its "
+            if act.verb == RESUME:
+                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({act.why}); resubmitted, resumes from its "
                     f"last checkpoint")
             todo.append(r)
         jobs[sname] = []

@@ -91,7 +91,7 @@ def test_local_launch_is_idempotent_and_status_reports(tmp_path, capsys):
     assert {p: p.stat().st_mtime for p in (tmp_path / "out").rglob("record.json")} == first  # nothing rerun
     capsys.readouterr()
     assert main(["grid", "status", str(gfile)]) == 0
-    assert "done: 3" in capsys.readouterr().out
+    assert "finished: 3" in capsys.readouterr().out
     assert main(["table", "--source", str(tmp_path / "out")]) == 0
     assert "| kd |" in capsys.readouterr().out
 
