@@ -57,6 +57,7 @@ class RunState:
     detail: str = ""
     base: str = ""                            # blocked: the run's own state (not started, interrupted, failed)
     blocked_by: Tuple[str, ...] = field(default=())  # blocked: labels of the teacher runs that block it
+    job: str = ""                             # queued / running: the Slurm job (array task) id doing it, if known
 
     @property
     def own(self) -> str:
@@ -96,15 +97,17 @@ def run_state(record: Optional[Mapping[str, Any]], *, unreadable: Optional[str] 
         return RunState(FINISHED, f"top-1 {top1:.2f}" if isinstance(top1, (int, float)) else "")
     if status == DIVERGED:
         return RunState(DIVERGED, divergence_text(rec.get("divergence")))
-    if lease_held:
-        return RunState(RUNNING, f"training ({holder})" if holder else "training (its lease is held)")
     jid = job.get("job_id", "?") if job else ""
-    if job and job.get("state") in IN_FLIGHT and job.get("reason") != NEVER:
+    in_flight = bool(job and job.get("state") in IN_FLIGHT and job.get("reason") != NEVER)
+    if lease_held:
+        return RunState(RUNNING, f"training ({holder})" if holder else "training (its lease is held)",
+                        job=jid if in_flight else "")
+    if in_flight:
         reason = job.get("reason") or ""
         reason = "" if reason in ("None", "") else f" ({reason})"
         if job["state"] in RUNNING_JOB:
-            return RunState(RUNNING, f"job {jid} {job['state'].lower()}{reason}")
-        return RunState(QUEUED, f"job {jid} {job['state'].lower()}{reason}")
+            return RunState(RUNNING, f"job {jid} {job['state'].lower()}{reason}", job=jid)
+        return RunState(QUEUED, f"job {jid} {job['state'].lower()}{reason}", job=jid)
     own = _own_state(rec, status, checkpoint, job, jid)
     dead = [(label, t) for label, t in teachers if t.state in DEAD]
     if dead:
@@ -139,7 +142,7 @@ def launch_action(st: RunState, rerun: Iterable[str] = (), teachers: Sequence[Tu
     """What a launch does with a run in state ``st``. ``rerun``: the states it was asked to rerun
     (``failed``, ``diverged``, ``stale``); ``teachers``: ``(label, state, action)`` of the runs it needs, whose
     actions were decided first. A teacher is there for its student when it is finished (or stale and
-    kept), or — by default — when this launch submits, resumes or waits for it; ``teacher_ready(state,
+    kept), or — by default — when this launch submits or resumes it, or waits for its Slurm job; ``teacher_ready(state,
     action)`` replaces that test (the local executor, which runs a teacher's stage before its students',
     asks for a finished record)."""
     rerun = set(rerun)
@@ -152,8 +155,6 @@ def launch_action(st: RunState, rerun: Iterable[str] = (), teachers: Sequence[Tu
         return Action(WAIT, f"{st.detail}; not submitted again")
     if own == UNREADABLE:
         return Action(HOLD, st.detail)
-    if own == FAILED and FAILED not in rerun:
-        return Action(HOLD, f"failed — {st.detail}; not resubmitted (relaunch with --rerun-failed)")
     ready = teacher_ready or _teacher_ready
     missing = [(label, t, a) for label, t, a in teachers if not ready(t, a)]
     if missing:
@@ -161,6 +162,8 @@ def launch_action(st: RunState, rerun: Iterable[str] = (), teachers: Sequence[Tu
         flags = sorted({FLAG[t.own] for _l, t, _a in missing if t.own in FLAG})
         hint = f" (relaunch with {' '.join(flags)} to rerun the teacher and then this run)" if flags else ""
         return Action(BLOCK, f"blocked by {', '.join(label for label, _t, _a in missing)}: teacher {why}{hint}")
+    if own == FAILED and FAILED not in rerun:
+        return Action(HOLD, f"failed — {st.detail}; not resubmitted (relaunch with --rerun-failed)")
     if own == INTERRUPTED:
         return Action(RESUME, st.detail)
     if own in RERUNNABLE:
@@ -169,7 +172,9 @@ def launch_action(st: RunState, rerun: Iterable[str] = (), teachers: Sequence[Tu
 
 
 def _teacher_ready(t: RunState, a: Action) -> bool:
-    return a.verb in (SUBMIT, RESUME, WAIT) or (a.verb == SKIP and t.own in (FINISHED, STALE))
+    """Submitted or resumed by this launch, queued / running in a Slurm job its students can wait for (not
+    a process outside Slurm holding its lease), or finished."""
+    return a.verb in (SUBMIT, RESUME) or (a.verb == WAIT and bool(t.job)) or (a.verb == SKIP and t.own in (FINISHED, STALE))
 
 
 def finished_ready(t: RunState, a: Action) -> bool:

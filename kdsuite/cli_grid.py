@@ -93,11 +93,9 @@ def _launch_summary(grid, states, acts, what: str) -> str:
     for r in grid.all_runs():
         st, act = states[r.hash], acts[r.hash]
         c[(act.verb, st.own if act.verb != "blocked" else "blocked")] += 1
-    parts = [f"{verb} {n} ({own})" for (verb, own), n in sorted(c.items()) if verb in ("submit", "resume")]
-    parts += [f"wait for {n} ({own})" for (verb, own), n in sorted(c.items()) if verb == "wait"]
-    parts += [f"keep {n} {own}" for (verb, own), n in sorted(c.items()) if verb == "skip"]
-    parts += [f"hold {n} {own}" for (verb, own), n in sorted(c.items()) if verb == "hold"]
-    parts += [f"block {n}" for (verb, own), n in sorted(c.items()) if verb == "blocked"]
+    say = {"submit": "submit {n} ({own})", "resume": "resume {n} ({own})", "wait": "wait for {n} ({own})",
+           "skip": "keep {n} {own}", "hold": "hold {n} {own}", "blocked": "block {n}"}
+    parts = [say[verb].format(n=n, own=own) for verb in say for (v, own), n in sorted(c.items()) if v == verb]
     return f"{what}: " + (", ".join(parts) or "nothing")
 
 

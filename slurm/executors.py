@@ -340,9 +340,8 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
             prev = earlier.get(r.hash)
             st, act = run_states[r.hash], acts[r.hash]
             if act.verb == WAIT:
-                pj = states.get(prev["job_id"]) if prev else None
-                if pj and pj["state"] in IN_FLIGHT and pj["reason"] != NEVER:
-                    submitted_task[r.hash] = prev["job_id"]  # its students wait for that job
+                if st.job:
+                    submitted_task[r.hash] = st.job  # its students wait for that job
                 log(f"[grid {grid.name}] {sname} {r.label}: {st.state}, {act.why}")
                 continue
             if act.verb not in (SUBMIT, RESUME):

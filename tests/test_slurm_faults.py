@@ -68,7 +68,7 @@ def test_students_of_a_failed_teacher_are_cancelled_then_resubmitted_after_its_r
     logs = []
     assert submit_slurm(grid, PROFILE, log=logs.append) == {"teachers": [], "students": []}
     assert any("not resubmitted (relaunch with --rerun-failed)" in l for l in logs), logs
-    assert sum("blocked: teacher" in l for l in logs) == 2, logs
+    assert sum("blocked by" in l for l in logs) == 2, logs
     again = submit_slurm(grid, PROFILE, rerun_failed=True, log=logs.append)
     assert len(again["teachers"]) == 1 and len(again["students"]) == 2
     man = read_manifest(tmp_path / "out")
