@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kdsuite.core.records import read_record
-from kdsuite.experiments.grid import Grid, RunSpec
+from kdsuite.experiments.grid import Grid, RunSpec, timeout_problem
 from kdsuite.experiments.run import run
 from kdsuite.core.errors import ConfigError
 from kdsuite.core.run_state import FAILED, FAILED_STATES, IN_FLIGHT, NEVER, RERUNNABLE  # noqa: F401 (re-exported)
@@ -122,6 +122,8 @@ def load_profile(path) -> Dict[str, Any]:
             problems.append(f"{k} = {prof[k]!r}: expected a string")
     if "exclusive" in prof and not isinstance(prof["exclusive"], (bool, str)):
         problems.append(f"exclusive = {prof['exclusive']!r}: expected true/false or a string (user, mcs)")
+    if "timeout_min" in prof and timeout_problem(prof["timeout_min"], "timeout_min"):
+        problems.append(timeout_problem(prof["timeout_min"], "timeout_min"))
     v = prof.get("max_num_timeout")
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
         problems.append(f"max_num_timeout = {v!r}: expected an integer >= 0 (requeues after a timeout)")

@@ -175,3 +175,29 @@ def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path)
     a = torch.load(ckpt, weights_only=False)["method"]
     b = torch.load(tmp_path / "plain" / r.run_dir.name / "checkpoint.pt", weights_only=False)["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_limit_shorter_than_submitits_signal_delay_is_refused_by_name(tmp_path, capsys):
+    """submitit signals 90 s before the limit: `timeout_min: 1` made every attempt "time out" at once."""
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump(_spec(tmp_path / "out", seeds=(0,)), sort_keys=False))
+    for minutes in (1, 3):
+        p = tmp_path / f"p{minutes}.yaml"
+        p.write_text(f"partition: debug\ntimeout_min: {minutes}\n")
+        with pytest.raises(ConfigError, match=rf"profile '{p}': timeout_min = {minutes}: expected an integer >= 4 "
+                                              r"\(minutes\): submitit signals a job 90 s before"):
+            load_profile(p)
+        capsys.readouterr()
+        assert main(["grid", "launch", str(gfile), "--cluster", "slurm", "--profile", str(p)]) == 2
+        err = capsys.readouterr().err
+        assert str(p) in err and "timeout_min = " in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()  # refused before anything was submitted or written
+    p = tmp_path / "ok.yaml"
+    p.write_text("partition: debug\ntimeout_min: 4\n")
+    assert load_profile(p)["timeout_min"] == 4
+    # a grid's own resources are checked when it is planned
+    spec = _spec(tmp_path / "out", seeds=(0,))
+    spec["stages"]["students"]["resources"] = {"timeout_min": 2}
+    gfile.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["grid", "plan", str(gfile)]) == 2
+    assert "stages.students.resources.timeout_min = 2: expected an integer >= 4" in capsys.readouterr().err
