@@ -7,11 +7,13 @@ rerun diverged or stale runs moves their folders aside with :func:`prepare_rerun
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
+from kdsuite.core.errors import ConfigError
 from kdsuite.core.records import ARCHIVE, RecordError, read_record
 from kdsuite.core.run_state import DIVERGED, STALE, SUBMIT, Action, RunState, launch_action, run_state
 
@@ -92,3 +94,56 @@ def prepare_reruns(grid, states: Mapping[str, RunState], acts: Mapping[str, Acti
             log(f"{st.own}, rerunning ({st.detail}): {r.run_dir} moved to {supersede(r.run_dir)}")
             n += 1
     return n
+
+
+LAUNCH_LOCK = ".launch.lock"
+LAUNCH_HOLDER = ".launch.holder.json"
+
+
+class LaunchBusy(ConfigError):
+    """Another launch of the same grid holds its output folder's lock (the message names it)."""
+
+
+@contextlib.contextmanager
+def launch_lock(output: Path, wait_s: float = 600.0, log=print):
+    """Held for a whole launch: one launch of a grid at a time, so two launches racing never both decide
+    that a run is new (each decides under the lock from the manifest the other wrote). A second launch
+    says who holds it and waits up to ``wait_s`` seconds (0: refuses at once), then refuses."""
+    import json
+    import os
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(output / LAUNCH_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = _holder_text(output / LAUNCH_HOLDER)
+        if wait_s <= 0:
+            raise LaunchBusy(f"another launch of this grid is running ({who}; lock {output / LAUNCH_LOCK}); "
+                             f"nothing was launched — run it again when that one has returned") from None
+        log(f"waiting for another launch of this grid to return ({who}; lock {output / LAUNCH_LOCK}) …")
+        try:
+            lock.acquire(timeout=wait_s)
+        except Timeout:
+            raise LaunchBusy(f"another launch of this grid still holds {output / LAUNCH_LOCK} after {wait_s:.0f} s "
+                             f"({who}); nothing was launched") from None
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (output / LAUNCH_HOLDER).write_text(json.dumps(info) + "\n")
+        yield
+    finally:
+        lock.release()
+
+
+def _holder_text(path: Path) -> str:
+    import json
+
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('since')}"
+    except (OSError, ValueError):
+        return "holder unknown"

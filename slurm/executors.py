@@ -28,11 +28,19 @@ def run_in_process(grid: Grid, stop_on_error: bool = False, log=print, rerun: It
     """Run here, stage by stage, every run the one state rule submits (:mod:`kdsuite.core.run_state`):
     not started, interrupted (resumed), and the failed / diverged / stale ones named in ``rerun``. A
     student runs only when its teachers' records are finished when its stage starts (a teacher that
-    failed or diverged in this launch blocks it). Returns counts per outcome."""
+    failed or diverged in this launch blocks it). Holds the grid's launch lock throughout: a second launch
+    of the same grid meanwhile refuses. Returns counts per outcome."""
+    from kdsuite.experiments.grid_state import launch_lock
+
+    rerun = _rerun_set(rerun, rerun_failed)
+    with launch_lock(grid.output, wait_s=0):  # a second launch of this grid refuses at once
+        return _run_here(grid, stop_on_error, log, rerun)
+
+
+def _run_here(grid: Grid, stop_on_error: bool, log, rerun) -> Dict[str, Any]:
     from kdsuite.core.run_state import BLOCK, HOLD, RESUME, SKIP, SUBMIT, finished_ready
     from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
 
-    rerun = _rerun_set(rerun, rerun_failed)
     counts = {"finished": 0, "diverged": 0, "failed": 0, "skipped": 0, "held": 0, "blocked": 0, "busy": 0}
     states = grid_states(grid)
     prepare_reruns(grid, states, grid_actions(grid, states, rerun), log=lambda m: log(f"[grid {grid.name}] {m}"))
@@ -288,7 +296,7 @@ def slurm_parameters(res: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 
 def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False,
-                 rerun: Iterable[str] = ()) -> Dict[str, List[Any]]:
+                 rerun: Iterable[str] = (), lock_wait_s: float = 600.0) -> Dict[str, List[Any]]:
     """Submit every run of ``grid`` that needs running: one job array per stage (split into several
     arrays when a stage has more runs than the cluster's MaxArraySize); a run whose teacher is being
     trained waits for that teacher's array task (``afterok``, and Slurm cancels it if the teacher fails:
@@ -302,7 +310,21 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
     resubmitted when its teacher is. Slurm that can't be asked is an error before anything is submitted.
     Writes ``<output>/slurm-manifest.json`` after every array and returns the submitit jobs per stage
     without waiting for them (``dry_run``: prints each array's size, resources, dependencies and sbatch
-    lines, submits nothing, returns the planned groups)."""
+    lines, submits nothing, returns the planned groups). The whole launch holds the grid's launch lock
+    (:func:`kdsuite.experiments.grid_state.launch_lock`): a second launch racing it waits up to
+    ``lock_wait_s`` seconds, then decides from what the first one submitted."""
+    from kdsuite.experiments.grid_state import launch_lock
+
+    rerun = _rerun_set(rerun, rerun_failed)
+    prof = load_profile(profile_path)  # a bad profile is refused before anything else
+    if dry_run:
+        return _submit(grid, prof, profile_path, rerun, log, dry_run)
+    with launch_lock(grid.output, wait_s=lock_wait_s, log=lambda m: log(f"[grid {grid.name}] {m}")):
+        return _submit(grid, prof, profile_path, rerun, log, dry_run)
+
+
+def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run: bool) -> Dict[str, List[Any]]:
+    """:func:`submit_slurm`'s work, under the grid's launch lock (but for a dry run)."""
     import subprocess
 
     import submitit
@@ -310,8 +332,6 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
     from kdsuite.core.run_state import RESUME, SUBMIT, WAIT
     from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
 
-    rerun = _rerun_set(rerun, rerun_failed)
-    prof = load_profile(profile_path)
     output = grid.output
     folder = Path(prof.get("folder") or output / "slurm-logs")
     manifest = read_manifest(output)
