@@ -1,7 +1,7 @@
 """Executors that run a grid's stages: ``debug`` / ``local`` (in this process, one run after another,
-the path ``make demo`` uses) and ``slurm`` (one submitit job array per stage, students waiting for
-their teachers' array with ``afterok``). Runs with a finished record are skipped, so a relaunch does
-only what is missing.
+the path ``make demo`` uses) and ``slurm`` (one submitit job array per stage and teacher set, each
+student waiting for its own teachers' tasks with ``afterok``). What runs is decided by the one state
+rule (:mod:`kdsuite.core.run_state`), so a relaunch does only what is missing.
 """
 from __future__ import annotations
 
@@ -297,9 +297,9 @@ def slurm_parameters(res: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False,
                  rerun: Iterable[str] = (), lock_wait_s: float = 600.0) -> Dict[str, List[Any]]:
-    """Submit every run of ``grid`` that needs running: one job array per stage (split into several
-    arrays when a stage has more runs than the cluster's MaxArraySize); a run whose teacher is being
-    trained waits for that teacher's array task (``afterok``, and Slurm cancels it if the teacher fails:
+    """Submit every run of ``grid`` that needs running: one job array per stage and set of teacher tasks
+    (split into several arrays when it has more runs than the cluster's MaxArraySize); a run whose
+    teacher is being trained waits for that teacher's array task only (``afterok``, and Slurm cancels it if the teacher fails:
     ``--kill-on-invalid-dep=yes``), one whose teacher record is finished starts at once. What is
     submitted is decided by the one state rule (:mod:`kdsuite.core.run_state`) from each run's record,
     lease, checkpoint, Slurm job and teachers: finished runs are skipped, queued and running ones never
@@ -392,10 +392,16 @@ def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run:
             continue
         res = stage_resources(grid, sname, prof)
         pack = int(res.get("pack") or 1)
-        groups = [todo[i:i + pack] for i in range(0, len(todo), pack)]
-        for start in range(0, len(groups), limit):
-            chunk = groups[start:start + limit]
-            deps = sorted({submitted_task[h] for g in chunk for r in g for h in r.needs if h in submitted_task})
+        # one array per set of teacher tasks: a student waits for its own teachers only, so one failed
+        # teacher holds back (and gets cancelled) its own students, not the whole stage
+        by_deps: Dict[Tuple[str, ...], List[RunSpec]] = {}
+        for r in todo:
+            by_deps.setdefault(tuple(sorted({submitted_task[h] for h in r.needs if h in submitted_task})), []).append(r)
+        chunks = []
+        for dep_set, rs in by_deps.items():
+            groups = [rs[i:i + pack] for i in range(0, len(rs), pack)]
+            chunks += [(list(dep_set), groups[i:i + limit]) for i in range(0, len(groups), limit)]
+        for deps, chunk in chunks:
             ex = submitit.AutoExecutor(folder=folder / sname, cluster="slurm",
                                        slurm_max_num_timeout=int(res.get("max_num_timeout", 3)))
             params = slurm_parameters(res, f"kd-{grid.name}-{sname}")

@@ -183,9 +183,10 @@ def test_slurm_launch_submits_exactly_what_the_rule_submits(world, monkeypatch, 
     assert set(submitted) == want and sum(len(v) for v in jobs.values()) == len(want)
     # students wait for the teacher's task: queued from an earlier launch (77_0) or submitted now
     t_jobs = {k: submitted.get(world.t[k].hash, ("77_0" if k == "q" else None,))[0] for k in TEACHERS}
-    for k in TEACHERS:
-        if world.s[k].hash in submitted and k != "fin":
-            assert t_jobs[k] in submitted[world.s[k].hash][1], (k, submitted[world.s[k].hash])
+    for k in TEACHERS:  # each student waits for its own teacher's task only (one array per teacher set)
+        if world.s[k].hash in submitted:
+            want_dep = "" if k == "fin" else f"afterok:{t_jobs[k]}"
+            assert submitted[world.s[k].hash][1] == want_dep, (k, submitted[world.s[k].hash])
     text = "\n".join(logs)
     assert f"{world.t['int'].label}: interrupted" in text and "resumes from its last checkpoint" in text
     assert f"{world.s['run'].label}: blocked by {world.t['run'].label}" in text
