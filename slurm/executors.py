@@ -148,9 +148,16 @@ REPO = Path(__file__).resolve().parent.parent
 PROFILE_DIR = REPO / "slurm" / "profiles"
 
 
+class RunNotDone(RuntimeError):
+    """A job's run was not trained to a finished record by this job (another job holds it, or it diverged):
+    the job ends FAILED, so runs waiting for it with ``afterok`` are not released on its behalf."""
+
+
 class RunJob:
     """The callable each Slurm array task runs. submitit's ``checkpoint`` hook resubmits it on
-    timeout or preemption; the run then resumes from its last epoch checkpoint."""
+    timeout or preemption; the run then resumes from its last epoch checkpoint. A job that finds its run
+    trained by another job (busy), or whose run diverges, ends FAILED rather than COMPLETED: a COMPLETED job
+    satisfies ``afterok``, and its students would start before (or without) a finished teacher record."""
 
     def __call__(self, cfg):
         from kdsuite.experiments.lease import RunBusy
@@ -159,7 +166,10 @@ class RunJob:
             rec = run(cfg)
         except RunBusy as e:  # another job trains this run: leave it alone, do not touch its record
             print(f"kdsuite: {e}", flush=True)
-            return {"status": "busy", "error": str(e)}
+            raise RunNotDone(f"busy: {e}; this job ends FAILED so that no run waiting for it starts before that "
+                             f"one has finished (the next grid launch resubmits what it held back)") from None
+        if rec["status"] != "finished":
+            raise RunNotDone(f"{rec['status']}: {rec['run_dir']} — runs waiting for it are not released")
         return {"status": rec["status"], "run_dir": rec["run_dir"]}
 
     def checkpoint(self, cfg):
@@ -169,12 +179,20 @@ class RunJob:
 
 
 class PackedJob:
-    """An array task that runs several small runs side by side (a stage's ``pack: N``)."""
+    """An array task that runs several small runs side by side (a stage's ``pack: N``); like
+    :class:`RunJob` it ends FAILED (after every run has ended) when any of them did not finish."""
 
     def __call__(self, cfgs):
         from kdsuite.slurm.packing import run_packed
 
-        return run_packed(cfgs)
+        out = run_packed(cfgs)
+        bad = [f"{o.get('run_dir') or c.get('name', '?')}: {o['status']} ({o.get('error', '')})"
+               for o, c in zip(out, cfgs) if o["status"] != "finished"]
+        for o in out:
+            print(f"kdsuite: packed run {o.get('run_dir', '')}: {o['status']}", flush=True)
+        if bad:
+            raise RunNotDone(f"{len(bad)} of {len(out)} packed runs did not finish: " + "; ".join(bad))
+        return out
 
     def checkpoint(self, cfgs):
         import submitit

@@ -89,3 +89,21 @@ def test_a_local_launch_refuses_while_another_holds_the_grid(tmp_path):
         with pytest.raises(LaunchBusy, match=r"another launch of this grid is running \(pid \d+ on .*\.launch\.lock"):
             executors.run_in_process(grid, log=lambda *a: None)
     assert not any(r.run_dir.exists() for r in grid.all_runs())
+
+
+def test_a_job_that_did_not_finish_its_run_never_ends_completed(tmp_path):
+    """A Slurm job that finds its run busy, or diverged, must not satisfy afterok for it: it raises."""
+    import json
+
+    from kdsuite.experiments.lease import Lease
+    from kdsuite.experiments.run import prepare
+
+    cfg = dict(TINY, student="cifar_resnet8", output={"root": str(tmp_path)})
+    _, h, run_dir = prepare(cfg)
+    with Lease(run_dir):
+        with pytest.raises(executors.RunNotDone, match=r"^busy: run .* is already being trained"):
+            executors.RunJob()(cfg)
+    (run_dir / "record.json").write_text(json.dumps({"status": "diverged", "run_id": h, "config_hash": h,
+                                                     "run_dir": str(run_dir)}))
+    with pytest.raises(executors.RunNotDone, match="^diverged: "):
+        executors.RunJob()(cfg)

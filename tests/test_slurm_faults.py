@@ -139,10 +139,12 @@ def test_a_second_job_on_a_running_run_exits_at_once(slurm_cluster, tmp_path):
         ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="slurm")
         ex.update_parameters(slurm_partition="debug", timeout_min=10, cpus_per_task=1, mem_gb=2)
         second = ex.submit(RunJob(), r.cfg)
-        res = second.result()
+        # it ends FAILED ("busy"), not COMPLETED: a COMPLETED duplicate satisfied its run's students' afterok
+        with pytest.raises(Exception, match="busy") as failed:
+            second.result()
     finally:
         subprocess.run(["scontrol", "resume", first.job_id], check=True, capture_output=True)
-    assert res["status"] == "busy" and f"Slurm job {first.job_id}" in res["error"], res
+    assert f"Slurm job {first.job_id}" in str(failed.value), failed.value
     assert (read_record(r.run_dir) or {}).get("status") == "running"  # still the first job's
     assert _wait(lambda: (read_record(r.run_dir) or {}).get("status") == "finished", 400), \
         first.paths.stderr.read_text()[-3000:] if first.paths.stderr.exists() else "no log"
