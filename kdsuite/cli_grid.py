@@ -12,7 +12,6 @@ teacher) changed since it ran is *stale* — shown by plan and status, and rerun
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 from typing import List
 
 from kdsuite.experiments.config import ConfigError
@@ -168,13 +167,6 @@ def cmd_plan(args) -> int:
     for line in _unavailable_data(grid):
         print(f"data not readable here, run identities provisional: {line}")
     return 0
-
-
-def supersede(run_dir: Path) -> Path:
-    """Move a stale run's folder aside (:func:`kdsuite.experiments.grid_state.supersede`)."""
-    from kdsuite.experiments.grid_state import supersede as move
-
-    return move(run_dir)
 
 
 def cmd_launch(args) -> int:

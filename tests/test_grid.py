@@ -9,7 +9,7 @@ from kdsuite.core.records import read_record
 from kdsuite.cli import main
 from kdsuite.experiments.config import ConfigError
 from kdsuite.experiments.grid import GRID_DIR, expand, load_grid
-from kdsuite.slurm.executors import load_profile, run_in_process, submit_slurm
+from kdsuite.slurm.executors import load_profile, read_manifest, run_in_process, submit_slurm
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
@@ -101,7 +101,11 @@ def test_grid_runs_through_sbatch(slurm_cluster, tmp_path):
     grid = expand(_spec(tmp_path / "out", seeds=(0, 1)))
     jobs = submit_slurm(grid, "slurm/profiles/local_test.yaml")
     assert len(jobs["teachers"]) == 1 and len(jobs["students"]) == 4
-    assert len({j.job_id.split("_")[0] for j in jobs["students"]}) == 1  # one array
+    # one array per teacher set: the kd students wait for their teacher's task, the vanilla ones (no teacher)
+    # wait for nothing
+    assert len({j.job_id.split("_")[0] for j in jobs["students"]}) == 2
+    arrays = read_manifest(tmp_path / "out")["launches"][-1]["arrays"]
+    assert sorted(a["dependency"] for a in arrays if a["stage"] == "students") == [[], [jobs["teachers"][0].job_id]]
     deadline = time.time() + 300
     while time.time() < deadline and not all(
             (read_record(r.run_dir) or {}).get("status") == "finished" for r in grid.all_runs()):
