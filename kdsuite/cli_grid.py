@@ -1,5 +1,9 @@
 """``kdsuite grid plan|launch|status GRID``: what a grid would run, running it (in this process, or
-as one Slurm job array per stage through submitit), and the state of every run from its record.
+as one Slurm job array per stage through submitit), and the state of every run.
+
+Every command asks the one state rule (:mod:`kdsuite.core.run_state`, applied to a grid by
+:mod:`kdsuite.experiments.grid_state`) what each run is — not started, queued, running, interrupted,
+finished, diverged, failed, blocked, stale, unreadable — and what a launch does with it.
 
 Every command reads each run's record once: an unreadable ``record.json`` is listed by path (plan,
 status) or stops a launch before anything is submitted; a finished record whose method code (or
@@ -8,49 +12,38 @@ teacher) changed since it ran is *stale* — shown by plan and status, and rerun
 from __future__ import annotations
 
 import collections
-import shutil
-import time
-from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List
 
-from kdsuite.core.records import ARCHIVE, RecordError, read_record
 from kdsuite.experiments.config import ConfigError
 
 
-def _state(run) -> Tuple[str, str]:
-    """``(state, detail)``: not started, running, done, stale, diverged, failed, interrupted, unreadable."""
-    try:
-        rec = read_record(run.run_dir)
-    except RecordError as e:
-        return "unreadable", f"{e.path}: {e.reason}"
-    if rec is None:
-        return "not started", ""
-    status = rec.get("status")
-    if status == "finished":
-        from kdsuite.methods.identity import record_stale_reason
+def _states(grid, jobs=None, slurm=None):
+    """The state of every run of ``grid`` by hash (:func:`kdsuite.experiments.grid_state.grid_states`)."""
+    from kdsuite.experiments.grid_state import grid_states
 
-        why = record_stale_reason(rec)
-        if why:
-            return "stale", why
-        m = rec.get("metrics", {})
-        return "done", f"top-1 {m.get('last_top1', float('nan')):.2f}"
-    if status == "diverged":
-        d = rec.get("divergence") or {}
-        return "diverged", f"{d.get('what', 'non-finite values')} at step {d.get('step')} (epoch {d.get('epoch')})"
-    if status == "failed":
-        return "failed", rec.get("error", "")
-    return status, ""
+    return grid_states(grid, jobs, slurm)
 
 
-def _states(grid) -> Dict[str, Tuple[str, str]]:
-    """The state of every run of ``grid`` by hash; a teacher's staleness carries to the runs that need it."""
-    states = {r.hash: _state(r) for r in grid.all_runs()}
-    for r in grid.all_runs():  # stages are in order: a teacher's state is settled before its students'
-        if states[r.hash][0] == "done":
-            stale_t = [h for h in r.needs if states.get(h, ("",))[0] == "stale"]
-            if stale_t:
-                states[r.hash] = ("stale", "its teacher is stale and will be retrained")
-    return states
+def _rerun(args) -> tuple:
+    return tuple(s for s, flag in (("failed", "rerun_failed"), ("diverged", "rerun_diverged"), ("stale", "rerun_stale"))
+                 if getattr(args, flag, False))
+
+
+# what a launch does with a run, as a plan / status line says it
+NEXT = {"skip": "", "wait": "", "hold": "--rerun-failed reruns it", "submit": "a launch submits it",
+        "resume": "a launch resumes it", "blocked": ""}
+
+
+def next_step(st, act) -> str:
+    """The hint a plan / status line ends with: what the next plain launch does with the run."""
+    if act.verb == "skip" and st.own in ("diverged", "stale"):
+        return f"kept; --rerun-{st.own} reruns it"
+    if act.verb == "blocked":
+        flags = act.why.split(" (relaunch with ", 1)[1].split(" to rerun")[0] if " (relaunch with " in act.why else ""
+        return f"a launch with {flags} reruns the teacher, then it" if flags else "not submitted until its teacher is"
+    if act.verb == "submit" and st.own in ("failed", "diverged", "stale"):
+        return "rerun by this launch"
+    return NEXT[act.verb]
 
 
 def _unavailable_data(grid) -> List[str]:
@@ -69,17 +62,40 @@ def _unavailable_data(grid) -> List[str]:
     return [f"dataset.root = '{root}': {why}" for root, why in seen.items()]
 
 
-def _report_problems(states, grid) -> None:
-    bad = [(r, states[r.hash][1]) for r in grid.all_runs() if states[r.hash][0] == "unreadable"]
+def _report_problems(states, grid, acts=None) -> None:
+    """Unreadable records and stale runs by path; then every run that is neither finished nor new, with
+    its state, why, and what the next launch does with it."""
+    bad = [(r, states[r.hash].detail) for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:
         print(f"{len(bad)} unreadable record(s) (truncated or not a run record):")
         for _r, why in bad:
             print(f"  {why}")
-    stale = [(r, states[r.hash][1]) for r in grid.all_runs() if states[r.hash][0] == "stale"]
+    stale = [(r, states[r.hash].detail) for r in grid.all_runs() if states[r.hash].state == "stale"]
     if stale:
         print(f"{len(stale)} stale run(s) — finished with other code than now; `grid launch --rerun-stale` reruns them:")
         for r, why in stale:
             print(f"  {r.run_dir}: {why}")
+    if acts is None:
+        return
+    other = [r for r in grid.all_runs() if states[r.hash].state not in ("finished", "not started", "unreadable", "stale")]
+    if other:
+        print(f"{len(other)} run(s) neither finished nor new:")
+        for r in other:
+            st, act = states[r.hash], acts[r.hash]
+            hint = next_step(st, act)
+            print(f"  {r.stage:<10} {st.state:<12} {r.label}  {st.detail}" + (f" — {hint}" if hint else ""))
+
+
+def _launch_summary(grid, states, acts, what: str) -> str:
+    """``a launch would submit 2 (not started), resume 1 (interrupted), …`` from the actions."""
+    c = collections.Counter()
+    for r in grid.all_runs():
+        st, act = states[r.hash], acts[r.hash]
+        c[(act.verb, st.own if act.verb != "blocked" else "blocked")] += 1
+    say = {"submit": "submit {n} ({own})", "resume": "resume {n} ({own})", "wait": "wait for {n} ({own})",
+           "skip": "keep {n} {own}", "hold": "hold {n} {own}", "blocked": "block {n}"}
+    parts = [say[verb].format(n=n, own=own) for verb in say for (v, own), n in sorted(c.items()) if v == verb]
+    return f"{what}: " + (", ".join(parts) or "nothing")
 
 
 def _short(path: str) -> str:
@@ -110,21 +126,25 @@ def plan_rows(runs):
 
 def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
+    from kdsuite.experiments.grid_state import grid_actions
 
     grid = load_grid(args.grid, output=args.output)
     for key, entry in (grid.spec.get("teachers") or {}).items():
         print(f"teacher {key}: record {entry['checkpoint'] if isinstance(entry, dict) else entry} (no stage)")
     states = _states(grid)
+    acts = grid_actions(grid, states, _rerun(args))
     total, hours, unknown = 0, 0.0, False
     for sname, runs in grid.stages.items():
-        done = sum(states[r.hash][0] == "done" for r in runs)
-        stale = sum(states[r.hash][0] == "stale" for r in runs)
+        by_state = collections.Counter(states[r.hash].state for r in runs)
+        done = by_state.pop("finished", 0)
+        by_state.pop("not started", None)
+        to_run = sum(acts[r.hash].verb in ("submit", "resume") for r in runs)
         per_method = collections.Counter(r.cfg["method"]["name"] for r in runs)
         h = grid.gpu_hours_per_run(sname)
         res = grid.resources(sname)
-        est = f", about {h * (len(runs) - done):.0f} GPU-hours to go" if h is not None else ""
+        est = f", about {h * to_run:.0f} GPU-hours to go" if h is not None else ""
         print(f"stage {sname}: {len(runs)} runs ({done} already finished"
-              + (f", {stale} stale" if stale else "") + f"){est} — "
+              + "".join(f", {n} {st}" for st, n in by_state.items()) + f"){est} — "
               + ", ".join(f"{m} {n}" for m, n in per_method.items()))
         if res:
             print("  resources: " + ", ".join(f"{k}={v}" for k, v in res.items()))
@@ -138,22 +158,15 @@ def cmd_plan(args) -> int:
         if h is None:
             unknown = True
         else:
-            hours += h * (len(runs) - done)
+            hours += h * to_run
     print(f"total: {total} runs" + (f", about {hours:.0f} GPU-hours to go" if hours else "")
           + (" (no estimate for some stages: set gpu_hours_per_run)" if unknown and hours else ""))
-    _report_problems(states, grid)
+    _report_problems(states, grid, acts)
+    print(_launch_summary(grid, states, acts, "a launch" + (" with " + " ".join(f"--rerun-{s}" for s in _rerun(args))
+                                                             if _rerun(args) else "") + " would"))
     for line in _unavailable_data(grid):
         print(f"data not readable here, run identities provisional: {line}")
     return 0
-
-
-def supersede(run_dir: Path) -> Path:
-    """Move a stale run's folder to ``<parent>/.superseded/<name>-<time>``: kept for comparison, out of
-    the grid's results, and its config hash free to run again."""
-    dest = run_dir.parent / ARCHIVE / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(run_dir), str(dest))
-    return dest
 
 
 def cmd_launch(args) -> int:
@@ -162,7 +175,7 @@ def cmd_launch(args) -> int:
 
     grid = load_grid(args.grid, output=args.output)
     states = _states(grid)
-    bad = [states[r.hash][1] for r in grid.all_runs() if states[r.hash][0] == "unreadable"]
+    bad = [states[r.hash].detail for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:
         raise ConfigError(f"grid '{grid.name}': {len(bad)} unreadable run record(s); move them aside or delete "
                           f"them (those runs then start again), nothing was launched:\n  " + "\n  ".join(bad))
@@ -170,21 +183,21 @@ def cmd_launch(args) -> int:
     if missing:
         raise ConfigError(f"grid '{grid.name}': the data must be readable where the grid is launched (runs are "
                           f"identified by its content): " + "; ".join(missing))
-    stale = [r for r in grid.all_runs() if states[r.hash][0] == "stale"]
-    if stale and getattr(args, "rerun_stale", False):
-        for r in stale:
-            if r.run_dir.exists():
-                print(f"stale, rerunning ({states[r.hash][1]}): {r.run_dir} moved to {supersede(r.run_dir)}")
-    elif stale:
-        print(f"{len(stale)} stale run(s) kept as they are (finished with other code than now); "
-              f"pass --rerun-stale to rerun them (`grid plan` lists them)")
+    rerun = _rerun(args)
+    for kind, what in (("stale", "finished with other code than now"), ("diverged", "a diverged run is a result")):
+        kept = [r for r in grid.all_runs() if states[r.hash].state == kind]
+        if kept and kind not in rerun:
+            print(f"{len(kept)} {kind} run(s) kept as they are ({what}); pass --rerun-{kind} to rerun them "
+                  f"(`grid plan` lists them)")
     if args.cluster in ("local", "debug"):
         if args.dry_run:
             return cmd_plan(args)
-        counts = run_in_process(grid)
-        print(f"{counts['finished']} finished, {counts['skipped']} already done, {counts['failed']} failed")
-        return 1 if counts["failed"] else 0
-    jobs = submit_slurm(grid, args.profile, rerun_failed=args.rerun_failed, dry_run=args.dry_run)
+        c = run_in_process(grid, rerun=rerun)
+        print(f"{c['finished']} finished, {c.get('diverged', 0)} diverged, {c['skipped']} already done or kept, "
+              f"{c.get('held', 0)} held (failed earlier: --rerun-failed), {c.get('blocked', 0)} blocked, "
+              f"{c.get('busy', 0)} trained elsewhere, {c['failed']} failed")
+        return 1 if c["failed"] else 0
+    jobs = submit_slurm(grid, args.profile, rerun=rerun, dry_run=args.dry_run)
     verb = "would submit" if args.dry_run else "submitted"
     print(f"{verb} {sum(len(v) for v in jobs.values())} {'array tasks' if args.dry_run else 'runs'}: "
           + ", ".join(f"{s} {len(v)}" for s, v in jobs.items()))
@@ -206,54 +219,41 @@ def _last_line(path) -> str:
 
 
 def cmd_status(args) -> int:
-    """One line per run, joining its record, its lease and every state Slurm reports for its job."""
+    """One line per run: its state by the one rule (record, lease, checkpoint, every state Slurm reports for
+    its job, its teachers), why, and what the next plain launch does with it."""
     from kdsuite.experiments.grid import load_grid
+    from kdsuite.experiments.grid_state import grid_actions
     from kdsuite.experiments.lease import attempts
-    from kdsuite.slurm.executors import classify_run, job_states, read_manifest
+    from kdsuite.slurm.executors import job_states, read_manifest
 
     grid = load_grid(args.grid, output=args.output)
     jobs = read_manifest(grid.output).get("runs", {})
     slurm = job_states([j["job_id"] for j in jobs.values()])  # raises when Slurm can't be asked
-    by_hash = grid.by_hash()
-    recorded = _states(grid)
-    kinds = {}
+    states = _states(grid, jobs, slurm)
+    acts = grid_actions(grid, states)
     counts = collections.Counter()
     for sname, runs in grid.stages.items():
         for r in runs:
-            if recorded[r.hash][0] == "unreadable":
-                state, detail = recorded[r.hash]
-                counts[state] += 1
-                print(f"{sname:<10} {state:<12} {r.label:<48} {detail}")
+            st, act = states[r.hash], acts[r.hash]
+            counts[st.state] += 1
+            if st.state == "unreadable":
+                print(f"{sname:<10} {st.state:<12} {r.label:<48} {st.detail}")
                 continue
-            job = jobs.get(r.hash)
-            kind, detail = kinds[r.hash] = classify_run(r, job, slurm)
-            js = slurm.get(job["job_id"]) if job else None
-            if kind == "finished":
-                state, detail = recorded[r.hash]  # done, or stale when its code changed since
-            elif kind == "in-flight":
-                state = js["state"].lower() if js else "running"
-                if js and js["reason"] not in ("None", ""):
-                    detail = js["reason"]
-            elif kind == "new":
-                bad = [h for h in r.needs if kinds.get(h, ("",))[0] == "failed"]
-                state = "blocked" if bad else "not started"
-                detail = f"teacher {', '.join(by_hash[h].label for h in bad)} failed" if bad else ""
-                if js:
-                    detail = f"{detail}; job {js['state'].lower()} ({js['reason']})".strip("; ")
-            else:
-                state = kind
+            hint = next_step(st, act)
             extra = []
             n = len(attempts(r.run_dir))
             if n:
                 extra.append(f"attempts {n}")
+            job = jobs.get(r.hash)
             if job:
+                js = slurm.get(job["job_id"])
                 extra.append(f"job {job['job_id']}" + (f" {js['state']}" if js else ""))
                 last = _last_line(job["stderr"])
-                if last and kind != "finished":
+                if last and st.state not in ("finished", "stale"):
                     extra.append(f"log {job['stderr']}: {last}")
-            counts[state] += 1
             tail = f" [{'; '.join(extra)}]" if extra else ""
-            print(f"{sname:<10} {state:<12} {r.label:<48} {detail}{tail}".rstrip())
+            detail = st.detail + (f" — {hint}" if hint else "")
+            print(f"{sname:<10} {st.state:<12} {r.label:<48} {detail}{tail}".rstrip())
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     return 0
 
@@ -273,6 +273,8 @@ def add_commands(sub) -> None:
             p.add_argument("--cluster", choices=["local", "debug", "slurm"], default="local")
             p.add_argument("--profile", help="Slurm profile YAML (required with --cluster slurm; see slurm/README.md)")
             p.add_argument("--rerun-failed", action="store_true", help="also resubmit failed runs")
+            p.add_argument("--rerun-diverged", action="store_true",
+                           help="also rerun diverged runs (their folders move to <output>/.superseded/)")
             p.add_argument("--dry-run", action="store_true",
                            help="print each array's size, resources, dependencies and sbatch lines; submit nothing")
             p.add_argument("--rerun-stale", action="store_true",

@@ -1,50 +1,94 @@
 """Executors that run a grid's stages: ``debug`` / ``local`` (in this process, one run after another,
-the path ``make demo`` uses) and ``slurm`` (one submitit job array per stage, students waiting for
-their teachers' array with ``afterok``). Runs with a finished record are skipped, so a relaunch does
-only what is missing.
+the path ``make demo`` uses) and ``slurm`` (one submitit job array per stage and teacher set, each
+student waiting for its own teachers' tasks with ``afterok``). What runs is decided by the one state
+rule (:mod:`kdsuite.core.run_state`), so a relaunch does only what is missing.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kdsuite.core.records import read_record
-from kdsuite.experiments.grid import Grid, RunSpec
+from kdsuite.experiments.grid import Grid, RunSpec, timeout_problem
 from kdsuite.experiments.run import run
 from kdsuite.core.errors import ConfigError
+from kdsuite.core.run_state import FAILED, FAILED_STATES, IN_FLIGHT, NEVER, RERUNNABLE  # noqa: F401 (re-exported)
 
 
-def pending(runs: List[RunSpec]) -> List[RunSpec]:
-    out = []
-    for r in runs:
-        rec = read_record(r.run_dir)
-        if rec is None or rec.get("status") != "finished":
-            out.append(r)
-    return out
+def _rerun_set(rerun: Iterable[str] = (), rerun_failed: bool = False) -> Tuple[str, ...]:
+    bad = sorted(set(rerun) - set(RERUNNABLE))
+    if bad:
+        raise ConfigError(f"rerun = {bad}: a launch reruns only runs that are {', '.join(RERUNNABLE)}")
+    return tuple(sorted(set(rerun) | ({FAILED} if rerun_failed else set())))
 
 
-def run_in_process(grid: Grid, stop_on_error: bool = False, log=print) -> Dict[str, Any]:
-    """Run every unfinished run of ``grid`` here, stage by stage. Returns counts per outcome."""
-    done = failed = skipped = 0
+def run_in_process(grid: Grid, stop_on_error: bool = False, log=print, rerun: Iterable[str] = (),
+                   rerun_failed: bool = False) -> Dict[str, Any]:
+    """Run here, stage by stage, every run the one state rule submits (:mod:`kdsuite.core.run_state`):
+    not started, interrupted (resumed), and the failed / diverged / stale ones named in ``rerun``. A
+    student runs only when its teachers' records are finished when its stage starts (a teacher that
+    failed or diverged in this launch blocks it). Holds the grid's launch lock throughout: a second launch
+    of the same grid meanwhile refuses. Returns counts per outcome."""
+    from kdsuite.experiments.grid_state import launch_lock
+
+    rerun = _rerun_set(rerun, rerun_failed)
+    with launch_lock(grid.output, wait_s=0):  # a second launch of this grid refuses at once
+        return _run_here(grid, stop_on_error, log, rerun)
+
+
+def _run_here(grid: Grid, stop_on_error: bool, log, rerun) -> Dict[str, Any]:
+    from kdsuite.core.run_state import BLOCK, HOLD, RESUME, SKIP, SUBMIT, finished_ready
+    from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
+
+    counts = {"finished": 0, "diverged": 0, "failed": 0, "skipped": 0, "held": 0, "blocked": 0, "busy": 0}
+    states = grid_states(grid)
+    prepare_reruns(grid, states, grid_actions(grid, states, rerun), log=lambda m: log(f"[grid {grid.name}] {m}"))
     for sname, runs in grid.stages.items():
-        todo = pending(runs)
-        skipped += len(runs) - len(todo)
-        log(f"[grid {grid.name}] stage '{sname}': {len(todo)} to run, {len(runs) - len(todo)} already finished")
+        states = grid_states(grid)  # teachers of earlier stages have run by now
+        acts = grid_actions(grid, states, rerun, teacher_ready=finished_ready)
+        todo = [r for r in runs if acts[r.hash].verb in (SUBMIT, RESUME)]
+        done = sum(states[r.hash].own == "finished" for r in runs)
+        log(f"[grid {grid.name}] stage '{sname}': {len(todo)} to run, {done} already finished")
+        for r in runs:
+            a = acts[r.hash]
+            if a.verb == SKIP:
+                counts["skipped"] += 1
+                if states[r.hash].own != "finished":
+                    log(f"[grid {grid.name}] {sname} {r.label}: {a.why}")
+            elif a.verb not in (SUBMIT, RESUME):  # held (failed, unreadable), blocked, or trained elsewhere
+                counts["held" if a.verb == HOLD else "blocked" if a.verb == BLOCK else "busy"] += 1
+                log(f"[grid {grid.name}] {sname} {r.label}: {a.why}")
         for i, r in enumerate(todo):
             t0 = time.time()
+            if acts[r.hash].verb == RESUME:
+                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({acts[r.hash].why}); resuming")
             try:
                 rec = run(r.cfg)
-                done += 1
-                m = rec.get("metrics", {})
-                log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: top1 {m.get('last_top1', float('nan')):.2f} "
-                    f"(best {m.get('best_top1', float('nan')):.2f}) in {time.time() - t0:.1f}s")
             except Exception as e:  # noqa: BLE001 — one failed run must not stop the grid
-                failed += 1
+                from kdsuite.experiments.lease import RunBusy
+
+                if isinstance(e, RunBusy):
+                    counts["busy"] += 1
+                    log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: {e}")
+                    continue
+                counts["failed"] += 1
                 log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: FAILED {type(e).__name__}: {e}")
                 if stop_on_error:
                     raise
-    return {"finished": done, "failed": failed, "skipped": skipped}
+                continue
+            m = rec.get("metrics", {})
+            if rec.get("status") == "diverged":
+                from kdsuite.core.run_state import divergence_text
+
+                counts["diverged"] += 1
+                log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: DIVERGED "
+                    f"{divergence_text(rec.get('divergence'))} in {time.time() - t0:.1f}s")
+                continue
+            counts["finished"] += 1
+            log(f"[grid {grid.name}] {sname} {i + 1}/{len(todo)} {r.label}: top1 {m.get('last_top1', float('nan')):.2f} "
+                f"(best {m.get('best_top1', float('nan')):.2f}) in {time.time() - t0:.1f}s")
+    return {k: v for k, v in counts.items() if v or k in ("finished", "failed", "skipped")}
 
 
 # ---- Slurm through submitit ---------------------------------------------------------------
@@ -56,11 +100,6 @@ PROFILE_FIELDS = PROFILE_REQUIRED + tuple(SBATCH_FIELDS) + (
     "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "array_parallelism", "slurm_setup",
     "folder", "pack", "max_array_size", "max_num_timeout", "sbatch")
 MANIFEST = "slurm-manifest.json"
-IN_FLIGHT = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-             "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
-# a job that ended in one of these without a finished record failed (the record may be missing)
-FAILED_STATES = {"FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
-NEVER = "DependencyNeverSatisfied"
 
 
 class SlurmUnavailable(ConfigError):
@@ -91,6 +130,8 @@ def load_profile(path) -> Dict[str, Any]:
             problems.append(f"{k} = {prof[k]!r}: expected a string")
     if "exclusive" in prof and not isinstance(prof["exclusive"], (bool, str)):
         problems.append(f"exclusive = {prof['exclusive']!r}: expected true/false or a string (user, mcs)")
+    if "timeout_min" in prof and timeout_problem(prof["timeout_min"], "timeout_min"):
+        problems.append(timeout_problem(prof["timeout_min"], "timeout_min"))
     v = prof.get("max_num_timeout")
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
         problems.append(f"max_num_timeout = {v!r}: expected an integer >= 0 (requeues after a timeout)")
@@ -107,9 +148,16 @@ REPO = Path(__file__).resolve().parent.parent
 PROFILE_DIR = REPO / "slurm" / "profiles"
 
 
+class RunNotDone(RuntimeError):
+    """A job's run was not trained to a finished record by this job (another job holds it, or it diverged):
+    the job ends FAILED, so runs waiting for it with ``afterok`` are not released on its behalf."""
+
+
 class RunJob:
     """The callable each Slurm array task runs. submitit's ``checkpoint`` hook resubmits it on
-    timeout or preemption; the run then resumes from its last epoch checkpoint."""
+    timeout or preemption; the run then resumes from its last epoch checkpoint. A job that finds its run
+    trained by another job (busy), or whose run diverges, ends FAILED rather than COMPLETED: a COMPLETED job
+    satisfies ``afterok``, and its students would start before (or without) a finished teacher record."""
 
     def __call__(self, cfg):
         from kdsuite.experiments.lease import RunBusy
@@ -118,7 +166,10 @@ class RunJob:
             rec = run(cfg)
         except RunBusy as e:  # another job trains this run: leave it alone, do not touch its record
             print(f"kdsuite: {e}", flush=True)
-            return {"status": "busy", "error": str(e)}
+            raise RunNotDone(f"busy: {e}; this job ends FAILED so that no run waiting for it starts before that "
+                             f"one has finished (the next grid launch resubmits what it held back)") from None
+        if rec["status"] != "finished":
+            raise RunNotDone(f"{rec['status']}: {rec['run_dir']} — runs waiting for it are not released")
         return {"status": rec["status"], "run_dir": rec["run_dir"]}
 
     def checkpoint(self, cfg):
@@ -128,12 +179,20 @@ class RunJob:
 
 
 class PackedJob:
-    """An array task that runs several small runs side by side (a stage's ``pack: N``)."""
+    """An array task that runs several small runs side by side (a stage's ``pack: N``); like
+    :class:`RunJob` it ends FAILED (after every run has ended) when any of them did not finish."""
 
     def __call__(self, cfgs):
         from kdsuite.slurm.packing import run_packed
 
-        return run_packed(cfgs)
+        out = run_packed(cfgs)
+        bad = [f"{o.get('run_dir') or c.get('name', '?')}: {o['status']} ({o.get('error', '')})"
+               for o, c in zip(out, cfgs) if o["status"] != "finished"]
+        for o in out:
+            print(f"kdsuite: packed run {o.get('run_dir', '')}: {o['status']}", flush=True)
+        if bad:
+            raise RunNotDone(f"{len(bad)} of {len(out)} packed runs did not finish: " + "; ".join(bad))
+        return out
 
     def checkpoint(self, cfgs):
         import submitit
@@ -254,51 +313,43 @@ def slurm_parameters(res: Dict[str, Any], name: str) -> Dict[str, Any]:
     return params
 
 
-def classify_run(r: RunSpec, job: Optional[Dict[str, Any]], states: Dict[str, Dict[str, str]]) -> Tuple[str, str]:
-    """The one rule for a run's state, from its record, its lease and its job: ``finished``, ``in-flight``
-    (its job is pending or running), ``failed`` (record says so, or its job ended FAILED / out of memory
-    without a record), ``interrupted`` (resumable: preempted, cancelled, killed, time-limited) or ``new``.
-    Returns ``(state, detail)``."""
-    from kdsuite.experiments.lease import is_held
+def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False,
+                 rerun: Iterable[str] = (), lock_wait_s: float = 600.0) -> Dict[str, List[Any]]:
+    """Submit every run of ``grid`` that needs running: one job array per stage and set of teacher tasks
+    (split into several arrays when it has more runs than the cluster's MaxArraySize); a run whose
+    teacher is being trained waits for that teacher's array task only (``afterok``, and Slurm cancels it if the teacher fails:
+    ``--kill-on-invalid-dep=yes``), one whose teacher record is finished starts at once. What is
+    submitted is decided by the one state rule (:mod:`kdsuite.core.run_state`) from each run's record,
+    lease, checkpoint, Slurm job and teachers: finished runs are skipped, queued and running ones never
+    submitted twice, not-started ones submitted, interrupted ones resubmitted (they resume), failed,
+    diverged and stale ones only when ``rerun`` names their state (``rerun_failed``: ``failed``); a
+    student whose teacher is failed, diverged or blocked is not submitted (blocked). A job left pending
+    on a dependency that can never be met (an older launch without the flag) is cancelled and its run
+    resubmitted when its teacher is. Slurm that can't be asked is an error before anything is submitted.
+    Writes ``<output>/slurm-manifest.json`` after every array and returns the submitit jobs per stage
+    without waiting for them (``dry_run``: prints each array's size, resources, dependencies and sbatch
+    lines, submits nothing, returns the planned groups). The whole launch holds the grid's launch lock
+    (:func:`kdsuite.experiments.grid_state.launch_lock`): a second launch racing it waits up to
+    ``lock_wait_s`` seconds, then decides from what the first one submitted."""
+    from kdsuite.experiments.grid_state import launch_lock
 
-    rec = read_record(r.run_dir) or {}
-    status = rec.get("status")
-    js = states.get(job["job_id"]) if job else None
-    if status == "finished":
-        return "finished", ""
-    if js and js["state"] in IN_FLIGHT and js["reason"] != NEVER:
-        return "in-flight", js["state"].lower()
-    if is_held(r.run_dir):
-        return "in-flight", "training (its lease is held)"
-    if status == "failed":
-        return "failed", rec.get("error", "")
-    if js and js["state"] in FAILED_STATES:
-        return "failed", f"its job {job['job_id']} ended {js['state']} ({js['reason']}) before writing a record"
-    if status in ("interrupted", "running"):
-        why = rec.get("error") if status == "interrupted" else "its job ended while it trained"
-        ended = f"; job {job['job_id']} {js['state']}" if job and js else ""
-        return "interrupted", f"{why}{ended}"
-    return "new", ""
+    rerun = _rerun_set(rerun, rerun_failed)
+    prof = load_profile(profile_path)  # a bad profile is refused before anything else
+    if dry_run:
+        return _submit(grid, prof, profile_path, rerun, log, dry_run)
+    with launch_lock(grid.output, wait_s=lock_wait_s, log=lambda m: log(f"[grid {grid.name}] {m}")):
+        return _submit(grid, prof, profile_path, rerun, log, dry_run)
 
 
-def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False) -> Dict[str, List[Any]]:
-    """Submit every run of ``grid`` that needs running: one job array per stage (split into several
-    arrays when a stage has more runs than the cluster's MaxArraySize); a run whose teacher is being
-    trained waits for that teacher's array task (``afterok``, and Slurm cancels it if the teacher fails:
-    ``--kill-on-invalid-dep=yes``), one whose teacher record is finished starts at once. By
-    :func:`classify_run`: finished and in-flight runs are skipped (so two launches never train a run
-    twice), interrupted and new runs submitted, failed ones only with ``rerun_failed``; a student whose
-    teacher is neither finished nor submitted is reported blocked. A job left pending on a dependency that
-    can never be met (an older launch without the flag) is cancelled and its run resubmitted when its
-    teacher is. Slurm that can't be asked is an error before anything is submitted. Writes
-    ``<output>/slurm-manifest.json`` after every array and returns the submitit jobs per stage without
-    waiting for them (``dry_run``: prints each array's size, resources, dependencies and sbatch lines,
-    submits nothing, returns the planned groups)."""
+def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run: bool) -> Dict[str, List[Any]]:
+    """:func:`submit_slurm`'s work, under the grid's launch lock (but for a dry run)."""
     import subprocess
 
     import submitit
 
-    prof = load_profile(profile_path)
+    from kdsuite.core.run_state import RESUME, SUBMIT, WAIT
+    from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
+
     output = grid.output
     folder = Path(prof.get("folder") or output / "slurm-logs")
     manifest = read_manifest(output)
@@ -313,43 +364,45 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
             raise
         limit, states = limit or 1001, {}
         log(f"[grid {grid.name}] dry run without Slurm ({e}); queued jobs of earlier launches are not checked")
+    run_states = grid_states(grid, earlier, states)
+    acts = grid_actions(grid, run_states, rerun)
+    if not dry_run:
+        prepare_reruns(grid, run_states, acts, log=lambda m: log(f"[grid {grid.name}] {m}"))
     launch = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": str(profile_path), "arrays": []}
     manifest.setdefault("launches", []).append(launch)
     manifest["grid"] = grid.name
     by_hash = grid.by_hash()
     submitted_task: Dict[str, str] = {}  # run hash -> job id of the task training it (this launch or in flight)
-    run_state: Dict[str, Tuple[str, str]] = {}
     jobs: Dict[str, List[Any]] = {}
     for sname, runs in grid.stages.items():
         todo = []
         for r in runs:
             prev = earlier.get(r.hash)
-            state, detail = run_state[r.hash] = classify_run(r, prev, states)
-            if state == "finished":
+            st, act = run_states[r.hash], acts[r.hash]
+            if act.verb == WAIT:
+                if st.job:
+                    submitted_task[r.hash] = st.job  # its students wait for that job
+                log(f"[grid {grid.name}] {sname} {r.label}: {st.state}, {act.why}")
                 continue
-            if state == "in-flight":
-                if prev:
-                    submitted_task[r.hash] = prev["job_id"]
-                log(f"[grid {grid.name}] {sname} {r.label}: {'job ' + prev['job_id'] + ' ' if prev else ''}{detail}; "
-                    f"not submitted again")
+            if act.verb not in (SUBMIT, RESUME):
+                if st.state != "finished":
+                    log(f"[grid {grid.name}] {sname} {r.label}: {act.why}")
                 continue
-            if state == "failed" and not rerun_failed:
-                log(f"[grid {grid.name}] {sname} {r.label}: failed — {detail}; not resubmitted (relaunch with "
-                    f"--rerun-failed)")
-                continue
-            blocked = [h for h in r.needs if h not in submitted_task and run_state.get(h, ("",))[0] != "finished"]
-            if blocked:
-                why = ", ".join(f"{by_hash[h].label} {run_state.get(h, ('not planned',))[0]}" for h in blocked)
-                log(f"[grid {grid.name}] {sname} {r.label}: blocked: teacher {why}; not submitted "
-                    f"(relaunch with --rerun-failed to rerun the teacher and then this run)")
+            # a teacher trained outside any job this launch knows (its lease held by another process) has
+            # no task to wait for: its students wait for the next launch
+            unknown = [h for h in r.needs if h not in submitted_task and run_states[h].own not in ("finished", "stale")]
+            if unknown:
+                why = ", ".join(f"{by_hash[h].label} {run_states[h].state} ({run_states[h].detail})" for h in unknown)
+                log(f"[grid {grid.name}] {sname} {r.label}: blocked by {why} — no Slurm job of this grid to wait "
+                    f"for; not submitted (relaunch when it has finished)")
                 continue
             js = states.get(prev["job_id"]) if prev else None
             if js and js["state"] in IN_FLIGHT and js["reason"] == NEVER and not dry_run:
                 # an older launch's job waiting on a dependency that can never be met: free it
                 subprocess.run(["scancel", prev["job_id"]], capture_output=True, timeout=60)
                 log(f"[grid {grid.name}] {sname} {r.label}: cancelled job {prev['job_id']} ({NEVER})")
-            if state == "interrupted":
-                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({detail}); resubmitted, resumes from its "
+            if act.verb == RESUME:
+                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({act.why}); resubmitted, resumes from its "
                     f"last checkpoint")
             todo.append(r)
         jobs[sname] = []
@@ -357,10 +410,16 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
             continue
         res = stage_resources(grid, sname, prof)
         pack = int(res.get("pack") or 1)
-        groups = [todo[i:i + pack] for i in range(0, len(todo), pack)]
-        for start in range(0, len(groups), limit):
-            chunk = groups[start:start + limit]
-            deps = sorted({submitted_task[h] for g in chunk for r in g for h in r.needs if h in submitted_task})
+        # one array per set of teacher tasks: a student waits for its own teachers only, so one failed
+        # teacher holds back (and gets cancelled) its own students, not the whole stage
+        by_deps: Dict[Tuple[str, ...], List[RunSpec]] = {}
+        for r in todo:
+            by_deps.setdefault(tuple(sorted({submitted_task[h] for h in r.needs if h in submitted_task})), []).append(r)
+        chunks = []
+        for dep_set, rs in by_deps.items():
+            groups = [rs[i:i + pack] for i in range(0, len(rs), pack)]
+            chunks += [(list(dep_set), groups[i:i + limit]) for i in range(0, len(groups), limit)]
+        for deps, chunk in chunks:
             ex = submitit.AutoExecutor(folder=folder / sname, cluster="slurm",
                                        slurm_max_num_timeout=int(res.get("max_num_timeout", 3)))
             params = slurm_parameters(res, f"kd-{grid.name}-{sname}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import traceback
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 
 def _run_one(args) -> Dict[str, Any]:
@@ -40,15 +41,63 @@ def _job_cpus() -> int:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_packed(cfgs: List[Mapping[str, Any]], cpus: Optional[int] = None) -> List[Dict[str, Any]]:
+def _child(worker: Callable, cfg: Dict[str, Any], threads: int, conn) -> None:
+    """A packed run's process: its summary goes back through ``conn``, then the process ends."""
+    try:
+        out = worker((cfg, threads))
+    except BaseException as e:  # noqa: BLE001 — SystemExit etc.: say so instead of a silent end
+        out = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=10)}
+    conn.send(out)
+    conn.close()
+
+
+def _died(exitcode: Optional[int]) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"its process was killed by {name} (out of memory? a segfault?) before it returned"
+    return f"its process exited with code {exitcode} before it returned"
+
+
+def run_packed(cfgs: List[Mapping[str, Any]], cpus: Optional[int] = None,
+               worker: Callable = _run_one) -> List[Dict[str, Any]]:
     """Run ``cfgs`` concurrently, one spawned process each; returns one summary per config, in order.
-    CPU threads are split evenly between the processes (``cpus`` defaults to this job's CPUs)."""
+    CPU threads are split evenly between the processes (``cpus`` defaults to this job's CPUs). A process
+    that dies (killed by the OOM killer, a segfault, SIGKILL) fails its own run at once — ``status:
+    failed`` naming the signal; its record, if it had one, stays ``running`` and the run is then
+    *interrupted*, resumed by the next launch — and the others run to their end. (``multiprocessing.Pool``
+    never returns when one of its workers is killed; ``ProcessPoolExecutor`` breaks every run of the pool.)
+    ``worker(cfg, threads)`` is what each process runs (a module-level function; tests swap it)."""
     if not cfgs:
         return []
     if cpus is None:
         cpus = _job_cpus()
     threads = max(1, cpus // len(cfgs))
     if len(cfgs) == 1:
-        return [_run_one((dict(cfgs[0]), threads))]
-    with mp.get_context("spawn").Pool(len(cfgs)) as pool:
-        return pool.map(_run_one, [(dict(c), threads) for c in cfgs])
+        return [worker((dict(cfgs[0]), threads))]
+    ctx = mp.get_context("spawn")
+    procs = []
+    try:
+        for i, c in enumerate(cfgs):
+            recv, send = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_child, args=(worker, dict(c), threads, send), name=f"kdsuite-pack-{i}")
+            p.start()
+            send.close()  # only the child writes: its end closing (exit, death) wakes recv()
+            procs.append((p, recv))
+        out: List[Dict[str, Any]] = []
+        for p, recv in procs:
+            try:
+                res = recv.recv()
+            except EOFError:  # it died without a word
+                res = None
+            p.join()
+            out.append(res if res is not None else {"status": "failed", "error": _died(p.exitcode)})
+        return out
+    finally:
+        for p, recv in procs:
+            recv.close()
+            if p.is_alive():  # only when this process itself is stopped half-way
+                p.terminate()
+                p.join()

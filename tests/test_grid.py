@@ -9,7 +9,7 @@ from kdsuite.core.records import read_record
 from kdsuite.cli import main
 from kdsuite.experiments.config import ConfigError
 from kdsuite.experiments.grid import GRID_DIR, expand, load_grid
-from kdsuite.slurm.executors import load_profile, run_in_process, submit_slurm
+from kdsuite.slurm.executors import load_profile, read_manifest, run_in_process, submit_slurm
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
@@ -91,7 +91,7 @@ def test_local_launch_is_idempotent_and_status_reports(tmp_path, capsys):
     assert {p: p.stat().st_mtime for p in (tmp_path / "out").rglob("record.json")} == first  # nothing rerun
     capsys.readouterr()
     assert main(["grid", "status", str(gfile)]) == 0
-    assert "done: 3" in capsys.readouterr().out
+    assert "finished: 3" in capsys.readouterr().out
     assert main(["table", "--source", str(tmp_path / "out")]) == 0
     assert "| kd |" in capsys.readouterr().out
 
@@ -101,7 +101,11 @@ def test_grid_runs_through_sbatch(slurm_cluster, tmp_path):
     grid = expand(_spec(tmp_path / "out", seeds=(0, 1)))
     jobs = submit_slurm(grid, "slurm/profiles/local_test.yaml")
     assert len(jobs["teachers"]) == 1 and len(jobs["students"]) == 4
-    assert len({j.job_id.split("_")[0] for j in jobs["students"]}) == 1  # one array
+    # one array per teacher set: the kd students wait for their teacher's task, the vanilla ones (no teacher)
+    # wait for nothing
+    assert len({j.job_id.split("_")[0] for j in jobs["students"]}) == 2
+    arrays = read_manifest(tmp_path / "out")["launches"][-1]["arrays"]
+    assert sorted(a["dependency"] for a in arrays if a["stage"] == "students") == [[], [jobs["teachers"][0].job_id]]
     deadline = time.time() + 300
     while time.time() < deadline and not all(
             (read_record(r.run_dir) or {}).get("status") == "finished" for r in grid.all_runs()):
@@ -175,3 +179,29 @@ def test_a_run_killed_hard_resumes_from_its_last_epoch_when_relaunched(tmp_path)
     a = torch.load(ckpt, weights_only=False)["method"]
     b = torch.load(tmp_path / "plain" / r.run_dir.name / "checkpoint.pt", weights_only=False)["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_limit_shorter_than_submitits_signal_delay_is_refused_by_name(tmp_path, capsys):
+    """submitit signals 90 s before the limit: `timeout_min: 1` made every attempt "time out" at once."""
+    gfile = tmp_path / "g.yaml"
+    gfile.write_text(yaml.safe_dump(_spec(tmp_path / "out", seeds=(0,)), sort_keys=False))
+    for minutes in (1, 3):
+        p = tmp_path / f"p{minutes}.yaml"
+        p.write_text(f"partition: debug\ntimeout_min: {minutes}\n")
+        with pytest.raises(ConfigError, match=rf"profile '{p}': timeout_min = {minutes}: expected an integer >= 4 "
+                                              r"\(minutes\): submitit signals a job 90 s before"):
+            load_profile(p)
+        capsys.readouterr()
+        assert main(["grid", "launch", str(gfile), "--cluster", "slurm", "--profile", str(p)]) == 2
+        err = capsys.readouterr().err
+        assert str(p) in err and "timeout_min = " in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()  # refused before anything was submitted or written
+    p = tmp_path / "ok.yaml"
+    p.write_text("partition: debug\ntimeout_min: 4\n")
+    assert load_profile(p)["timeout_min"] == 4
+    # a grid's own resources are checked when it is planned
+    spec = _spec(tmp_path / "out", seeds=(0,))
+    spec["stages"]["students"]["resources"] = {"timeout_min": 2}
+    gfile.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["grid", "plan", str(gfile)]) == 2
+    assert "stages.students.resources.timeout_min = 2: expected an integer >= 4" in capsys.readouterr().err

@@ -45,3 +45,31 @@ def test_a_packed_run_held_by_another_job_is_busy_not_failed(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _kill_seed_99(args):
+    """The packed worker of the test below: the run with seed 99 is killed as the OOM killer would."""
+    import os
+    import signal
+
+    from kdsuite.slurm.packing import _run_one
+
+    if args[0].get("seed") == 99:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _run_one(args)
+
+
+def test_a_killed_packed_run_fails_at_once_and_its_neighbours_finish(tmp_path):
+    """multiprocessing.Pool.map never returned when one of its children was killed; the job hung to its time
+    limit. Now the killed run fails naming the signal and the other runs finish."""
+    import threading
+
+    box = []
+    t = threading.Thread(target=lambda: box.append(run_packed(
+        [_cfg(tmp_path, 0), _cfg(tmp_path, 99), _cfg(tmp_path, 1)], cpus=2, worker=_kill_seed_99)), daemon=True)
+    t.start()
+    t.join(timeout=1800)  # a guard against the old hang, not a timing check
+    assert box, "run_packed did not return after one of its children was killed"
+    (out,) = box
+    assert [o["status"] for o in out] == ["finished", "failed", "finished"], out
+    assert "SIGKILL" in out[1]["error"], out[1]
