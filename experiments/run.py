@@ -90,8 +90,41 @@ def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
 
 
 def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
-    label = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-{h[:10]}"
-    return Path(cfg["output"]["root"]) / label
+    prefix = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-"
+    folder = Path(cfg["output"]["root"]) / f"{prefix}{h[:10]}"
+    if folder.exists():
+        return folder
+    return _earlier_spelling(folder.parent, prefix, h) or folder
+
+
+def _earlier_spelling(root: Path, prefix: str, h: str) -> Optional[Path]:
+    """A run folder made before numbers were hashed by value (its config wrote ``lr: 1e-3``, kept as a
+    string, and was hashed so): the same run, found by the hash of its recorded config, so it is reused,
+    not retrained."""
+    import json
+
+    from kdsuite.experiments.config import canonical, identity
+
+    try:
+        candidates = sorted(root.glob(f"{glob_escape(prefix)}*"))
+    except OSError:
+        return None
+    for cand in candidates:
+        try:
+            rec = json.loads((cand / "record.json").read_text())
+            cfg = rec["config"]
+            ident = identity(cfg)
+            if canonical(ident) != ident and config_hash(cfg) == h:
+                return cand
+        except Exception:  # noqa: BLE001 — a foreign or damaged folder is simply not this run
+            continue
+    return None
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
 
 
 def pick_device(name: str) -> torch.device:

@@ -64,6 +64,8 @@ class HParam:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
                 raise ConfigError(f"{field_name} = nan is not {self.allowed()}")
+            if isinstance(value, float) and math.isinf(value):
+                raise ConfigError(f"{field_name} = {value!r} is not finite; expected {self.allowed()}")
             bad_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
             bad_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
             if bad_low or bad_high:
