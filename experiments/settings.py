@@ -68,6 +68,15 @@ def _opt_str(value: Any) -> Any:
     return value
 
 
+def _run_name(value: Any) -> Any:
+    from kdsuite.core.names import name_problem
+
+    problem = None if value is None else name_problem(value)
+    if problem:
+        raise FieldProblem(f"{FIELD} = {value!r}: {problem}")
+    return value
+
+
 Path_ = PlainValidator(_path)
 Mapping_ = PlainValidator(_mapping)
 OptStr = PlainValidator(_opt_str)
@@ -197,7 +206,7 @@ class RunConfig(TrainSettings):
     """A whole run config. Its trainer fields (epochs, optim, schedule, optimizers, ...) are
     :class:`TrainSettings`'s; ``precision`` and ``channels_last`` may also be ``auto`` here (the fast path
     decides, see ``config.effective``)."""
-    name: Annotated[Optional[str], OptStr] = None
+    name: Annotated[Optional[str], PlainValidator(_run_name)] = None  # the run's (or its grid's) name
     dataset: DatasetSettings = DatasetSettings.model_construct()
     student: StudentSettings = StudentSettings.model_construct()
     teachers: List[TeacherEntry] = []
