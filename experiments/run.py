@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from kdsuite import zoo
+from kdsuite.core.fileio import check_writable_dir
 from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
 from kdsuite.experiments.config import ConfigError, config_hash, effective, settings_of, validate
@@ -240,12 +241,17 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
         prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
     """Train one run to completion (or ``stop_after_epochs``) and return its record."""
     cfg, h, run_dir = prepared or prepare(raw)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder '{run_dir}' is a file, not a folder; move it away (output.root = "
+                          f"'{cfg['output']['root']}')")
     existing = read_record(run_dir)
     if existing is not None and existing.get("status") in ("finished", "diverged"):
         # a diverged run diverges again when rerun with the same code and config
         print(f"[{run_dir.name}] reused, not retrained: its record is {existing['status']} ({run_dir})",
               file=sys.stderr, flush=True)
         return existing
+    check_writable_dir(cfg["output"]["root"], "output.root")  # before any data is read or model built
+    check_writable_dir(run_dir, "run folder")
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)

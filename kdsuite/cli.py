@@ -92,7 +92,7 @@ def cmd_teacher_import(args) -> int:
     from kdsuite.zoo.teacher_import import import_teacher
 
     folder, meta = import_teacher(args.file, args.format, args.arch, num_classes=args.num_classes,
-                                  accuracy=args.accuracy, out=args.out, dataset=args.dataset)
+                                  accuracy=args.accuracy, out=args.out, dataset=args.dataset, force=args.force)
     acc = "unknown" if meta["top1"] is None else f"{meta['top1']:.2f} ({meta['top1_source']})"
     print(f"imported {args.format} file {args.file} as a {meta['arch']} teacher ({meta['num_classes']} classes, "
           f"{meta['dataset']}), top-1 {acc}, weights sha256 {meta['sha256'][:12]}… → {folder}")
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", help="dataset name runs will use it on (default: cifar100 for repdistiller/"
                    "mdistiller, imagefolder for timm/torchvision)")
     t.add_argument("--out", help="record folder (default: runs/teachers/imported-<arch>-<sha256 prefix>)")
+    t.add_argument("--force", action="store_true", help="replace an existing record at --out; the old one is "
+                   "moved to <parent>/.superseded/ first, never overwritten")
     t.set_defaults(fn=cmd_teacher_import)
     s = sub.add_parser("demo", help="the main job on the embedded digits data")
     s.add_argument("--output", default="runs/demo")
