@@ -59,7 +59,9 @@ class HParam:
             ok_type = True
         if not ok_type:
             raise ConfigError(f"{field_name} = {value!r} is not {self.allowed()}")
-        if self.choices is not None and value not in self.choices:
+        # a choice is matched with its type: 1 is not True, 0 is not False
+        if self.choices is not None and not any(value == c and isinstance(value, bool) == isinstance(c, bool)
+                                                for c in self.choices):
             raise ConfigError(f"{field_name} = {value!r} is not allowed; expected {self.allowed()}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
