@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
-from kdsuite.core.fileio import atomic_write_text
+from kdsuite.core.fileio import atomic_write_text, check_writable_dir, check_writable_file
 from kdsuite.core.errors import ConfigError
 
 
@@ -180,6 +180,8 @@ def cmd_table(args) -> int:
         from kdsuite.analysis.references import load
 
         load(args.reference)  # an unknown name fails before any source is read
+    if args.out:
+        check_writable_file(args.out, "--out")  # before any source is read
     records = load_source(args)
     text = render_table(records, args.layout, args.format, args.metric, args.reference)
     if args.out:
@@ -194,6 +196,7 @@ def cmd_plot(args) -> int:
     from kdsuite.analysis import plots, tables
 
     kinds = list(plots.KINDS) if args.kind == "all" else [args.kind]
+    check_writable_dir(args.out, "--out")  # before any source is read
     records = load_source(args, history="curves" in kinds)
     records, left_out = tables.other_protocols(records, "these figures")  # figures compare students as the methods table does
     for note in left_out:

@@ -128,3 +128,59 @@ def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print
             log(f"checkpoint {cand} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                 f"moved aside to {aside.name}, trying the previous one")
     return None
+
+
+# ---- places kdsuite will write, checked before any work -------------------------------------------
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_ancestors(path: Path, what: str) -> None:
+    from kdsuite.core.errors import ConfigError
+
+    anc = _nearest_existing(path.parent if path.parent != path else path)
+    if not anc.is_dir():
+        kind = "a broken link" if anc.is_symlink() and not anc.exists() else "a file"
+        raise ConfigError(f"{what} '{path}': '{anc}' is {kind}, not a folder; a folder is needed there")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} '{path}': folder '{anc}' is not writable (permission denied); choose another "
+                          f"place or fix its permissions")
+
+
+def check_writable_dir(path: os.PathLike, what: str = "output folder") -> Path:
+    """``path`` is a folder kdsuite can create (or has) and write into; else a ConfigError naming it. Writes
+    nothing: checked before work starts, so a wrong place fails in a second, not after training."""
+    from kdsuite.core.errors import ConfigError
+
+    path = Path(path)
+    if os.path.lexists(path):
+        if not path.is_dir():
+            kind = "a broken link" if path.is_symlink() and not path.exists() else "a file"
+            raise ConfigError(f"{what} '{path}' is {kind}, not a folder; give a folder (or move the file away)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} '{path}' is not writable (permission denied); choose another folder or "
+                              f"fix its permissions")
+        return path
+    _check_ancestors(path, what)
+    return path
+
+
+def check_writable_file(path: os.PathLike, what: str = "output file") -> Path:
+    """``path`` is a file kdsuite can write (atomically: its folder must be writable); a folder in its place,
+    a file where its folder should be or missing permissions are a ConfigError naming it."""
+    from kdsuite.core.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a folder; give a file name (e.g. '{path / 'table.md'}')")
+    if os.path.lexists(path.parent):
+        if not path.parent.is_dir():
+            raise ConfigError(f"{what} '{path}': '{path.parent}' is a file, not a folder")
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} '{path}': folder '{path.parent}' is not writable (permission denied)")
+        return path
+    _check_ancestors(path, what)
+    return path

@@ -17,12 +17,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
-
-import yaml
+from typing import Any, Dict, List, Mapping, Optional
 
 from kdsuite.core.errors import ConfigError
+from kdsuite.core.yamlio import parse_yaml_value, read_yaml_mapping  # noqa: F401 (re-exported)
 from kdsuite.engine.settings import MAX_LR, OPTIMIZERS, SCHEDULES  # noqa: F401 (re-exported)
 from kdsuite.experiments.settings import RunConfig, check, declared_defaults
 from kdsuite.experiments.views import resolve_views
@@ -48,48 +48,54 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, An
     return out
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: YAML scalars and lists (``4``, ``0.1``, ``true``, ``[150,180]``)."""
-    return yaml.safe_load(text)
+def parse_value(text: str, key: Optional[str] = None) -> Any:
+    """A ``--set`` value: YAML scalars, lists and mappings (``4``, ``1e-3``, ``true``, ``[150,180]``), read by
+    the strict loader of :mod:`kdsuite.core.yamlio`; one that does not parse names the key and the text."""
+    return parse_yaml_value(text, key)
+
+
+# sections a config may write as one word: ``method: kd``, ``student: cifar_resnet8``
+SHORTHAND = {"method": "name", "student": "arch"}
+
+
+def _set_one(cfg: Dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"--set {key}: empty part in the dotted key; expected e.g. method.hparams.T=4")
+    node: Any = cfg
+    for i, p in enumerate(parts[:-1]):
+        here = node.get(p)
+        if not isinstance(here, dict):
+            path = ".".join(parts[:i + 1])
+            if path in SHORTHAND and isinstance(here, str):
+                node[p] = {SHORTHAND[path]: here}  # `method: kd` read as {name: kd}, so method.hparams.T applies
+            elif here is None:
+                node[p] = {}
+            else:
+                raise ConfigError(f"--set {key}: '{path}' is {here!r}, not a section; set '{path}' itself, or "
+                                  f"give it as a mapping")
+        node = node[p]
+    node[parts[-1]] = value
 
 
 def apply_overrides(cfg: Dict[str, Any], pairs: List[str]) -> Dict[str, Any]:
-    """``["method.hparams.T=2", "epochs=3"]`` applied to ``cfg`` (dotted paths)."""
-    cfg = copy.deepcopy(cfg)
+    """``["method.hparams.T=2", "epochs=3"]`` applied to ``cfg`` (dotted paths). Pairs compose whatever their
+    order: a key is set before the keys below it (``method=kd`` before ``method.hparams.T=2``), and a dotted
+    key reaches into a section written as one word (``method: kd``)."""
+    cfg = copy.deepcopy(dict(cfg))
+    parsed = []
     for pair in pairs:
-        if "=" not in pair:
+        if not isinstance(pair, str) or "=" not in pair:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. method.hparams.T=4")
-        key, value = pair.split("=", 1)
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{p}' is not a section")
-        node[parts[-1]] = parse_value(value)
+        key, text = pair.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {pair!r}: the key before '=' is empty; expected KEY=VALUE")
+        parsed.append((key, parse_value(text, key)))
+    # shallower keys first (stable: pairs of one depth keep their order, the last one winning)
+    for key, value in sorted(parsed, key=lambda kv: kv[0].count(".")):
+        _set_one(cfg, key, value)
     return cfg
-
-
-def read_yaml_mapping(path: str | Path, what: str = "config file") -> Dict[str, Any]:
-    """A YAML file that must hold a mapping; a missing file, a syntax error (with its line) or another
-    top-level type is a :class:`ConfigError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} '{path}' does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{what} '{path}': not valid YAML{where}: {problem}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{what} '{path}': not a text file ({e.reason})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} '{path}' must hold a mapping of fields, not a {type(data).__name__}")
-    return data
 
 
 def load_yaml(path: str | Path) -> Dict[str, Any]:
@@ -192,6 +198,34 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     return ident
 
 
-def config_hash(cfg: Mapping[str, Any]) -> str:
-    blob = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"), default=str)
+# a number YAML 1.1 read as a string (no dot, or an unsigned exponent: ``1e-3``, ``5E-4``, ``1.0e3``): the
+# strict loader reads it as a float, and the identity hashes its value, so ``lr: 1e-3`` and ``lr: 0.001``
+# are one run. Records written before, holding the string, are found by run.run_dir_for.
+_SCI = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every number written as a string (``'1e-3'``) replaced by the number."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, str) and len(value) <= 32 and _SCI.fullmatch(value):
+        return float(value)
+    return value
+
+
+def _digest(ident: Mapping[str, Any]) -> str:
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """The run's identity: a digest of :func:`identity`, numbers by value (:func:`canonical`)."""
+    return _digest(canonical(identity(cfg)))
+
+
+def legacy_config_hash(cfg: Mapping[str, Any]) -> str:
+    """The identity as hashed before numbers were read by value: numbers as written (``'1e-3'``). Equal to
+    :func:`config_hash` for every config that writes no number as a string."""
+    return _digest(identity(cfg))

@@ -85,6 +85,8 @@ import yaml
 
 from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, read_yaml_mapping, validate
 from kdsuite.experiments.run import run_dir_for
+from kdsuite.experiments.schemas import check_grid_file
+from kdsuite.core.names import name_problem
 
 GRID_DIR = Path(__file__).parent / "grids"
 STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
@@ -400,7 +402,11 @@ class _Expansion:
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
     """Expand and validate every run of ``spec``; all problems are collected and raised together."""
     errors: List[str] = []
+    source = f"grid file '{path}'" if path else "grid"
+    check_grid_file(spec, source)  # the shape first: what follows walks it
     name = spec.get("name") or (path.stem if path else "grid")
+    if name_problem(name):
+        raise ConfigError(f"{source}: name (from the file name) = {name!r}: {name_problem(name)}; set `name:`")
     errors += _check_grid_fields(spec)
     output = spec.get("output") or f"runs/{name}"
     defaults = apply_overrides(deep_merge(spec.get("defaults") or {}, {"output": {"root": output}}), overrides or [])

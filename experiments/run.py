@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from kdsuite import zoo
+from kdsuite.core.fileio import check_writable_dir
 from kdsuite.core.records import provenance, read_record, write_record
 from kdsuite.analysis.wandb_log import WandbMirror
 from kdsuite.experiments.config import ConfigError, config_hash, effective, settings_of, validate
@@ -90,8 +91,41 @@ def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
 
 
 def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
-    label = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-{h[:10]}"
-    return Path(cfg["output"]["root"]) / label
+    prefix = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-"
+    folder = Path(cfg["output"]["root"]) / f"{prefix}{h[:10]}"
+    if folder.exists():
+        return folder
+    return _earlier_spelling(folder.parent, prefix, h) or folder
+
+
+def _earlier_spelling(root: Path, prefix: str, h: str) -> Optional[Path]:
+    """A run folder made before numbers were hashed by value (its config wrote ``lr: 1e-3``, kept as a
+    string, and was hashed so): the same run, found by the hash of its recorded config, so it is reused,
+    not retrained."""
+    import json
+
+    from kdsuite.experiments.config import canonical, identity
+
+    try:
+        candidates = sorted(root.glob(f"{glob_escape(prefix)}*"))
+    except OSError:
+        return None
+    for cand in candidates:
+        try:
+            rec = json.loads((cand / "record.json").read_text())
+            cfg = rec["config"]
+            ident = identity(cfg)
+            if canonical(ident) != ident and config_hash(cfg) == h:
+                return cand
+        except Exception:  # noqa: BLE001 — a foreign or damaged folder is simply not this run
+            continue
+    return None
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
 
 
 def pick_device(name: str) -> torch.device:
@@ -207,12 +241,17 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
         prepared: Optional[Tuple[Dict[str, Any], str, Path]] = None) -> Dict[str, Any]:
     """Train one run to completion (or ``stop_after_epochs``) and return its record."""
     cfg, h, run_dir = prepared or prepare(raw)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder '{run_dir}' is a file, not a folder; move it away (output.root = "
+                          f"'{cfg['output']['root']}')")
     existing = read_record(run_dir)
     if existing is not None and existing.get("status") in ("finished", "diverged"):
         # a diverged run diverges again when rerun with the same code and config
         print(f"[{run_dir.name}] reused, not retrained: its record is {existing['status']} ({run_dir})",
               file=sys.stderr, flush=True)
         return existing
+    check_writable_dir(cfg["output"]["root"], "output.root")  # before any data is read or model built
+    check_writable_dir(run_dir, "run folder")
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)

@@ -30,25 +30,75 @@ def _as_written(value: Any) -> Any:
 
 
 AsWritten = PlainValidator(_as_written)  # a field kdsuite does not check (its user: data, W&B, paths)
+
+
+def _path(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldProblem(f"{FIELD} = {value!r} is not a path; expected a folder name as a string")
+    if "\x00" in value:
+        raise FieldProblem(f"{FIELD} = {value!r}: a path cannot hold a NUL character")
+    return value
+
+
+def _mapping(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise FieldProblem(f"{FIELD} = {value!r} is not a mapping; expected {{NAME: VALUE, ...}}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise FieldProblem(f"{FIELD}: key {bad[0]!r} is not a name")
+    return value
+
+
+def _augment(value: Any) -> Any:
+    # None: the data set's default; "cifar" (older configs): on
+    if value is None or isinstance(value, bool) or value == "cifar":
+        return value
+    raise FieldProblem(f"{FIELD} = {value!r} is not allowed; expected true, false or null (the data set's default)")
+
+
+def _str_list(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FieldProblem(f"{FIELD} = {value!r}: expected a list of strings")
+    return value
+
+
+def _opt_str(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise FieldProblem(f"{FIELD} = {value!r}: expected a string or null")
+    return value
+
+
+def _run_name(value: Any) -> Any:
+    from kdsuite.core.names import name_problem
+
+    problem = None if value is None else name_problem(value)
+    if problem:
+        raise FieldProblem(f"{FIELD} = {value!r}: {problem}")
+    return value
+
+
+Path_ = PlainValidator(_path)
+Mapping_ = PlainValidator(_mapping)
+OptStr = PlainValidator(_opt_str)
 AUTO_OR_BOOL = HParam("auto", choices=("auto", True, False), kind=object)
 
 
 class DatasetSettings(Section):
     name: Annotated[str, rule(HParam("digits", choices=DATASETS))] = "digits"
-    root: Annotated[str, AsWritten] = "data"
-    download: Annotated[bool, AsWritten] = True
-    verify_checksums: Annotated[bool, AsWritten] = True
+    root: Annotated[str, Path_] = "data"
+    download: Annotated[bool, rule(HParam(True))] = True
+    verify_checksums: Annotated[bool, rule(HParam(True))] = True
     batch_size: Annotated[int, rule(HParam(64, low=1))] = 64
     eval_batch_size: Annotated[int, rule(HParam(256, low=1))] = 256
     num_workers: Annotated[int, rule(HParam(0, low=0))] = 0
     image_size: Annotated[Optional[int], rule(HParam(16, low=8), optional=True)] = None
-    augment: Annotated[Optional[Union[bool, str]], AsWritten] = None  # checked by kdsuite.experiments.data
+    augment: Annotated[Optional[Union[bool, str]], PlainValidator(_augment)] = None
     pipeline: Annotated[str, rule(HParam("loader", choices=("auto", "loader", "tensor")))] = "auto"
     train_fraction: Annotated[float, number(HParam(1.0, low=0, low_open=True, high=1.0))] = 1.0
     # held out of the training split (class-stratified, fixed seed per data set); the "best" epoch is chosen on it
     val_fraction: Annotated[float, number(HParam(0.1, low=0, high=0.5, high_open=True))] = 0.1
     # paired multi-view data (cross-modal KD): {student: VIEW[, teacher: VIEW]}, normalised by config.validate
-    views: Annotated[Optional[Dict[str, Any]], AsWritten] = None
+    views: Annotated[Optional[Dict[str, Any]], AsWritten] = None  # checked by views.check_views
 
     @model_validator(mode="after")
     def _views_exist(self) -> "DatasetSettings":
@@ -76,7 +126,7 @@ def _check_search(value: Any) -> Any:
 
 class StudentSettings(Section):
     arch: Annotated[Optional[str], AsWritten] = "cifar_resnet8"  # None: chosen by the search when the run starts
-    kwargs: Annotated[Dict[str, Any], AsWritten] = {}
+    kwargs: Annotated[Dict[str, Any], Mapping_] = {}
     search: Annotated[Optional[Dict[str, Any]], PlainValidator(_check_search)] = None
 
     @model_validator(mode="before")
@@ -107,10 +157,10 @@ class StudentSettings(Section):
 
 
 class TeacherEntry(Section):
-    checkpoint: Annotated[str, AsWritten]
-    arch: Annotated[Optional[str], AsWritten] = None         # filled from the teacher's record
-    sha256: Annotated[Optional[str], AsWritten] = None       # filled from the teacher's record
-    config_hash: Annotated[Optional[str], AsWritten] = None  # the run that made it, when kdsuite did
+    checkpoint: Annotated[str, Path_]
+    arch: Annotated[Optional[str], OptStr] = None         # filled from the teacher's record
+    sha256: Annotated[Optional[str], OptStr] = None       # filled from the teacher's record
+    config_hash: Annotated[Optional[str], OptStr] = None  # the run that made it, when kdsuite did
 
     @model_validator(mode="before")
     @classmethod
@@ -123,8 +173,8 @@ class TeacherEntry(Section):
 
 
 class MethodSettings(Section):
-    name: Annotated[str, AsWritten] = "vanilla"
-    hparams: Annotated[Dict[str, Any], AsWritten] = {}  # overrides as written; resolved into .hp
+    name: Annotated[str, rule(HParam("vanilla", kind=str))] = "vanilla"
+    hparams: Annotated[Dict[str, Any], Mapping_] = {}  # overrides as written; resolved into .hp
     _hp: Optional[HParams] = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -141,22 +191,22 @@ class MethodSettings(Section):
 
 
 class OutputSettings(Section):
-    root: Annotated[str, AsWritten] = "runs"
+    root: Annotated[str, Path_] = "runs"
 
 
 class WandbSettings(Section):
     mode: Annotated[str, rule(HParam("disabled", choices=("online", "offline", "disabled")))] = "disabled"
-    project: Annotated[str, AsWritten] = "kdsuite"
-    entity: Annotated[Optional[str], AsWritten] = None
-    group: Annotated[Optional[str], AsWritten] = None
-    tags: Annotated[List[str], AsWritten] = []
+    project: Annotated[str, rule(HParam("kdsuite", kind=str))] = "kdsuite"
+    entity: Annotated[Optional[str], OptStr] = None
+    group: Annotated[Optional[str], OptStr] = None
+    tags: Annotated[List[str], PlainValidator(_str_list)] = []
 
 
 class RunConfig(TrainSettings):
     """A whole run config. Its trainer fields (epochs, optim, schedule, optimizers, ...) are
     :class:`TrainSettings`'s; ``precision`` and ``channels_last`` may also be ``auto`` here (the fast path
     decides, see ``config.effective``)."""
-    name: Annotated[Optional[str], AsWritten] = None
+    name: Annotated[Optional[str], PlainValidator(_run_name)] = None  # the run's (or its grid's) name
     dataset: DatasetSettings = DatasetSettings.model_construct()
     student: StudentSettings = StudentSettings.model_construct()
     teachers: List[TeacherEntry] = []
@@ -169,8 +219,8 @@ class RunConfig(TrainSettings):
     teacher_cache: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"
     sync_bn: Annotated[bool, rule(HParam(False))] = False  # data-parallel on GPUs: batch-norm statistics synchronised
     device: Annotated[str, rule(HParam("auto", kind=str))] = "auto"
-    deterministic: Annotated[bool, AsWritten] = True
-    export_teacher: Annotated[bool, AsWritten] = False
+    deterministic: Annotated[bool, rule(HParam(True))] = True
+    export_teacher: Annotated[bool, rule(HParam(False))] = False
     output: OutputSettings = OutputSettings.model_construct()
     wandb: WandbSettings = WandbSettings.model_construct()
 

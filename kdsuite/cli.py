@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from kdsuite.experiments.interrupts import RunInterrupted
 from kdsuite.experiments.lease import RunBusy
-from kdsuite.core.errors import ConfigError
+from kdsuite.core.errors import ConfigError, KdsuiteError
 
 
 def cmd_methods(args) -> int:
@@ -92,7 +92,7 @@ def cmd_teacher_import(args) -> int:
     from kdsuite.zoo.teacher_import import import_teacher
 
     folder, meta = import_teacher(args.file, args.format, args.arch, num_classes=args.num_classes,
-                                  accuracy=args.accuracy, out=args.out, dataset=args.dataset)
+                                  accuracy=args.accuracy, out=args.out, dataset=args.dataset, force=args.force)
     acc = "unknown" if meta["top1"] is None else f"{meta['top1']:.2f} ({meta['top1_source']})"
     print(f"imported {args.format} file {args.file} as a {meta['arch']} teacher ({meta['num_classes']} classes, "
           f"{meta['dataset']}), top-1 {acc}, weights sha256 {meta['sha256'][:12]}… → {folder}")
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", help="dataset name runs will use it on (default: cifar100 for repdistiller/"
                    "mdistiller, imagefolder for timm/torchvision)")
     t.add_argument("--out", help="record folder (default: runs/teachers/imported-<arch>-<sha256 prefix>)")
+    t.add_argument("--force", action="store_true", help="replace an existing record at --out; the old one is "
+                   "moved to <parent>/.superseded/ first, never overwritten")
     t.set_defaults(fn=cmd_teacher_import)
     s = sub.add_parser("demo", help="the main job on the embedded digits data")
     s.add_argument("--output", default="runs/demo")
@@ -200,21 +202,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _save_traceback(argv: Optional[List[str]]) -> Optional[str]:
+    """The current exception's full traceback, written to a file of its own; its path (None if unwritable)."""
+    import os
+    import tempfile
+    import traceback
+
+    text = f"kdsuite {' '.join(argv if argv is not None else sys.argv[1:])}\n\n{traceback.format_exc()}"
+    for folder in (os.environ.get("KDSUITE_CRASH_DIR"), os.path.join(os.path.expanduser("~"), ".cache", "kdsuite",
+                                                                       "crashes"), tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix=time.strftime("crash-%Y%m%d-%H%M%S-"), suffix=".txt", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 400 else text[:400] + "…"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ConfigError as e:
-        print(f"kdsuite: error: {e}", file=sys.stderr)
-        return 2
     except RunBusy as e:
         print(f"kdsuite: {e}", file=sys.stderr)
         return 3
+    except KdsuiteError as e:
+        print(f"kdsuite: error: {e}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, RunInterrupted) as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"kdsuite: stopped by {signal.Signals(signum).name}; a run in progress is recorded as interrupted "
               f"and resumes from its last checkpoint when the same command is run again", file=sys.stderr)
         return 128 + int(signum)
+    except OSError as e:
+        if e.filename is None:  # an OSError about no file: not the user's input, so the last resort below
+            return _unexpected(e, argv)
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        print(f"kdsuite: error: {where}: {e.strerror or _one_line(e)} (while running `kdsuite {args.cmd}`)",
+              file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 — the last resort: one line, the traceback kept in a file
+        return _unexpected(e, argv)
+
+
+def _unexpected(e: BaseException, argv: Optional[List[str]]) -> int:
+    saved = _save_traceback(argv)
+    where = f"; full traceback in {saved}" if saved else ""
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"kdsuite: internal error ({type(e).__name__}: {_one_line(e)}) in `kdsuite {cmd}`{where}. "
+          f"This is a bug in kdsuite, not in your input: please report it with that file", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

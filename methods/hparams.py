@@ -59,11 +59,15 @@ class HParam:
             ok_type = True
         if not ok_type:
             raise ConfigError(f"{field_name} = {value!r} is not {self.allowed()}")
-        if self.choices is not None and value not in self.choices:
+        # a choice is matched with its type: 1 is not True, 0 is not False
+        if self.choices is not None and not any(value == c and isinstance(value, bool) == isinstance(c, bool)
+                                                for c in self.choices):
             raise ConfigError(f"{field_name} = {value!r} is not allowed; expected {self.allowed()}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
                 raise ConfigError(f"{field_name} = nan is not {self.allowed()}")
+            if isinstance(value, float) and math.isinf(value):
+                raise ConfigError(f"{field_name} = {value!r} is not finite; expected {self.allowed()}")
             bad_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
             bad_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
             if bad_low or bad_high:

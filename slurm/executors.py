@@ -119,6 +119,9 @@ def load_profile(path) -> Dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"--profile '{path}' does not exist; profiles live in {PROFILE_DIR} (see slurm/README.md)")
     prof = read_yaml_mapping(p, "profile")
+    from kdsuite.slurm.profile_schema import check_profile
+
+    check_profile(prof, f"profile '{p}'")  # types and ranges of every field (the checks below name the rest)
     problems = [f"missing required field '{k}'" for k in PROFILE_REQUIRED if k not in prof]
     problems += [f"unknown field '{k}' (allowed: {', '.join(PROFILE_FIELDS)}; any other sbatch option goes "
                  f"under `sbatch:`)" for k in prof if k not in PROFILE_FIELDS]

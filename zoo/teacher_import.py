@@ -22,8 +22,10 @@ unpickled beyond tensors and plain containers: ``torch.load(..., weights_only=Tr
 """
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -159,11 +161,40 @@ def canonical_arch(arch: str) -> str:
     return arch
 
 
+RECORD_FILES = ("teacher.json", "teacher.safetensors")
+
+
+def _make_room(folder: Path, force: bool, check_only: bool = False) -> None:
+    """An existing teacher record in ``folder`` is kept: refused without ``force``; with it, moved to
+    ``<parent>/.superseded/<name>-<time>`` (never overwritten in place)."""
+    import shutil
+    import time
+
+    present = [f for f in RECORD_FILES if os.path.lexists(folder / f)]
+    if not present:
+        return
+    if not force:
+        raise ConfigError(f"--out '{folder}' holds a teacher record already ({', '.join(present)}); nothing was "
+                          f"replaced. Choose another --out, or pass --force to keep the old record under "
+                          f"'{folder.parent / '.superseded'}' and write the new one")
+    if check_only:
+        return
+    dest = folder.parent / ".superseded" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while dest.exists():
+        dest, n = dest.with_name(f"{dest.name.rsplit('~', 1)[0]}~{n}"), n + 1
+    shutil.move(str(folder), str(dest))
+    print(f"kdsuite: the teacher record in {folder} was moved to {dest} (--force)", file=sys.stderr)
+
+
 def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[int] = None,
                    accuracy: Optional[float] = None, out: Optional[str | Path] = None,
-                   dataset: Optional[str] = None, in_chans: int = 3) -> Tuple[Path, Dict[str, Any]]:
-    """Convert ``path`` into a teacher record folder; returns ``(folder, metadata)``."""
+                   dataset: Optional[str] = None, in_chans: int = 3, force: bool = False) -> Tuple[Path, Dict[str, Any]]:
+    """Convert ``path`` into a teacher record folder; returns ``(folder, metadata)``. An existing record at
+    the destination is refused, unless ``force``: then it is moved to ``<parent>/.superseded/`` first."""
     from kdsuite import zoo
+    from kdsuite.core.fileio import check_writable_dir
     from kdsuite.zoo.teachers import save_teacher
 
     if fmt not in FORMATS:
@@ -173,9 +204,20 @@ def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[
         raise ConfigError(f"{path}: no such file")
     arch = canonical_arch(arch)
     dataset = dataset or DEFAULT_DATASET[fmt]
+    if dataset not in DEFAULT_CLASSES:
+        raise ConfigError(f"--dataset = {dataset!r}: not a data set kdsuite reads; allowed: "
+                          f"{', '.join(DEFAULT_CLASSES)}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ConfigError(f"--num-classes = {num_classes!r}: expected an integer >= 1")
+    if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 100):
+        raise ConfigError(f"--accuracy = {accuracy!r}: expected a top-1 accuracy in percent, a number from 0 to 100")
     num_classes = num_classes or DEFAULT_CLASSES.get(dataset)
     if not num_classes:
         raise ConfigError(f"--num-classes is needed for dataset {dataset!r}")
+    if out:
+        check_writable_dir(out, "--out")
+        _make_room(Path(out), force, check_only=True)
     state, info = extract_state(read_file(path), fmt, path)
     model = zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans)
     names, mapping = map_keys(arch, fmt, model)
@@ -184,6 +226,8 @@ def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[
     sha = file_sha256(path)
     top1, top1_from = (accuracy, "declared") if accuracy is not None else (info.get("accuracy"), info.get("accuracy_key"))
     folder = Path(out) if out else Path("runs/teachers") / f"imported-{zoo.display_name(arch)}-{sha[:10]}"
+    check_writable_dir(folder, "--out")
+    _make_room(folder, force)
     meta = save_teacher(model, folder, {
         "arch": arch, "num_classes": num_classes, "in_chans": in_chans, "model_kwargs": {}, "dataset": dataset,
         "image_size": IMAGE_SIZE.get(dataset), "top1": top1, "top5": None, "top1_source": top1_from,
