@@ -89,3 +89,20 @@ def test_the_students_own_classifier_is_not_trained_and_a_too_large_factor_is_na
     from kdsuite.core.errors import ConfigError
     with pytest.raises(ConfigError, match="factor = 1000"):
         make("simkd", factor=1000)
+
+
+def test_a_run_records_the_deployed_parameter_count_and_the_borrowed_head(digits_teachers, tmp_path):
+    from kdsuite.experiments.run import run
+
+    rec = run({"student": "cifar_resnet8", "method": "simkd", "teachers": [digits_teachers[0]], "epochs": 2,
+               "max_steps_per_epoch": 15, "progress": "none", "dataset": {"name": "digits", "batch_size": 32},
+               "output": {"root": str(tmp_path)}})
+    assert rec["status"] == "finished"
+    parts = rec["inference_parts"]
+    assert set(parts) == {"student", "projector", "teacher0.fc"}
+    assert parts["teacher0.fc"]["source"] == "teacher 0"
+    assert rec["metrics"]["student_params"] == sum(v["params"] for v in parts.values())
+    # the student network's own classifier is not part of what is deployed
+    m = make("simkd")
+    own_fc = sum(p.numel() for p in m.student.get_classifier().parameters())
+    assert parts["student"]["params"] == sum(p.numel() for p in m.student.parameters()) - own_fc
