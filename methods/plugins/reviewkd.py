@@ -1,9 +1,9 @@
 """``reviewkd``: Distilling Knowledge via Knowledge Review (ReviewKD).
 
 Paper: Chen, Liu, Zhao & Jia, "Distilling Knowledge via Knowledge Review", CVPR 2021 (arXiv 2104.09044),
-Eq. (4)–(6) and §3.3–3.4: L = CE + λ·Σ_i D(F_s^i fused with the deeper stages, F_t^i), the fusion by the
-attention-based fusion (ABF) chain from the deepest stage to the shallowest, D the hierarchical context
-loss (HCL). The parts live in :mod:`kdsuite.methods.components.fusion`.
+§3.3–3.4 (the review objective, ABF and HCL; equation numbers not re-checked against the PDF here):
+L = CE + λ·Σ_i D(F_s^i fused with the deeper stages, F_t^i), the fusion by the attention-based fusion (ABF)
+chain from the deepest stage to the shallowest, D the hierarchical context loss (HCL). The parts live in :mod:`kdsuite.methods.components.fusion`.
 
 The default follows mdistiller (github.com/megvii-research/mdistiller), ``mdistiller/distillers/ReviewKD.py``
 with ``engine/cfg.py``'s defaults and ``configs/cifar100/reviewkd.yaml``:
@@ -16,7 +16,10 @@ with ``engine/cfg.py``'s defaults and ``configs/cifar100/reviewkd.yaml``:
 - L = ``ce_weight``·CE + ``weight``·min(e / ``warmup``, 1)·HCL, CE weight 1, REVIEWKD_WEIGHT 5 (the CIFAR-100
   config; cfg.py's default is 1, used for ImageNet with warm-up 1), warm-up 20 epochs, e the 1-based epoch as
   mdistiller's trainer counts it (constant within an epoch).
-``weight`` differs by data set in mdistiller's configs (5 on CIFAR-100, 1 on ImageNet): grids set it.
+``weight`` differs by data set in mdistiller's configs (5 on CIFAR-100, 1 on ImageNet) and per pair in the authors'
+dvlab-research/ReviewKD ``CIFAR-100/script/reviewKD.sh`` (0.6 resnet56→resnet20, 1 resnet110→resnet32, 8
+resnet32x4→ShuffleV2, 5 elsewhere): grids set it (``cifar100_leaders``). The authors' own trainer warms up with
+the 0-based epoch (weight 0 in the first epoch) and lr 0.1; mdistiller's 1-based form is followed here.
 """
 from __future__ import annotations
 

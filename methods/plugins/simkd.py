@@ -1,7 +1,7 @@
 """``simkd``: Knowledge Distillation with the Reused Teacher Classifier (SimKD).
 
 Paper: Chen, Mei, Zhang, Wang, Wang & Feng, "Knowledge Distillation with the Reused Teacher Classifier",
-CVPR 2022 (arXiv 2203.14001), Eq. (2)–(3): a projector P maps the student's final feature map onto the
+CVPR 2022 (arXiv 2203.14001), §3 (equation numbers not re-checked against the PDF here): a projector P maps the student's final feature map onto the
 teacher's, L = ‖P(f_s) − f_t‖² (mean over elements), and at test time the student predicts with the
 teacher's own classifier on the projected feature, ŷ = W_t·avgpool(P(f_s)) — the teacher's classifier is
 part of the deployed model.
