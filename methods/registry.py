@@ -123,6 +123,7 @@ METHOD_NAMES: Dict[str, str] = {
     "dfad": "DFAD", "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)",
     "qkd": "QKD", "apprentice": "Apprentice", "cm_kd": "CM-KD", "supervision_transfer": "Supervision transfer",
     "lwf": "LwF", "icarl": "iCaRL", "nas_kd": "NAS-KD", "tgas": "TG-SAGE",
+    "ctkd": "CTKD", "simkd": "SimKD", "reviewkd": "ReviewKD", "wkd": "WKD",
 }
 
 

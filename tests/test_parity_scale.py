@@ -23,7 +23,7 @@ discriminator losses, the CE variants of peers and exits) are printed but not ba
 with the student's CE; nor are the terms of a CE-free initialisation stage (FitNets' hint stage,
 AB/FSP init, FT's paraphraser), which has no CE to compete with (printed with their ratio all the same).
 
-Reference values. For kd, at, sp, rkd, nst and dist (parameter-free terms) the same term is recomputed
+Reference values. For kd, at, sp, rkd, nst, dist, ctkd and wkd (parameter-free terms) the same term is recomputed
 here in float64 numpy from the models' own taps, chosen as RepDistiller's train_student.py chooses them
 (feat[1:-1] for AT/NST, feat[-2] for SP, feat[-1] = pooled for RKD), with the reference weights
 (RepDistiller -b, DIST's 2 × DIST(β 1, γ 1, τ 4)) — rel. tolerance 1e-4 (the plugin runs in float32).
@@ -55,6 +55,8 @@ pytestmark = pytest.mark.slow
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "experiments" / "grids"
 GRIDS = ("cifar100_repdistiller", "cifar100_taxonomy", "imagenet_r34_r18")
+# methods checked here before a grid names them (the current leaders of issue 27)
+EXTRA_METHODS = ("ctkd", "simkd", "reviewkd", "wkd")
 B = 16
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 BAND = (1e-3, 1e3)
@@ -81,7 +83,7 @@ def grid_methods():
             for m in list((st.get("axes") or {}).get("method") or []) + list(st.get("method_pairs") or {}):
                 if m not in out and m != "vanilla":
                     out.append(m)
-    return out
+    return out + [m for m in EXTRA_METHODS if m not in out]
 
 
 def _images(n, seed):
@@ -239,9 +241,9 @@ def ref_dist(s, t, tau=4.0, beta=2.0, gamma=2.0):
 STAGES = ["feat1", "feat2", "feat3"]  # RepDistiller's feat[1:-1] of resnet32x4 / resnet8x4
 
 
-def references(name, m, x):
+def references(name, m, x, y=None):
     """{term: reference value} for the parameter-free terms, from the models' taps before the step."""
-    if name not in ("kd", "at", "sp", "rkd", "nst", "dist"):
+    if name not in ("kd", "at", "sp", "rkd", "nst", "dist", "ctkd", "wkd"):
         return {}
     with torch.no_grad():
         s_logits, sf = ztaps.extract(m.student, x, STAGES + ["pool"])  # train mode: batch statistics
@@ -250,6 +252,11 @@ def references(name, m, x):
     s, t = _np(s_logits), _np(t_logits)
     if name == "kd":
         return {"kd": ref_kd(s, t)}
+    if name == "ctkd":  # the authors' initial τ = 1 + 20·sigmoid(1), 0.9·τ²·KL
+        return {"kd": ref_kd(s, t, T=1 + 20 / (1 + math.exp(-1.0)), kd_weight=0.9)}
+    if name == "wkd":  # the authors' fc cost of the teacher's classifier, γ 600 (tests/test_method_wkd.py)
+        from tests.test_method_wkd import _ref_cost, _ref_wkd_l
+        return {"wkd_l": _ref_wkd_l(s, t, y.numpy(), _ref_cost(_np(m.teacher.get_classifier().weight)), 600.0)}
     if name == "at":
         return {"at": ref_at([sf[k] for k in STAGES], [tf[k] for k in STAGES])}
     if name == "sp":
@@ -274,7 +281,7 @@ def test_loss_terms_relative_to_ce_at_initialisation(name, setup):
     with torch.no_grad():
         ce0 = F.cross_entropy(m.student(x), y).item()  # the student's plain CE at initialisation
     assert abs(ce0 - math.log(100)) < 1.0
-    refs = references(name, m, x)
+    refs = references(name, m, x, y)
     idx = torch.arange(B)
     # cross-modal methods get the teachers' view of the same samples: here the images themselves (the scale
     # of a loss at initialisation, not what the student's sensor shows)

@@ -181,7 +181,9 @@ def test_reference_files_are_complete_and_cited():
     assert len(every) > 250 and not (every["source"] == "").any()
     assert every["value"].between(0, 100).all() and set(every["metric"]) <= {"top1", "top1_error"}
     known = {c.name for c in list_methods()} | {"teacher", "vanilla", "crd+kd", "kd+ls", "dkd+ls", "deepinversion", "cmi",
-                                   "fast_datafree", "one", "byot", "cs_kd", "tf_kd", "ps_kd", "aekd", "ca_mkd"}
+                                   "fast_datafree", "one", "byot", "cs_kd", "tf_kd", "ps_kd", "aekd", "ca_mkd",
+                                   # leaders_*.csv: variants and a method not yet built (MLKD needs two views)
+                                   "mlkd", "mlkd+ls", "ctkd+ls", "wkd_f", "wkd_lf"}
     assert set(every["method"]) - known == set(), set(every["method"]) - known
     from kdsuite import zoo
 

@@ -10,6 +10,8 @@ backward with ``trainer.optimize(["student", "temperature"], losses)``; the loss
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -42,3 +44,30 @@ class LearnableTemperature(nn.Module):
 
     def forward(self, scale: float = 1.0) -> torch.Tensor:
         return grad_reverse(self.tau, scale).clamp(min=self.low)
+
+
+class SigmoidTemperature(nn.Module):
+    """CTKD's global temperature (``models/temp_global.py`` + ``helper/loops.py`` of github.com/zhengli97/CTKD):
+    a free parameter θ (initialised at ``init``; the authors' ``Global_T`` starts at 1) passed through gradient
+    reversal, then mapped into (``start``, ``start + span``) by τ = start + span·sigmoid(θ) (their ``t_start``
+    1 and ``t_end`` 20). ``forward(scale)`` returns the 0-d τ; the gradient reaching θ is −scale times the
+    gradient of the loss, so an optimizer stepping θ raises the loss the student lowers."""
+
+    def __init__(self, init: float = 1.0, start: float = 1.0, span: float = 20.0):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(float(init)))
+        self.start, self.span = float(start), float(span)
+
+    def forward(self, scale: float = 1.0) -> torch.Tensor:
+        return self.start + self.span * torch.sigmoid(grad_reverse(self.theta, scale))
+
+
+def cosine_curriculum(epoch: float, epochs: float, low: float = 0.0, high: float = 1.0) -> float:
+    """CTKD's ``CosineDecay`` as the strength of the reversal: rises from ``low`` at epoch 0 to ``high`` at
+    ``epochs`` and stays there, λ(e) = low + (high − low)·(1 − cos(π·min(e, epochs)/epochs))/2. (The authors'
+    class decays a signed multiplier from ``decay_max`` 0 to ``decay_min`` −1 applied without negation, the
+    same gradient as a reversal of strength λ from 0 to 1.) ``epochs`` ≤ 0: ``high`` throughout."""
+    if epochs <= 0:
+        return float(high)
+    e = min(max(float(epoch), 0.0), float(epochs))
+    return float(low) + (float(high) - float(low)) * (1.0 - math.cos(math.pi * e / epochs)) / 2.0
