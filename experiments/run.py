@@ -6,6 +6,7 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import traceback
@@ -156,12 +157,14 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
 
     seed_everything(derive_seed(typed.seed, "init"))
     student = build_model(typed.student.arch, **typed.student.kwargs)
+    zoo.check_input(student, typed.student.arch, data.input_shape, field="student.arch")
     if dist_info.active and typed.sync_bn and device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     teachers, teacher_meta = [], []
     for i, t in enumerate(typed.teachers):
         model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
+        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
         teachers.append(model)
         teacher_meta.append(meta)
     steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
@@ -216,8 +219,15 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)
-    with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
-        return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+    created = not run_dir.exists()
+    try:
+        with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
+            return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+    except ConfigError:
+        # refused while building (before any record): the folder this call made holds only its lease files
+        if created and read_record(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int],
@@ -244,6 +254,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "data": dict(data_identity(cfg["dataset"]), split=data.split),
         "code": code_identity(cls), "search": parts.search,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
+        "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
     }
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]
