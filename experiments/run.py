@@ -33,6 +33,7 @@ from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
 from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
+from kdsuite.zoo import taps as ztaps
 from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
 
 
@@ -171,7 +172,15 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
                        steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
-    method = cls(student, teachers, typed.method.hp, ctx)
+    try:
+        method = cls(student, teachers, typed.method.hp, ctx)
+    except ConfigError as e:
+        fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
+        if any(f != "CNN" for f in fams):  # outside the CNN family: say which families the refusal is about
+            who = f"student: {fams[0]} ({type(student).__name__})" + "".join(
+                f"; teacher {i}: {f} ({type(t).__name__})" for i, (f, t) in enumerate(zip(fams[1:], teachers)))
+            raise ConfigError(f"{e} [{who}]") from None
+        raise
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if typed.teacher_cache is True and not cache_ok:

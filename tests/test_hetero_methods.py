@@ -72,9 +72,15 @@ def attempt(name, direction, teacher_dirs, root):
         assert losses, f"{name} {direction}: stage {stage.name} returned no losses"
         for k, v in losses.items():
             assert torch.isfinite(v).all(), f"{name} {direction}: stage {stage.name} loss {k} = {v}"
-        reached = [n for n, p in m.student.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
-        assert reached, f"{name} {direction}: stage {stage.name}: no gradient reached the student"
-        terms.append(f"{stage.name}: " + ", ".join(f"{k} {float(v):.3g}" for k, v in losses.items()))
+        # every stage trains something it names; the last one (and any that steps the student) trains the student
+        active = {id(p) for g in tr.optimizers for p in tr.groups[g].params}
+        learners = [(n, p) for n, p in m.named_parameters() if id(p) in active]
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in learners), \
+            f"{name} {direction}: stage {stage.name}: no gradient reached its learners"
+        if i == len(m.stages()) - 1:
+            reached = [n for n, p in m.student.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+            assert reached, f"{name} {direction}: final stage {stage.name}: no gradient reached the student"
+        terms.append(f"{stage.name}: " + ", ".join(f"{k} {float(v.detach()):.3g}" for k, v in losses.items()))
     return "trains", "; ".join(terms)
 
 
