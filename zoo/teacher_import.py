@@ -130,6 +130,9 @@ def timm_filter(model: torch.nn.Module):
         return None
     names = re.findall(r"pretrained_filter_fn\s*=\s*([A-Za-z_]\w*)", src)
     fns = [(n, getattr(module, n)) for n in dict.fromkeys(names) if callable(getattr(module, n, None))]
+    if not fns and names and callable(getattr(module, "checkpoint_filter_fn", None)):
+        # a local alias (ViT's ``_filter_fn = checkpoint_filter_fn``, or a partial of it for some variants)
+        fns = [("checkpoint_filter_fn", module.checkpoint_filter_fn)]
     return fns[0] if len(fns) == 1 else None
 
 
