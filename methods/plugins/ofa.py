@@ -153,6 +153,7 @@ def pick_stages(model: nn.Module, n: int):
 @register_method
 class OFA(Distiller):
     name = "ofa"
+    display_name = "OFA"
     category = "response"
     scheme = "offline"
     paper = "Hao et al. 2023, One-for-All: Bridge the Gap Between Heterogeneous Architectures in KD (NeurIPS)"
