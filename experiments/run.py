@@ -6,6 +6,7 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import traceback
@@ -33,6 +34,7 @@ from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
 from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
+from kdsuite.zoo import taps as ztaps
 from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
 
 
@@ -190,19 +192,29 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
 
     seed_everything(derive_seed(typed.seed, "init"))
     student = build_model(typed.student.arch, **typed.student.kwargs)
+    zoo.check_input(student, typed.student.arch, data.input_shape, field="student.arch")
     if dist_info.active and typed.sync_bn and device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     teachers, teacher_meta = [], []
     for i, t in enumerate(typed.teachers):
         model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
+        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
         teachers.append(model)
         teacher_meta.append(meta)
     steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
                        steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
-    method = cls(student, teachers, typed.method.hp, ctx)
+    try:
+        method = cls(student, teachers, typed.method.hp, ctx)
+    except ConfigError as e:
+        fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
+        if any(f != "CNN" for f in fams):  # outside the CNN family: say which families the refusal is about
+            who = f"student: {fams[0]} ({type(student).__name__})" + "".join(
+                f"; teacher {i}: {f} ({type(t).__name__})" for i, (f, t) in enumerate(zip(fams[1:], teachers)))
+            raise ConfigError(f"{e} [{who}]") from None
+        raise
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if typed.teacher_cache is True and not cache_ok:
@@ -255,8 +267,15 @@ def run(raw: Mapping[str, Any], stop_after_epochs: Optional[int] = None, reporte
     distributed.slurm_export()  # a Slurm job with several tasks: one process per device
     if not distributed.from_env().main:
         return _run_worker(cfg, h, run_dir, stop_after_epochs)
-    with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
-        return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+    created = not run_dir.exists()
+    try:
+        with Lease(run_dir), stop_on_signals():  # one process per run folder; SIGTERM/Ctrl-C → interrupted
+            return _run_main(cfg, h, run_dir, stop_after_epochs, reporter)
+    except ConfigError:
+        # refused while building (before any record): the folder this call made holds only its lease files
+        if created and read_record(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int],
@@ -283,6 +302,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         "data": dict(data_identity(cfg["dataset"]), split=data.split),
         "code": code_identity(cls), "search": parts.search,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
+        "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
     }
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]

@@ -32,8 +32,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from kdsuite.methods.components.connectors import TOKENS_TO_MAP, tokens_to_map
 from kdsuite.methods.hparams import ConfigError
 from kdsuite.zoo import taps as ztaps
+
+PAIRING_RULE = ("relative depth: each stage of the model with fewer stages is paired with the other model's stage "
+                "nearest in relative depth (kdsuite.zoo.taps.relative_depth; ties go to the deeper stage)")
 
 
 @dataclass
@@ -110,6 +114,13 @@ class Distiller(nn.Module):
     # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
     # that the student's own objective falls against them.
     adversary_groups: Sequence[str] = ()
+    # how token taps (ViT / MLP-Mixer blocks) reach the plugin: "map" = laid out on their patch grid by
+    # connectors.tokens_to_map, prefix tokens dropped (methods that compare feature maps; recorded in the
+    # run record's "features"); "native" = as the model gives them (token sequences with prefix tokens)
+    feature_format: str = "map"
+    # non-empty: why this method's knowledge does not transfer between two architecture families
+    # (kdsuite.zoo.taps.family); a teacher of another family than the student's is refused with it
+    same_family_only: str = ""
     # data-free methods (needs_train_data = False): images they generate per training step; the trainer
     # counts them as the step's samples (throughput, data-parallel sharding)
     synthetic_batch_size: int = 0
@@ -121,8 +132,18 @@ class Distiller(nn.Module):
         self.hp = hp
         self.ctx = ctx
         self.progress = Progress(total_epochs=ctx.epochs)
-        self.s_taps = ztaps.resolve(student, self.student_taps)
-        self.t_taps = [ztaps.resolve(t, self.teacher_taps) for t in self._teachers]
+        self.check_families()
+        try:
+            self.s_taps = ztaps.resolve(student, self.student_taps)
+            self.t_taps = [ztaps.resolve(t, self.teacher_taps) for t in self._teachers]
+        except ConfigError:
+            raise
+        except ValueError as e:  # a tap this model does not have: the user's choice of method and model
+            raise ConfigError(f"method '{self.name}' on a {ztaps.family(student)} student"
+                              + "".join(f" and a {ztaps.family(t)} teacher" for t in self._teachers[:1])
+                              + f": {e}") from None
+        self.stage_pairs: List[Dict[str, Any]] = []
+        object.__setattr__(self, "_tap_infos", {})  # id(model) -> {tap: TapInfo}, probed on first use
         self.batch_extras: Dict[str, torch.Tensor] = {}
         object.__setattr__(self, "_logit_cache", None)  # [teacher] -> (N, C) logits, filled by the trainer
 
@@ -158,8 +179,63 @@ class Distiller(nn.Module):
             t.eval()
         return self
 
+    # ---- families, tap descriptions, token → map ------------------------------------------
+    def families(self) -> Tuple[str, List[str]]:
+        return ztaps.family(self.student), [ztaps.family(t) for t in self._teachers]
+
+    def check_families(self) -> None:
+        """Refuse a teacher of another family when the method's knowledge does not transfer across families."""
+        if not self.same_family_only:
+            return
+        s_fam, t_fams = self.families()
+        for i, fam in enumerate(t_fams):
+            if fam != s_fam:
+                raise ConfigError(f"method '{self.name}' does not transfer between families: teacher {i} is a {fam} "
+                                  f"({type(self._teachers[i]).__name__}) and the student a {s_fam} "
+                                  f"({type(self.student).__name__}); {self.same_family_only}")
+
+    def tap_infos(self, model: nn.Module, taps: Sequence[str]) -> Dict[str, "ztaps.TapInfo"]:
+        """:class:`kdsuite.zoo.taps.TapInfo` of ``taps`` of ``model`` (feature taps only), probed once."""
+        cache = self._tap_infos.setdefault(id(model), {})
+        need = [t for t in taps if t.startswith("feat") and t not in cache]
+        if need:
+            cache.update(ztaps.tap_info(model, need, self.ctx.input_shape))
+        return {t: cache[t] for t in taps if t in cache}
+
+    def _as_maps(self, model: nn.Module, taps: Sequence[str], feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if self.feature_format != "map" or not ztaps.is_token_model(model):
+            return feats
+        for k, info in self.tap_infos(model, [t for t in taps if t in feats]).items():
+            if info.kind == "tokens":
+                feats[k] = tokens_to_map(feats[k], info.grid, info.prefix_tokens)
+        return feats
+
+    def feature_plan(self) -> Dict[str, Any]:
+        """What the run record keeps under ``features``: each side's family, every tap it reads (what it
+        is, its grid and relative depth, how it reaches the plugin) and the stage pairs with their rule."""
+        def side(model, taps):
+            infos = self.tap_infos(model, taps)
+            out = []
+            for t in taps:
+                if t not in infos:
+                    out.append({"name": t})
+                    continue
+                d = infos[t].as_dict()
+                d["as"] = (TOKENS_TO_MAP if d["kind"] == "tokens" and self.feature_format == "map" else d["kind"])
+                out.append(d)
+            return {"family": ztaps.family(model), "model": type(model).__name__, "taps": out}
+
+        plan: Dict[str, Any] = {"student": side(self.student, self.s_taps),
+                                "teachers": [side(t, tt) for t, tt in zip(self._teachers, self.t_taps)],
+                                "feature_format": self.feature_format}
+        if self.stage_pairs:
+            plan["pairs"] = self.stage_pairs
+            plan["pairing_rule"] = PAIRING_RULE
+        return plan
+
     def student_forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        return ztaps.extract(self.student, x, self.s_taps)
+        logits, feats = ztaps.extract(self.student, x, self.s_taps)
+        return logits, self._as_maps(self.student, self.s_taps, feats)
 
     def teacher_forward(self, x: torch.Tensor, index: int = 0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Frozen teacher ``index`` on ``x``: no graph is kept. With the teacher-output cache on (the
@@ -169,7 +245,8 @@ class Distiller(nn.Module):
         if cache is not None and "index" in self.batch_extras:
             return cache[index][self.batch_extras["index"]], {}
         with torch.no_grad():
-            return ztaps.extract(self._teachers[index], x, self.t_taps[index])
+            logits, feats = ztaps.extract(self._teachers[index], x, self.t_taps[index])
+        return logits, self._as_maps(self._teachers[index], self.t_taps[index], feats)
 
     @property
     def teacher_cacheable(self) -> bool:
@@ -179,17 +256,69 @@ class Distiller(nn.Module):
     def set_teacher_cache(self, logits: Optional[List[torch.Tensor]]) -> None:
         object.__setattr__(self, "_logit_cache", logits)
 
-    def require_paired_stages(self) -> None:
-        """For methods that pair the student's stages with the teacher's one to one (AT, VID, NST …)."""
-        if len(self.s_taps) != len(self.t_taps[0]):
-            raise ConfigError(f"method '{self.name}': the student has {len(self.s_taps)} stages and the teacher "
-                              f"{len(self.t_taps[0])}; it pairs stages one to one")
+    def require_paired_stages(self, index: int = 0) -> None:
+        """For methods that compare the student's stages with the teacher's pair by pair (AT, VID, NST …).
+        Equal stage counts of one family pair one to one; otherwise (another family, or other counts) the
+        stages are paired by relative depth (:data:`PAIRING_RULE`) and ``s_taps`` / ``t_taps[index]`` are cut
+        to the pairs, in order. The pairs are kept in ``stage_pairs`` (the record's ``features.pairs``)."""
+        s_model, t_model = self.student, self._teachers[index]
+        s_taps, t_taps = list(self.s_taps), list(self.t_taps[index])
+        same = ztaps.family(s_model) == ztaps.family(t_model)
+        if not s_taps or not t_taps:
+            raise ConfigError(f"method '{self.name}': no stages to pair (student {s_taps}, teacher {t_taps})")
+        depth = lambda m, t: ztaps.relative_depth(m, int(t[len("feat"):].split("_")[0]))  # noqa: E731
+        if same and len(s_taps) == len(t_taps):
+            pairs = list(zip(s_taps, t_taps))
+            rule = "one to one (one family, equal stage counts)"
+        elif len(s_taps) <= len(t_taps):
+            pairs = [(s, min(t_taps, key=lambda t: (abs(depth(t_model, t) - depth(s_model, s)), -depth(t_model, t))))
+                     for s in s_taps]
+            rule = PAIRING_RULE
+        else:
+            pairs = [(min(s_taps, key=lambda s: (abs(depth(s_model, s) - depth(t_model, t)), -depth(s_model, s))), t)
+                     for t in t_taps]
+            rule = PAIRING_RULE
+        self.s_taps = [p[0] for p in pairs]
+        self.t_taps[index] = [p[1] for p in pairs]
+        self.stage_pairs = [{"student": s, "teacher": t, "student_depth": round(depth(s_model, s), 4),
+                             "teacher_depth": round(depth(t_model, t), 4), "rule": rule} for s, t in pairs]
+
+    def paired_teacher_tap(self, s_tap: str, index: int = 0) -> str:
+        """The teacher stage a single-stage method (FitNet's hint, …) pairs with student tap ``s_tap``:
+        within one family the same stage number (RepDistiller's convention), across families the
+        teacher stage nearest in relative depth; recorded in ``stage_pairs``."""
+        s_model, t_model = self.student, self._teachers[index]
+        si = int(s_tap[len("feat"):])
+        if ztaps.family(s_model) == ztaps.family(t_model):
+            rule = "same stage number (one family)"
+            try:
+                t_tap = ztaps.resolve(t_model, [f"feat{si}"])[0]
+            except ValueError as e:
+                raise ConfigError(f"method '{self.name}': {e}") from None
+        else:
+            cands = ztaps.resolve(t_model, ["stages"])
+            sd = ztaps.relative_depth(s_model, si)
+            t_tap = min(cands, key=lambda t: (abs(ztaps.relative_depth(t_model, int(t[4:])) - sd),
+                                              -ztaps.relative_depth(t_model, int(t[4:]))))
+            rule = PAIRING_RULE
+        self.stage_pairs = [{"student": s_tap, "teacher": t_tap,
+                             "student_depth": round(ztaps.relative_depth(s_model, si), 4),
+                             "teacher_depth": round(ztaps.relative_depth(t_model, int(t_tap[4:])), 4), "rule": rule}]
+        return t_tap
+
+    def _shapes(self, model: nn.Module, taps: Sequence[str]) -> Dict[str, Tuple[int, ...]]:
+        shapes = ztaps.probe_shapes(model, taps, self.ctx.input_shape)
+        if self.feature_format == "map" and ztaps.is_token_model(model):
+            for k, info in self.tap_infos(model, taps).items():
+                if info.kind == "tokens":
+                    shapes[k] = (info.channels, *info.grid)
+        return shapes
 
     def student_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        return ztaps.probe_shapes(self.student, self.s_taps, self.ctx.input_shape)
+        return self._shapes(self.student, self.s_taps)
 
     def teacher_shapes(self, index: int = 0) -> Dict[str, Tuple[int, ...]]:
-        return ztaps.probe_shapes(self._teachers[index], self.t_taps[index], self.ctx.input_shape)
+        return self._shapes(self._teachers[index], self.t_taps[index])
 
     # ---- what the trainer calls ----------------------------------------------------------
     def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -115,7 +115,7 @@ def discover() -> None:
 # how papers write the built-in methods' names (registry keys are lower-case identifiers); a plugin may
 # set its own with a class attribute ``display_name``
 METHOD_NAMES: Dict[str, str] = {
-    "vanilla": "Vanilla", "kd": "KD", "mse_kd": "KD (MSE)", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet",
+    "vanilla": "Vanilla", "kd": "KD", "mse_kd": "KD (MSE)", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet", "ofa": "OFA",
     "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
     "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "irg": "IRG", "hkd": "HKD",
     "aver": "AVER", "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE",

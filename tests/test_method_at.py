@@ -24,9 +24,11 @@ def test_at_loss_matches_formula():
     assert abs(out["at"].item() - 1000.0 * total) < 1e-3 * max(1.0, out["at"].item())
 
 
-def test_at_refuses_models_with_different_stage_counts():
-    import pytest
-    from kdsuite.core.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="stages"):
-        make("at", teachers=("cifar_vgg8",))
+def test_at_pairs_models_with_different_stage_counts_by_relative_depth():
+    # VGG-8 has 4 stages, ResNet-8 3: each student stage meets the teacher stage nearest in relative depth
+    # (1/3 → 1/4, 2/3 → 3/4, 1 → 1), recorded with its rule (issue 28: pairing by meaning, not by index)
+    m = make("at", teachers=("cifar_vgg8",))
+    assert [(p["student"], p["teacher"]) for p in m.stage_pairs] == [("feat1", "feat1"), ("feat2", "feat3"),
+                                                                      ("feat3", "feat4")]
+    assert all("relative depth" in p["rule"] for p in m.stage_pairs)
+    assert m.feature_plan()["pairs"] == m.stage_pairs

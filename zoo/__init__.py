@@ -59,3 +59,48 @@ def display_name(arch: str) -> str:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_input(model: nn.Module, arch: str, input_shape, field: str = "student.arch") -> None:
+    """Whether ``model`` takes the data's images (``input_shape`` = (C, H, W)); a patch model built for
+    another image size or a patch size that does not divide the image is a ConfigError naming both, at
+    build time (not a crash at the first step)."""
+    from kdsuite.core.errors import ConfigError
+    from kdsuite.zoo.taps import family
+
+    h, w = int(input_shape[-2]), int(input_shape[-1])
+    pe = getattr(model, "patch_embed", None)
+    if pe is None:
+        return
+    img = tuple(getattr(pe, "img_size", None) or ()) or None
+    patch = tuple(getattr(pe, "patch_size", None) or ()) or None
+    strict = bool(getattr(pe, "strict_img_size", True)) and not getattr(pe, "dynamic_img_size", False)
+    pad = bool(getattr(pe, "dynamic_img_pad", False))
+    fam = family(model)
+    hint = (f"build it for these images, e.g. {field.rsplit('.', 1)[0]}.kwargs: {{img_size: {h}, patch_size: "
+            f"{_divisor(h)}}} (timm's img_size / patch_size)")
+    if img and strict and img != (h, w):
+        grid = f", a {img[0] // patch[0]}×{img[1] // patch[1]} patch grid" if patch else ""
+        raise ConfigError(f"{field} = {arch!r}: this {fam} is built for {img[0]}×{img[1]} images (patch "
+                          f"{patch[0] if patch else '?'}{grid}) but the data's images are {h}×{w}; {hint}")
+    if patch and not pad and (h % patch[0] or w % patch[1]):
+        raise ConfigError(f"{field} = {arch!r}: its patch size {patch[0]}×{patch[1]} does not divide the data's "
+                          f"{h}×{w} images; {hint}")
+    if fam == "Swin" and patch:  # each stage's grid must hold whole windows
+        import torch
+
+        try:
+            with torch.no_grad():
+                was = model.training
+                model.eval()(torch.zeros(1, *input_shape))
+                model.train(was)
+        except (RuntimeError, AssertionError, ValueError) as e:
+            raise ConfigError(f"{field} = {arch!r}: this Swin does not take {h}×{w} images (patch "
+                              f"{patch[0]}; every stage's grid must hold whole windows): {e}; {hint}") from None
+
+
+def _divisor(n: int) -> int:
+    for p in (4, 2, 1):
+        if n % p == 0 and n // p >= 2:
+            return p
+    return 1

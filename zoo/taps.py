@@ -5,17 +5,26 @@ the plugin base class calls :func:`extract` with those names during its forward.
 
 Tap names (resolved per model by :func:`resolve`):
 - ``feat{i}``: feature ``i`` of the model's ``feature_info`` (0 = stem for the CIFAR family and most
-  timm CNNs, then one per stage); negative ``i`` counts from the end (``feat-1`` = last stage);
+  timm CNNs, then one per stage; for a ViT / MLP-Mixer, feature ``i`` is transformer/MLP block ``i``);
+  negative ``i`` counts from the end (``feat-1`` = last stage);
 - ``feat{i}_pre``: the same feature before its trailing activation (CIFAR family only);
-- ``stages`` / ``stages_pre``: every stage feature ``feat1 .. featN`` (N = last index);
+- ``stages`` / ``stages_pre``: every stage feature: ``feat1 .. featN`` (N = last index) for hierarchical
+  models (CNNs, Swin: feature 0 is their stem or first, full-resolution stage), every block
+  ``feat0 .. featN`` for isotropic token models (ViT, DeiT, MLP-Mixer, ResMLP);
 - ``pool``: the pooled pre-logits vector; ``logits``: the classifier output.
+What each tap is (:func:`tap_info`): a feature map ``(C, H, W)`` or a token sequence ``(P + H·W, C)``
+with ``P`` prefix (class / distillation / register) tokens before the ``H×W`` patch grid, its channels and
+its relative depth in the model (:func:`relative_depth`). Token taps are returned as the model gives
+them (timm's ``forward_intermediates(output_fmt="NLC")``, prefix tokens kept); turning them into a map
+is an explicit step (``kdsuite.methods.components.connectors.tokens_to_map``), never done here.
 Only references to tensors that the forward computes anyway are returned: nothing is copied, and
 features nobody asked for are dropped as soon as the forward moves on.
 """
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Sequence, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,6 +32,36 @@ import torch.nn as nn
 from kdsuite.zoo.cifar.common import CifarNet
 
 _FEAT = re.compile(r"^feat(-?\d+)(_pre)?$")
+
+
+# families whose features are token sequences (isotropic: every block keeps the patch grid)
+TOKEN_FAMILIES = ("ViT", "MLP")
+
+
+def family(model: nn.Module) -> str:
+    """The architecture family of ``model``: ``CNN`` (the zoo's CIFAR family and timm's conv nets:
+    ResNet, ConvNeXt, EfficientNet, MobileNet …), ``ViT`` (timm vision transformers with prefix tokens:
+    ViT, DeiT, …), ``Swin`` (hierarchical window transformers; timm returns their stages as NCHW maps)
+    or ``MLP`` (MLP-Mixer, ResMLP, gMLP)."""
+    if isinstance(model, CifarNet):
+        return "CNN"
+    mod = type(model).__module__
+    if "mlp_mixer" in mod:
+        return "MLP"
+    if "swin" in mod:
+        return "Swin"
+    if hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed"):
+        return "ViT"
+    return "CNN"
+
+
+def is_token_model(model: nn.Module) -> bool:
+    return family(model) in TOKEN_FAMILIES
+
+
+def prefix_tokens(model: nn.Module) -> int:
+    """Class / distillation / register tokens before the patch tokens (0 for maps and MLP-Mixers)."""
+    return int(getattr(model, "num_prefix_tokens", 0) or 0) if family(model) == "ViT" else 0
 
 
 def feature_count(model: nn.Module) -> int:
@@ -50,7 +89,7 @@ def resolve(model: nn.Module, selectors: Sequence[str]) -> List[str]:
         elif sel in ("stages", "stages_pre"):
             n = n or feature_count(model)
             suffix = "_pre" if sel.endswith("_pre") else ""
-            names = [f"feat{i}{suffix}" for i in range(1, n)]
+            names = [f"feat{i}{suffix}" for i in range(0 if is_token_model(model) else 1, n)]
         else:
             m = _FEAT.match(sel)
             if not m:
@@ -86,12 +125,21 @@ def extract(model: nn.Module, x: torch.Tensor, taps: Sequence[str]) -> Tuple[tor
         return logits, out
     if hasattr(model, "forward_intermediates"):
         idx = sorted({int(_FEAT.match(t).group(1)) for t in feats_needed})
-        if idx:
+        if idx and is_token_model(model):  # token sequences as the blocks give them, prefix tokens first
+            if prefix_tokens(model):
+                final, inter = model.forward_intermediates(x, indices=idx, output_fmt="NLC", return_prefix_tokens=True,
+                                                           intermediates_only=False)
+                inter = [torch.cat([pre, spatial], dim=1) for spatial, pre in inter]
+            else:
+                final, inter = model.forward_intermediates(x, indices=idx, output_fmt="NLC", intermediates_only=False)
+        elif idx:
             final, inter = model.forward_intermediates(x, indices=idx, intermediates_only=False)
         else:
             final, inter = model.forward_features(x), []
         pooled = model.forward_head(final, pre_logits=True)
-        logits = model.get_classifier()(pooled)
+        head = model.get_classifier()
+        # DeiT's distilled model has two heads (class and distillation token): its own head averages them
+        logits = head(pooled) if isinstance(head, nn.Module) else model.forward_head(final)
         out = dict(zip((f"feat{i}" for i in idx), inter))
         if "pool" in taps:
             out["pool"] = pooled
@@ -114,3 +162,78 @@ def probe_shapes(model: nn.Module, taps: Sequence[str], input_shape: Sequence[in
         return shapes
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    """What one tap is. ``kind``: ``map`` (a ``(C, H, W)`` feature map), ``tokens`` (a ``(P + H·W, C)``
+    sequence: ``prefix_tokens`` P, then the ``grid`` H×W patch tokens in row-major order), ``vector``
+    (``pool``) or ``logits``. ``depth``: relative depth in (0, 1] (:func:`relative_depth`; 0 for a stem)."""
+    name: str
+    kind: str
+    channels: int
+    grid: Optional[Tuple[int, int]]
+    prefix_tokens: int
+    depth: float
+    family: str
+
+    def describe(self) -> str:
+        if self.kind == "tokens":
+            g = f"{self.grid[0]}×{self.grid[1]}"
+            pre = f"{self.prefix_tokens} prefix + " if self.prefix_tokens else ""
+            return f"{self.name}: tokens ({pre}{g} grid) × {self.channels} at depth {self.depth:.2f}"
+        if self.kind == "map":
+            return f"{self.name}: map {self.channels}×{self.grid[0]}×{self.grid[1]} at depth {self.depth:.2f}"
+        return f"{self.name}: {self.kind} of {self.channels}"
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["grid"] = list(self.grid) if self.grid else None
+        return d
+
+
+def relative_depth(model: nn.Module, index: int) -> float:
+    """The stated rule for where feature ``index`` sits in ``model``: its position among the model's
+    features, the last one at 1. Hierarchical models (CNNs, Swin), whose feature 0 is their stem or
+    first full-resolution stage: ``i / (n − 1)``; isotropic token models (ViT, MLP), whose features are
+    their ``n`` blocks: ``(i + 1) / n``. A 3-stage CIFAR ResNet's stages sit at 1/3, 2/3, 1 and a
+    12-block ViT's block 4, 8 and 12 at the same depths."""
+    n = feature_count(model)
+    index = index % n
+    if is_token_model(model):
+        return (index + 1) / n
+    return index / (n - 1) if n > 1 else 1.0
+
+
+def tap_info(model: nn.Module, taps: Sequence[str], input_shape: Sequence[int],
+             shapes: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, TapInfo]:
+    """:class:`TapInfo` of each concrete tap of ``model`` on inputs of ``input_shape`` (one probe forward
+    unless ``shapes`` from :func:`probe_shapes` are given)."""
+    shapes = shapes or probe_shapes(model, taps, input_shape)
+    fam = family(model)
+    out: Dict[str, TapInfo] = {}
+    for t in taps:
+        shape = shapes[t]
+        if t in ("pool", "logits"):
+            out[t] = TapInfo(t, "vector" if t == "pool" else "logits", int(shape[-1]), None, 0, 1.0, fam)
+            continue
+        i = int(_FEAT.match(t).group(1))
+        depth = relative_depth(model, i)
+        if len(shape) == 2:  # (L, C) tokens
+            p = prefix_tokens(model)
+            red = _reduction(model, i)
+            h, w = int(input_shape[-2]) // red, int(input_shape[-1]) // red
+            if h * w != shape[0] - p:  # a grid timm reports differently (e.g. padding): square it
+                side = int(round((shape[0] - p) ** 0.5))
+                h = w = side
+            out[t] = TapInfo(t, "tokens", int(shape[1]), (h, w), p, depth, fam)
+        else:
+            out[t] = TapInfo(t, "map", int(shape[0]), (int(shape[-2]), int(shape[-1])), 0, depth, fam)
+    return out
+
+
+def _reduction(model: nn.Module, index: int) -> int:
+    info = model.feature_info
+    if hasattr(info, "reduction"):
+        return int(info.reduction()[index])
+    return int(info[index].get("reduction", 1))

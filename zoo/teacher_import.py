@@ -14,8 +14,12 @@ Formats (what the authors' code writes and reads):
 - ``timm``: a plain state dict, ``.safetensors`` (the hub's ``model.safetensors``) or ``.pth``/``.bin``.
 - ``torchvision``: a plain state dict (``resnet34-b627a593.pth``); timm's ResNets use the same key names.
 
-CIFAR files are in RepDistiller's module names and are renamed with :mod:`kdsuite.zoo.reference_keys`; other
-architectures must match the timm model's keys as they are. Every key of the model must be in the file
+CIFAR files are in RepDistiller's module names and are renamed with :mod:`kdsuite.zoo.reference_keys`; timm and
+torchvision files go through timm's own loading path: the checkpoint filter its model module registers for
+pretrained weights (``pretrained_filter_fn`` of ``build_model_with_cfg``: VGG's classifier → ``pre_logits`` convs,
+DenseNet's torchvision ``norm.1`` → ``norm1`` keys, ViT's patch-embedding / position-embedding adaptation),
+then the same strict fit. The record keeps the teacher's own preprocessing, timm's
+``resolve_model_data_config`` (input size, crop, interpolation, mean / std), as ``data_config``. Every key of the model must be in the file
 and every key of the file must be used (only ``num_batches_tracked`` counters, which files written before
 PyTorch 0.4.1 lack, are filled with 0); anything else is refused, naming the keys. Nothing is ever
 unpickled beyond tensors and plain containers: ``torch.load(..., weights_only=True)`` or safetensors.
@@ -111,6 +115,53 @@ def extract_state(obj: Any, fmt: str, path: Path) -> Tuple[Dict[str, torch.Tenso
         raise ConfigError(f"{path}: this is a whole distiller's checkpoint (student.* / teacher.* keys); import the "
                           f"model's own file instead (mdistiller: student_best / student_latest)")
     return state, info
+
+
+def timm_filter(model: torch.nn.Module):
+    """``(name, fn)`` of the checkpoint filter timm applies when it loads pretrained weights into ``model``'s
+    architecture (the ``pretrained_filter_fn`` its module passes to ``build_model_with_cfg``), or ``None``."""
+    import inspect
+    import sys
+
+    module = sys.modules.get(type(model).__module__)
+    if module is None or not type(model).__module__.startswith("timm."):
+        return None
+    try:
+        src = inspect.getsource(module)
+    except (OSError, TypeError):
+        return None
+    names = re.findall(r"pretrained_filter_fn\s*=\s*([A-Za-z_]\w*)", src)
+    fns = [(n, getattr(module, n)) for n in dict.fromkeys(names) if callable(getattr(module, n, None))]
+    if not fns and names and callable(getattr(module, "checkpoint_filter_fn", None)):
+        # a local alias (ViT's ``_filter_fn = checkpoint_filter_fn``, or a partial of it for some variants)
+        fns = [("checkpoint_filter_fn", module.checkpoint_filter_fn)]
+    return fns[0] if len(fns) == 1 else None
+
+
+def apply_timm_filter(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """``state`` through timm's checkpoint filter for ``model`` (as timm's ``load_pretrained`` calls it:
+    ``fn(state_dict, model)`` or ``fn(state_dict)``); the filter's name, or None where there is none."""
+    import inspect
+
+    found = timm_filter(model)
+    if found is None:
+        return state, None
+    name, fn = found
+    try:
+        takes_model = len(inspect.signature(fn).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_model = False
+    state = dict(state)
+    out = fn(state, model) if takes_model else fn(state)
+    return {str(k): v for k, v in out.items()}, f"{fn.__module__}.{name}"
+
+
+def data_config(model: torch.nn.Module) -> Dict[str, Any]:
+    """The teacher's own preprocessing as timm resolves it (``timm.data.resolve_model_data_config``)."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
 
 
 def map_keys(arch: str, fmt: str, model: torch.nn.Module) -> Tuple[Dict[str, str], str]:
@@ -221,6 +272,10 @@ def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[
     state, info = extract_state(read_file(path), fmt, path)
     model = zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans)
     names, mapping = map_keys(arch, fmt, model)
+    if fmt in ("timm", "torchvision") and mapping == "identity":
+        state, filt = apply_timm_filter(model, state)
+        if filt:
+            mapping = f"timm checkpoint filter {filt}"
     weights, filled = fit_state(model, names, state, path, arch, fmt)
     model.load_state_dict(weights, strict=True)
     sha = file_sha256(path)
@@ -231,7 +286,7 @@ def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[
     meta = save_teacher(model, folder, {
         "arch": arch, "num_classes": num_classes, "in_chans": in_chans, "model_kwargs": {}, "dataset": dataset,
         "image_size": IMAGE_SIZE.get(dataset), "top1": top1, "top5": None, "top1_source": top1_from,
-        "imported": True,
+        "imported": True, "data_config": data_config(model),
         "source": {"format": fmt, "file": path.name, "path": str(path.resolve()), "sha256": sha,
                    "epoch": info.get("epoch"), "key_mapping": mapping, "filled_with_zero": filled},
     })

@@ -1,4 +1,6 @@
-"""Connectors that map a student feature map onto a teacher's (FitNet's ConvReg, used by FitNet and its one-stage variant)."""
+"""Connectors that map a student feature map onto a teacher's (FitNet's ConvReg, used by FitNet and its one-stage
+variant) and bridges between families: :func:`tokens_to_map` / :func:`map_to_tokens` (ViT / MLP tokens ↔ CNN maps;
+the plugin base applies :func:`tokens_to_map` to token taps of methods that compare maps, and records it)."""
 from __future__ import annotations
 
 import torch
@@ -29,3 +31,23 @@ def conv_regressor(s_shape, t_shape, method: str = "fitnet") -> nn.Module:
         raise ConfigError(f"method '{method}': the regressor maps the student's guided feature {tuple(s_shape)} to "
                           f"{tuple(out)}, not to the teacher's hint {tuple(t_shape)}")
     return reg
+
+
+# ---- bridges between families (token sequences ↔ feature maps) ---------------------------------------
+def tokens_to_map(tokens: torch.Tensor, grid, prefix_tokens: int = 0) -> torch.Tensor:
+    """A ViT / MLP-Mixer token sequence ``(B, P + H·W, C)`` as a feature map ``(B, C, H, W)``: the ``P``
+    prefix (class / distillation / register) tokens are dropped and the patch tokens, in timm's row-major
+    order, are laid out on their ``H×W`` grid (timm's own NLC → NCHW reshape)."""
+    h, w = grid
+    b, n, c = tokens.shape
+    if n != prefix_tokens + h * w:
+        raise ValueError(f"tokens_to_map: {n} tokens are not {prefix_tokens} prefix + a {h}×{w} grid")
+    return tokens[:, prefix_tokens:, :].transpose(1, 2).reshape(b, c, h, w)
+
+
+def map_to_tokens(fmap: torch.Tensor) -> torch.Tensor:
+    """A feature map ``(B, C, H, W)`` as ``H·W`` tokens ``(B, H·W, C)`` (row-major, no prefix tokens)."""
+    return fmap.flatten(2).transpose(1, 2)
+
+
+TOKENS_TO_MAP = "tokens_to_map (prefix tokens dropped, patch tokens laid out on their grid)"

@@ -98,6 +98,9 @@ class AB(Distiller):
                "T": HParam(4.0, low=0.0, low_open=True, doc="KD temperature (main stage)")}
     student_taps = ("stages_pre",)
     teacher_taps = ("stages_pre",)
+    same_family_only = ("AB transfers the teacher's activation boundaries, the signs of its pre-activation (before-ReLU) "
+                        "stage features, which only the zoo's CIFAR CNNs expose and which have no counterpart in "
+                        "another family's blocks (a ViT or MLP block ends in a residual sum, not an activation)")
     smoke_hparams = {"init_epochs": 1}
     SCALE = 3.0 / 1000.0
 

@@ -59,8 +59,9 @@ class FitNet(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.hint_layer}",)
-        self.teacher_taps = (f"feat{hp.hint_layer}",)
+        self.teacher_taps = ()  # paired below: the same stage number in one family, nearest relative depth across
         super().__init__(student, teachers, hp, ctx)
+        self.t_taps[0] = [self.paired_teacher_tap(self.s_taps[0])]
         if not hasattr(student, "traverse") and hp.hint_epochs > 0:
             raise ConfigError(f"method '{self.name}': the hint stage needs a zoo CIFAR-family student (traverse with "
                               f"stop_at); {type(student).__name__} has none — set hint_epochs = 0")

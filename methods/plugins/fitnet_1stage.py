@@ -30,8 +30,9 @@ class FitNetOneStage(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.hint_layer}",)
-        self.teacher_taps = (f"feat{hp.hint_layer}",)
+        self.teacher_taps = ()  # paired below: the same stage number in one family, nearest relative depth across
         super().__init__(student, teachers, hp, ctx)
+        self.t_taps[0] = [self.paired_teacher_tap(self.s_taps[0])]
         self.key_s, self.key_t = self.s_taps[0], self.t_taps[0][0]
         self.regressor = conv_regressor(self.student_shapes()[self.key_s], self.teacher_shapes()[self.key_t], self.name)
 

@@ -65,6 +65,10 @@ class FSP(Distiller):
                "init_epochs": HParam(30, low=0, doc="epochs of the initialisation stage (FSP loss only)")}
     student_taps = ("feat0", "stages")
     teacher_taps = ("feat0", "stages")
+    same_family_only = ("FSP matrices are Gram matrices between consecutive stage maps (stem → stage 1 → …, one per "
+                        "resolution change) that must match in channels stage by stage; the flow between another "
+                        "family's consecutive stages (a ViT's or MLP's blocks keep one grid and width) has no "
+                        "counterpart for them")
     smoke_hparams = {"init_epochs": 1}
 
     def __init__(self, student, teachers, hp, ctx):

@@ -53,8 +53,9 @@ class SupervisionTransfer(Distiller):
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.layer}",)
-        self.teacher_taps = (f"feat{hp.layer}",)
+        self.teacher_taps = ()  # paired below: the same stage number in one family, nearest relative depth across
         super().__init__(student, teachers, hp, ctx)
+        self.t_taps[0] = [self.paired_teacher_tap(self.s_taps[0])]
         self.key_s, self.key_t = self.s_taps[0], self.t_taps[0][0]
         s_shape, t_shape = self.student_shapes()[self.key_s], self.teacher_shapes()[self.key_t]
         self.connector = nn.Identity() if tuple(s_shape) == tuple(t_shape) else \
