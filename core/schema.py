@@ -110,5 +110,5 @@ def check_file(model: Type[M], data: Mapping[str, Any], source: str) -> M:
         return model.model_validate(data)
     except ValidationError as e:
         lines = problems(model, e)
-        raise ConfigError(f"{source}: " + ("; ".join(lines) if len(lines) == 1 else
-                                           f"{len(lines)} problem(s):\n  - " + "\n  - ".join(lines))) from None
+        raise ConfigError(f"{source}: " + (lines[0] if len(lines) == 1 else
+                                           f"{len(lines)} problems: " + "; ".join(lines))) from None

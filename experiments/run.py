@@ -6,6 +6,7 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -100,34 +101,46 @@ def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
     return _earlier_spelling(folder.parent, prefix, h) or folder
 
 
+_RESPELLED: Dict[Tuple[str, int], Dict[str, Path]] = {}  # (root, its mtime) -> {new hash: folder}
+_QUOTED_SCI = re.compile(r'"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+"')
+
+
 def _earlier_spelling(root: Path, prefix: str, h: str) -> Optional[Path]:
     """A run folder made before numbers were hashed by value (its config wrote ``lr: 1e-3``, kept as a
     string, and was hashed so): the same run, found by the hash of its recorded config, so it is reused,
-    not retrained."""
+    not retrained. One scan of ``root`` per change of its listing (its mtime)."""
+    try:
+        key = (str(root), root.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _RESPELLED:
+        _RESPELLED[key] = _scan_respelled(root)
+    found = _RESPELLED[key].get(h)
+    return found if found is not None and found.name.startswith(prefix) else None
+
+
+def _scan_respelled(root: Path) -> Dict[str, Path]:
     import json
 
     from kdsuite.experiments.config import canonical, identity
 
+    out: Dict[str, Path] = {}
     try:
-        candidates = sorted(root.glob(f"{glob_escape(prefix)}*"))
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
     except OSError:
-        return None
-    for cand in candidates:
+        return out
+    for cand in folders:
         try:
-            rec = json.loads((cand / "record.json").read_text())
-            cfg = rec["config"]
+            text = (cand / "record.json").read_text()
+            if not _QUOTED_SCI.search(text):  # the common case: no number written as a string
+                continue
+            cfg = json.loads(text)["config"]
             ident = identity(cfg)
-            if canonical(ident) != ident and config_hash(cfg) == h:
-                return cand
-        except Exception:  # noqa: BLE001 — a foreign or damaged folder is simply not this run
+            if canonical(ident) != ident:
+                out.setdefault(config_hash(cfg), cand)
+        except Exception:  # noqa: BLE001 — a foreign or damaged folder is simply not a run of this kind
             continue
-    return None
-
-
-def glob_escape(text: str) -> str:
-    import glob
-
-    return glob.escape(text)
+    return out
 
 
 def pick_device(name: str) -> torch.device:

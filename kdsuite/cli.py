@@ -46,7 +46,11 @@ def cmd_methods(args) -> int:
 def cmd_models(args) -> int:
     from kdsuite import zoo
 
-    for name in zoo.list_models(args.pattern):
+    names = zoo.list_models(args.pattern)
+    if not names:
+        raise ConfigError(f"models: no model name matches {args.pattern!r}; patterns are shell-style "
+                          f"(cifar_*, *resnet*, resnet34.tv_in1k); `kdsuite models '*'` lists them all")
+    for name in names:
         disp = zoo.display_name(name)
         print(name if disp == name else f"{name:<24} ({disp})")
     return 0
@@ -79,7 +83,8 @@ def cmd_train_teacher(args) -> int:
         cfg.setdefault("dataset", {})["name"] = args.dataset
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    cfg["method"] = {"name": "vanilla", "hparams": (cfg.get("method") or {}).get("hparams", {})}
+    method = cfg.get("method")
+    cfg["method"] = {"name": "vanilla", "hparams": method.get("hparams", {}) if isinstance(method, dict) else {}}
     cfg["export_teacher"] = True
     cfg.setdefault("output", {}).setdefault("root", "runs/teachers")
     rec = run(cfg)

@@ -105,7 +105,7 @@ CASES = {
     "grid-stage-without-runs": (lambda t: _grid_file(t, "name: g\nstages:\n  a: {needs: null}\n"),
                                 [r"stages\.a: plans no runs"]),
     "grid-axes-list": (lambda t: _grid_file(t, "name: g\nstages:\n  a: {axes: [seed]}\n"),
-                       [r"stages\.a\.axes must map config fields to lists"]),
+                       [r"stages\.a\.axes = \['seed'\]: expected a mapping of config fields to lists"]),
     "imagefolder-no-classes": (_imagefolder_without_classes, [r"dataset\.root = '.*imgs'", "one sub-folder per class"]),
     "imagefolder-no-images": (_imagefolder_without_images, [r"dataset\.root = '.*imgs'", "image files"]),
     "teacher-json-corrupt": (lambda t: _teacher(t, '{"arch": "cifar_resnet8", "num_'),
