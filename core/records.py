@@ -106,6 +106,9 @@ class RunRecord(BaseModel):
     traceback: Optional[str] = None
     teacher_export: Optional[Dict[str, Any]] = None
     search: Optional[Dict[str, Any]] = None  # a searched student: {chosen, proxy, ranking, candidates, stage}
+    # what the method reads of each model: family, taps (kind, grid, prefix tokens, depth, token → map step),
+    # stage pairs and their rule (docs/heterogeneous.md)
+    features: Dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("status", mode="before")
     @classmethod
