@@ -25,6 +25,7 @@ def attention_map(f, p: float = 2.0):
 @register_method
 class AT(Distiller):
     name = "at"
+    display_name = "AT"
     category = "attention"
     scheme = "offline"
     paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (ICLR)"

@@ -64,6 +64,7 @@ def cc_loss(e_s: torch.Tensor, e_t: torch.Tensor, gamma: float, order: int) -> t
 @register_method
 class CC(Distiller):
     name = "cc"
+    display_name = "CC"
     category = "relation"
     scheme = "offline"
     paper = "Peng et al. 2019, Correlation Congruence for Knowledge Distillation (ICCV)"

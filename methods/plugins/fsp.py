@@ -56,6 +56,7 @@ def fsp_loss(s_feats: List[torch.Tensor], t_feats: List[torch.Tensor]) -> torch.
 @register_method
 class FSP(Distiller):
     name = "fsp"
+    display_name = "FSP"
     category = "relation"
     scheme = "offline"
     paper = "Yim et al. 2017, A Gift from Knowledge Distillation (CVPR)"

@@ -92,6 +92,7 @@ def repdistiller_small_lr_family(student: nn.Module) -> bool:
 @register_method
 class FT(Distiller):
     name = "ft"
+    display_name = "FT"
     category = "feature"
     scheme = "offline"
     paper = "Kim et al. 2018, Paraphrasing Complex Network: Network Compression via Factor Transfer (NeurIPS)"

@@ -67,6 +67,7 @@ class GraphEncoder(nn.Module):
 @register_method
 class HKD(Distiller):
     name = "hkd"
+    display_name = "HKD"
     category = "graph"
     scheme = "offline"
     paper = "Zhou et al. 2021, Distilling Holistic Knowledge with Graph Neural Networks (ICCV)"

@@ -53,6 +53,7 @@ def pkt_loss(f_s: torch.Tensor, f_t: torch.Tensor, eps: float = 1e-7, self_pairs
 @register_method
 class PKT(Distiller):
     name = "pkt"
+    display_name = "PKT"
     category = "relation"
     scheme = "offline"
     paper = "Passalis & Tefas 2018, Learning Deep Representations with Probabilistic Knowledge Transfer (ECCV)"

@@ -31,6 +31,7 @@ def angle_potential(e):
 @register_method
 class RKD(Distiller):
     name = "rkd"
+    display_name = "RKD"
     category = "relation"
     scheme = "offline"
     paper = "Park et al. 2019, Relational Knowledge Distillation (CVPR)"

@@ -39,6 +39,7 @@ def transfer_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> tor
 @register_method
 class SupervisionTransfer(Distiller):
     name = "supervision_transfer"
+    display_name = "Supervision transfer"
     category = "cross_modal"
     scheme = "offline"
     paper = "Gupta, Hoffman & Malik 2016, Cross Modal Distillation for Supervision Transfer (CVPR)"

@@ -55,6 +55,7 @@ class VariationalHead(nn.Module):
 @register_method
 class VID(Distiller):
     name = "vid"
+    display_name = "VID"
     category = "feature"
     scheme = "offline"
     paper = "Ahn et al. 2019, Variational Information Distillation for Knowledge Transfer (CVPR)"
