@@ -26,6 +26,7 @@ def attention_map(f, p: float = 2.0):
 class AT(Distiller):
     name = "at"
     display_name = "AT"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "attention"
     scheme = "offline"
     paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (ICLR)"

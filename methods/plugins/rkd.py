@@ -32,6 +32,7 @@ def angle_potential(e):
 class RKD(Distiller):
     name = "rkd"
     display_name = "RKD"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Park et al. 2019, Relational Knowledge Distillation (CVPR)"
