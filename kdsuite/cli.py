@@ -24,8 +24,11 @@ from kdsuite.core.errors import ConfigError, KdsuiteError
 
 
 def cmd_methods(args) -> int:
-    from kdsuite.methods.registry import BROKEN, CATEGORIES, ORIGINS, methods_by_category
+    from kdsuite.methods.registry import BROKEN, CATEGORIES, ORIGINS, methods_by_category, methods_markdown
 
+    if args.format == "md":
+        print(methods_markdown(origin=None if args.all else "built-in"), end="")
+        return 0
     for cat, methods in methods_by_category().items():
         if not methods:
             continue
@@ -157,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("methods", help="list registered methods by survey category")
     s.add_argument("-v", "--verbose", action="store_true", help="also show equations and hyper-parameters")
+    s.add_argument("--format", choices=("text", "md"), default="text",
+                   help="md: the docs' method table (docs/methods.md), generated from the registry")
+    s.add_argument("--all", action="store_true", help="with --format md: installed plugins too, not only built-in")
     s.set_defaults(fn=cmd_methods)
     s = sub.add_parser("models", help="list model names")
     s.add_argument("pattern", nargs="?", default="cifar_*")

@@ -108,8 +108,19 @@ class Distiller(nn.Module):
     batch_fields: Sequence[str] = ("x", "y")
     # hyper-parameters that make tiny smoke runs (contract test, demo) meaningful, e.g. small memory banks
     smoke_hparams: Mapping[str, Any] = {}
-    # loss keys that must go down over a few dozen steps (contract test); None = every key but "ce"
+    # how tables and figures print the method (``kd`` → "KD"); unset: the registry key
+    display_name: Optional[str] = None
+    # loss keys of the method's own terms (contract test); None = every key but the label terms
     distill_terms: Optional[Sequence[str]] = None
+    # loss keys that fit the labels rather than a teacher; None = "ce", "bce", "ce_*" and "ce<digit>…"
+    # (kdsuite.testing.is_label_term). The kit's "moves toward the teacher" check trains without them
+    label_terms: Optional[Sequence[str]] = None
+    # what the kit measures to see distillation move the student toward its teacher (with the label terms
+    # off, on held-out batches, against the untouched student): "teacher_kl" — KL(teacher ‖ deployed
+    # student) of their predictions, the default for methods with teachers; "terms" — the method's own
+    # distillation terms, in absolute value, on fresh batches (feature/relation terms that need not move
+    # the logits within a few steps, methods without a teacher, teachers on another view)
+    check_discrepancy: str = "teacher_kl"
     # optimizer groups that maximise what the student minimises (min-max methods: DFAD's generator). Such a
     # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
     # that the student's own objective falls against them.

@@ -112,27 +112,13 @@ def discover() -> None:
             _origin = "built-in"
 
 
-# how papers write the built-in methods' names (registry keys are lower-case identifiers); a plugin may
-# set its own with a class attribute ``display_name``
-METHOD_NAMES: Dict[str, str] = {
-    "vanilla": "Vanilla", "kd": "KD", "mse_kd": "KD (MSE)", "dkd": "DKD", "dist": "DIST", "fitnet": "FitNet", "ofa": "OFA",
-    "fitnet_1stage": "FitNet (1-stage)", "vid": "VID", "ft": "FT", "ab": "AB", "nst": "NST", "crd": "CRD",
-    "at": "AT", "rkd": "RKD", "sp": "SP", "cc": "CC", "pkt": "PKT", "fsp": "FSP", "irg": "IRG", "hkd": "HKD",
-    "aver": "AVER", "aekd": "AE-KD", "ca_mkd": "CA-MKD", "dml": "DML", "kdcl": "KDCL", "one": "ONE",
-    "byot": "BYOT", "ban": "BAN", "cskd": "CS-KD", "ps_kd": "PS-KD", "tf_kd": "Tf-KD", "dafl": "DAFL",
-    "dfad": "DFAD", "deepinversion": "DeepInversion", "gan_kd": "GAN-KD", "gan_kd_feat": "GAN-KD (features)",
-    "qkd": "QKD", "apprentice": "Apprentice", "cm_kd": "CM-KD", "supervision_transfer": "Supervision transfer",
-    "lwf": "LwF", "icarl": "iCaRL", "nas_kd": "NAS-KD", "tgas": "TG-SAGE",
-    "ctkd": "CTKD", "simkd": "SimKD", "reviewkd": "ReviewKD", "wkd": "WKD",
-}
-
-
 def method_display_name(name: str) -> str:
-    """A method's name as papers write it (``kd`` → ``KD``): the plugin's ``display_name`` attribute, else
-    :data:`METHOD_NAMES`, else the registry key."""
+    """A method's name as papers write it (``kd`` → ``KD``): its plugin's ``display_name`` class attribute,
+    else the registry key (an unknown name, a plugin without one)."""
+    discover()
     cls = _METHODS.get(name)
     own = getattr(cls, "display_name", None) if cls is not None else None
-    return own if isinstance(own, str) else METHOD_NAMES.get(name, name)
+    return own if isinstance(own, str) and own else name
 
 
 def get_method(name: str) -> type:
@@ -154,3 +140,19 @@ def methods_by_category() -> Dict[str, List[type]]:
     for m in list_methods():
         grouped[m.category].append(m)
     return grouped
+
+
+def methods_markdown(origin: str | None = "built-in") -> str:
+    """The methods table of the docs, generated from the registry (``kdsuite methods --format md``): one row
+    per method, grouped by survey category, with its display name, key, scheme and paper. ``origin``:
+    only methods of that origin (default: the built-in plugins; None: every registered method)."""
+    rows = ["| category | method | key | scheme | paper |", "|---|---|---|---|---|"]
+    for cat, methods in methods_by_category().items():
+        c = CATEGORIES[cat]
+        for m in methods:
+            if origin is not None and ORIGINS.get(m.name, "built-in") != origin:
+                continue
+            cell = c.title + (f" ({c.survey_section})" if c.survey_section != "-" else "")
+            paper = str(m.paper).replace("|", "\\|")
+            rows.append(f"| {cell} | {method_display_name(m.name)} | `{m.name}` | {m.scheme} | {paper} |")
+    return "\n".join(rows) + "\n"

@@ -10,7 +10,12 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture(scope="session")
 def digits_teachers(tmp_path_factory):
-    """Folders of two exported teachers (different architectures) trained 4 epochs on digits."""
+    """Folders of two exported teachers (different architectures) trained 4 epochs on digits, cached per user
+    as ``kdsuite check-method`` caches them (``$KDSUITE_CACHE/teachers`` or ``~/.cache/kdsuite/teachers``; a run
+    is reused by its config hash, so a change to the teachers' recipe trains new ones).
+    ``KDSUITE_TEST_FRESH_TEACHERS=1`` trains them into the session's temporary folder instead."""
     from kdsuite.testing import digits_teachers as build
 
-    return build(tmp_path_factory.mktemp("teachers"))
+    if os.environ.get("KDSUITE_TEST_FRESH_TEACHERS"):
+        return build(tmp_path_factory.mktemp("teachers"))
+    return build()

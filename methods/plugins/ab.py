@@ -84,6 +84,8 @@ def alternative_loss(r_s: torch.Tensor, t: torch.Tensor, margin: float) -> torch
 @register_method
 class AB(Distiller):
     name = "ab"
+    display_name = "AB"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Heo et al. 2019, Knowledge Transfer via Distillation of Activation Boundaries Formed by Hidden Neurons (AAAI)"

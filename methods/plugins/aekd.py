@@ -52,6 +52,7 @@ def min_norm_weights(grads: torch.Tensor, cap: float = 1.0) -> torch.Tensor:
 @register_method
 class AEKD(Distiller):
     name = "aekd"
+    display_name = "AE-KD"
     category = "multi_teacher"
     scheme = "offline"
     paper = "Du et al. 2020, Agree to Disagree: Adaptive Ensemble Knowledge Distillation in Gradient Space (NeurIPS)"

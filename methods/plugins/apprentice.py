@@ -30,6 +30,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class Apprentice(QuantizedStudent):
     name = "apprentice"
+    display_name = "Apprentice"
     category = "quantized"
     scheme = "offline"
     paper = "Mishra & Marr 2018, Apprentice: Using KD Techniques To Improve Low-Precision Network Accuracy (ICLR)"

@@ -25,6 +25,8 @@ def attention_map(f, p: float = 2.0):
 @register_method
 class AT(Distiller):
     name = "at"
+    display_name = "AT"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "attention"
     scheme = "offline"
     paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (ICLR)"

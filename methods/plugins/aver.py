@@ -20,6 +20,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class Aver(Distiller):
     name = "aver"
+    display_name = "AVER"
     category = "multi_teacher"
     scheme = "offline"
     paper = "Averaged soft targets of N teachers (Hinton et al. 2015; survey §5.3)"

@@ -40,6 +40,7 @@ def reinitialise(model: nn.Module) -> None:
 @register_method
 class BAN(Distiller):
     name = "ban"
+    display_name = "BAN"
     category = "self"
     scheme = "self"
     paper = "Furlanello et al. 2018, Born-Again Neural Networks (ICML)"

@@ -95,6 +95,7 @@ class ExitNet(nn.Module):
 @register_method
 class BYOT(Distiller):
     name = "byot"
+    display_name = "BYOT"
     category = "self"
     scheme = "self"
     paper = ("Zhang et al. 2019, Be Your Own Teacher: Improve the Performance of Convolutional Neural Networks "

@@ -39,6 +39,7 @@ def confidence_weights(teacher_logits, y: torch.Tensor) -> torch.Tensor:
 @register_method
 class CAMKD(Distiller):
     name = "ca_mkd"
+    display_name = "CA-MKD"
     category = "multi_teacher"
     scheme = "offline"
     paper = "Zhang et al. 2022, Confidence-Aware Multi-Teacher Knowledge Distillation (ICASSP)"

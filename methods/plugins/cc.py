@@ -64,6 +64,8 @@ def cc_loss(e_s: torch.Tensor, e_t: torch.Tensor, gamma: float, order: int) -> t
 @register_method
 class CC(Distiller):
     name = "cc"
+    display_name = "CC"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Peng et al. 2019, Correlation Congruence for Knowledge Distillation (ICCV)"

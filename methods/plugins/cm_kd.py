@@ -27,6 +27,8 @@ from kdsuite.methods.registry import register_method
 @register_method
 class CrossModalKD(Distiller):
     name = "cm_kd"
+    display_name = "CM-KD"
+    check_discrepancy = "terms"  # the kit measures its own term (teacher on another view)
     category = "cross_modal"
     scheme = "offline"
     paper = "Gupta et al. 2016 (CVPR), Cross Modal Distillation for Supervision Transfer; Thoker & Gall 2019 (ICIP)"

@@ -68,6 +68,8 @@ def nce_loss(p: torch.Tensor, num_data: int, eps: float = 1e-7) -> torch.Tensor:
 @register_method
 class CRD(Distiller):
     name = "crd"
+    display_name = "CRD"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Tian et al. 2020, Contrastive Representation Distillation (ICLR)"

@@ -21,6 +21,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class CSKD(Distiller):
     name = "cskd"
+    display_name = "CS-KD"
     category = "self"
     scheme = "self"
     paper = "Yun et al. 2020, Regularizing Class-wise Predictions via Self-knowledge Distillation (CVPR)"

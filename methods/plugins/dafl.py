@@ -43,6 +43,7 @@ def generator_losses(t_logits, t_pool, entropy_log: str = "log10"):
 @register_method
 class DAFL(Distiller):
     name = "dafl"
+    display_name = "DAFL"
     category = "data_free"
     scheme = "data_free"
     paper = "Chen et al. 2019, DAFL: Data-Free Learning of Student Networks (ICCV)"

@@ -67,6 +67,7 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 @register_method
 class DeepInversion(Distiller):
     name = "deepinversion"
+    display_name = "DeepInversion"
     category = "data_free"
     scheme = "data_free"
     paper = "Yin et al. 2020, Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion (CVPR)"

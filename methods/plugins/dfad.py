@@ -30,6 +30,7 @@ def discrepancy(t_logits: torch.Tensor, s_logits: torch.Tensor) -> torch.Tensor:
 @register_method
 class DFAD(Distiller):
     name = "dfad"
+    display_name = "DFAD"
     category = "data_free"
     scheme = "data_free"
     paper = "Fang et al. 2019, Data-Free Adversarial Distillation (arXiv 1912.11006)"

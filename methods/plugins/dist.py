@@ -34,6 +34,7 @@ def pearson_distance(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> tor
 @register_method
 class DIST(Distiller):
     name = "dist"
+    display_name = "DIST"
     category = "response"
     scheme = "offline"
     paper = "Huang et al. 2022, Knowledge Distillation from A Stronger Teacher (NeurIPS)"

@@ -47,6 +47,7 @@ def dkd_terms(s_logits, t_logits, target, T):
 @register_method
 class DKD(Distiller):
     name = "dkd"
+    display_name = "DKD"
     category = "response"
     scheme = "offline"
     paper = "Zhao et al. 2022, Decoupled Knowledge Distillation (CVPR)"

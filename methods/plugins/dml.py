@@ -30,6 +30,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class DML(PeerGroup):
     name = "dml"
+    display_name = "DML"
     category = "online"
     scheme = "online"
     paper = "Zhang et al. 2018, Deep Mutual Learning (CVPR)"

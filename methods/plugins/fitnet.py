@@ -40,6 +40,7 @@ def hint_loss(reg_out: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
 @register_method
 class FitNet(Distiller):
     name = "fitnet"
+    display_name = "FitNet"
     category = "feature"
     scheme = "offline"
     paper = "Romero et al. 2015, FitNets: Hints for Thin Deep Nets (ICLR)"

@@ -20,6 +20,8 @@ from kdsuite.methods.registry import register_method
 @register_method
 class FitNetOneStage(Distiller):
     name = "fitnet_1stage"
+    display_name = "FitNet (1-stage)"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Romero et al. 2015, FitNets (ICLR); one-stage variant of RepDistiller (Tian et al. 2020)"

@@ -56,6 +56,8 @@ def fsp_loss(s_feats: List[torch.Tensor], t_feats: List[torch.Tensor]) -> torch.
 @register_method
 class FSP(Distiller):
     name = "fsp"
+    display_name = "FSP"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Yim et al. 2017, A Gift from Knowledge Distillation (CVPR)"

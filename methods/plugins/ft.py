@@ -92,6 +92,8 @@ def repdistiller_small_lr_family(student: nn.Module) -> bool:
 @register_method
 class FT(Distiller):
     name = "ft"
+    display_name = "FT"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Kim et al. 2018, Paraphrasing Complex Network: Network Compression via Factor Transfer (NeurIPS)"

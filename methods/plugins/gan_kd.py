@@ -27,6 +27,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class GanKD(Distiller):
     name = "gan_kd"
+    display_name = "GAN-KD"
     category = "adversarial"
     scheme = "offline"
     paper = "Xu et al. 2018, KD with Conditional Adversarial Networks (ICLR-W)"

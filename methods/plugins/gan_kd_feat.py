@@ -30,6 +30,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class GanKDFeat(Distiller):
     name = "gan_kd_feat"
+    display_name = "GAN-KD (features)"
     category = "adversarial"
     scheme = "offline"
     paper = "Chung et al. 2020, Feature-map-level Online Adversarial Knowledge Distillation (ICML); offline, pooled features"

@@ -67,6 +67,8 @@ class GraphEncoder(nn.Module):
 @register_method
 class HKD(Distiller):
     name = "hkd"
+    display_name = "HKD"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "graph"
     scheme = "offline"
     paper = "Zhou et al. 2021, Distilling Holistic Knowledge with Graph Neural Networks (ICCV)"

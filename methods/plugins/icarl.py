@@ -107,6 +107,7 @@ class NearestMean(nn.Module):
 @register_method
 class ICaRL(ClassIncremental):
     name = "icarl"
+    display_name = "iCaRL"
     category = "lifelong"
     paper = "Rebuffi et al. 2017, iCaRL: Incremental Classifier and Representation Learning (CVPR)"
     equation = ("BCE over seen classes on task data ∪ exemplars: one-hot targets for C_t, σ(z°) for C_<t; "

@@ -66,6 +66,8 @@ def transformation(f1: torch.Tensor, f2: torch.Tensor, eps: float = 1e-12) -> to
 @register_method
 class IRG(Distiller):
     name = "irg"
+    display_name = "IRG"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "graph"
     scheme = "offline"
     paper = "Liu et al. 2019, Knowledge Distillation via Instance Relationship Graph (CVPR)"

@@ -20,6 +20,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class KD(Distiller):
     name = "kd"
+    display_name = "KD"
     category = "response"
     scheme = "offline"
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"

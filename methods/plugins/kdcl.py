@@ -36,6 +36,7 @@ def min_logit_teacher(logits, y):
 @register_method
 class KDCL(PeerGroup):
     name = "kdcl"
+    display_name = "KDCL"
     category = "online"
     scheme = "online"
     paper = "Guo et al. 2020, Online Knowledge Distillation via Collaborative Learning (CVPR)"

@@ -48,6 +48,7 @@ def lwf_loss(z: torch.Tensor, z_prev: Optional[torch.Tensor], y: torch.Tensor, c
 @register_method
 class LwF(ClassIncremental):
     name = "lwf"
+    display_name = "LwF"
     category = "lifelong"
     paper = "Li & Hoiem 2017, Learning without Forgetting (TPAMI; ECCV 2016)"
     equation = "task t: CE(y, σ(z[C_t])) + λ·T²·KL(σ(z°[C_<t]/T) ‖ σ(z[C_<t]/T)), z° the frozen model after task t−1"

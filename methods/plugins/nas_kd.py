@@ -19,6 +19,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class NASKD(SearchProxy):
     name = "nas_kd"
+    display_name = "NAS-KD"
     scheme = "offline"
     paper = "Liu et al. 2020, Search to Distill: Pearls are Everywhere but not the Eyes (CVPR)"
     equation = "proxy: α·CE + (1−α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T)); score = validation top-1 after the proxy"

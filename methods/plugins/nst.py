@@ -38,6 +38,8 @@ def poly_mmd2(s: torch.Tensor, t: torch.Tensor, degree: int = 2, c: float = 0.0)
 @register_method
 class NST(Distiller):
     name = "nst"
+    display_name = "NST"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Huang & Wang 2017, Like What You Like: Knowledge Distill via Neuron Selectivity Transfer (arXiv)"

@@ -116,6 +116,7 @@ class EnsembleNet(_EvalView):
 @register_method
 class ONE(Distiller):
     name = "one"
+    display_name = "ONE"
     category = "online"
     scheme = "online"
     paper = "Lan, Zhu & Gong 2018, Knowledge Distillation by On-the-Fly Native Ensemble (NeurIPS)"

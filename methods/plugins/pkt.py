@@ -53,6 +53,8 @@ def pkt_loss(f_s: torch.Tensor, f_t: torch.Tensor, eps: float = 1e-7, self_pairs
 @register_method
 class PKT(Distiller):
     name = "pkt"
+    display_name = "PKT"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Passalis & Tefas 2018, Learning Deep Representations with Probabilistic Knowledge Transfer (ECCV)"

@@ -26,6 +26,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class PSKD(Distiller):
     name = "ps_kd"
+    display_name = "PS-KD"
     category = "self"
     scheme = "self"
     paper = "Kim et al. 2021, Self-Knowledge Distillation with Progressive Refinement of Targets (ICCV)"

@@ -29,6 +29,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class QKD(QuantizedStudent):
     name = "qkd"
+    display_name = "QKD"
     category = "quantized"
     scheme = "offline"
     paper = "Polino et al. 2018, Model compression via distillation and quantization (ICLR)"

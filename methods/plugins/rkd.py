@@ -31,6 +31,8 @@ def angle_potential(e):
 @register_method
 class RKD(Distiller):
     name = "rkd"
+    display_name = "RKD"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Park et al. 2019, Relational Knowledge Distillation (CVPR)"

@@ -33,6 +33,8 @@ def sp_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
 @register_method
 class SP(Distiller):
     name = "sp"
+    display_name = "SP"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "relation"
     scheme = "offline"
     paper = "Tung & Mori 2019, Similarity-Preserving Knowledge Distillation (ICCV)"

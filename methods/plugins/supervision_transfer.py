@@ -39,6 +39,8 @@ def transfer_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> tor
 @register_method
 class SupervisionTransfer(Distiller):
     name = "supervision_transfer"
+    display_name = "Supervision transfer"
+    check_discrepancy = "terms"  # the kit measures its own term (teacher on another view)
     category = "cross_modal"
     scheme = "offline"
     paper = "Gupta, Hoffman & Malik 2016, Cross Modal Distillation for Supervision Transfer (CVPR)"

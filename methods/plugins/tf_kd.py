@@ -42,6 +42,7 @@ def virtual_teacher(y: torch.Tensor, num_classes: int, a: float) -> torch.Tensor
 @register_method
 class TfKD(Distiller):
     name = "tf_kd"
+    display_name = "Tf-KD"
     category = "self"
     scheme = "self"
     paper = "Yuan et al. 2020, Revisiting Knowledge Distillation via Label Smoothing Regularization (CVPR)"

@@ -21,6 +21,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class TGAS(SearchProxy):
     name = "tgas"
+    display_name = "TG-SAGE"
     scheme = "offline"
     paper = "Bashivan et al. 2019, Teacher Guided Architecture Search (ICCV)"
     equation = "proxy: CE; score = mean_stages corr(upper(RDM_s), upper(RDM_t)), RDM_ij = 1 − corr(a_i, a_j)"

@@ -13,6 +13,7 @@ from kdsuite.methods.registry import register_method
 @register_method
 class Vanilla(Distiller):
     name = "vanilla"
+    display_name = "Vanilla"
     category = "baseline"
     scheme = "offline"
     paper = "Supervised baseline (no teacher)"

@@ -55,6 +55,8 @@ class VariationalHead(nn.Module):
 @register_method
 class VID(Distiller):
     name = "vid"
+    display_name = "VID"
+    check_discrepancy = "terms"  # the kit measures its own term on fresh batches (a feature/relation term)
     category = "feature"
     scheme = "offline"
     paper = "Ahn et al. 2019, Variational Information Distillation for Knowledge Transfer (CVPR)"

@@ -21,6 +21,7 @@ from kdsuite.methods import losses
 @register_method
 class MSEKD(Distiller):
     name = "mse_kd"
+    display_name = "KD (MSE)"
     category = "response"
     scheme = "offline"
     paper = "Kim et al. 2021, Comparing KL Divergence and MSE Loss in Knowledge Distillation (IJCAI)"
