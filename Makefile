@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kdsuite-installed
 
-.PHONY: install demo test test-fast docs slurm-install latex-install bench clean
+.PHONY: install demo test test-extended test-fast docs slurm-install latex-install bench clean
 
 $(STAMP): pyproject.toml examples/kdsuite-mse-kd/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # the whole suite; the Slurm tests start (and stop) a real one-node cluster on localhost
+# --durations: the slowest tests are named in every CI log (the suite's budget is 25 min on 2 idle cores)
 test: install slurm-install latex-install docs
-	WANDB_MODE=disabled $(PY) -m pytest -q -ra
+	WANDB_MODE=disabled $(PY) -m pytest -q -ra -m "not extended" --durations=30
+
+# what make test leaves out: every method on both cross-family pairs, VGG16's import (~0.5 GB)
+test-extended: install
+	WANDB_MODE=disabled $(PY) -m pytest -q -ra -m extended
 
 test-fast: install
 	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm and not slow"

@@ -85,9 +85,9 @@ def attempt(name, direction, teacher_dirs, root):
 
 
 # the default run (make test) covers every refusal and one method per way of reading the models; the rest of
-# the registry runs under -m slow (about 4 minutes on 2 free cores)
+# the registry is marked extended (make test-extended; about 4 minutes on 2 free cores)
 FAST = {"kd", "at", "vid", "fitnet", "fitnet_1stage", "ab", "fsp", "one", "byot", "deepinversion", "ofa", "crd"}
-CASES = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in METHODS]
+CASES = [n if n in FAST else pytest.param(n, marks=pytest.mark.extended) for n in METHODS]
 
 
 @pytest.mark.parametrize("direction", sorted(DIRECTIONS))

@@ -30,7 +30,7 @@ def _bn_stats(model):
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
 
 
-@pytest.mark.slow  # VGG16's 4096×25088 classifier: ~0.5 GB written and read
+@pytest.mark.extended  # VGG16's 4096×25088 classifier: ~0.5 GB written and read
 def test_torchvision_vgg16_imports_through_timms_filter(tmp_path):
     import torchvision
 
