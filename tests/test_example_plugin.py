@@ -40,7 +40,16 @@ def test_check_method_passes_on_the_example(digits_teachers, tmp_path):
     out = subprocess.run(KDSUITE + ["check-method", "mse_kd", "--cache", str(cache)], capture_output=True,
                          text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    assert out.stdout.count("  ok  ") == 3 and "mse_kd: contract passed" in out.stdout
+    # every check of the kit is listed: ok, or skipped with its reason (mse_kd is no min-max method); none failed
+    from kdsuite.testing import CHECKS
+
+    listed = {}
+    for line in out.stdout.splitlines():  # "  ok    <title> (detail)" / "  skip  <title>: why"
+        status, _, rest = line.strip().partition(" ")
+        listed.update({title: status for title, _ in CHECKS if rest.strip().startswith(title)})
+    assert set(listed) == {t for t, _ in CHECKS}, out.stdout
+    assert listed.pop("the adversary maximises (min-max)") == "skip" and set(listed.values()) == {"ok"}, out.stdout
+    assert "mse_kd: contract passed" in out.stdout
     assert "from kdsuite-mse-kd (entry point mse_kd)" in out.stdout
 
 
