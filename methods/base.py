@@ -273,7 +273,11 @@ class Distiller(nn.Module):
         stages are paired by relative depth (:data:`PAIRING_RULE`) and ``s_taps`` / ``t_taps[index]`` are cut
         to the pairs, in order. The pairs are kept in ``stage_pairs`` (the record's ``features.pairs``)."""
         s_model, t_model = self.student, self._teachers[index]
-        s_taps, t_taps = list(self.s_taps), list(self.t_taps[index])
+        # only stage taps (feat<i>, feat<i>_pre) are paired; pool / logits taps (ReviewKD's pooled vector) stay
+        s_rest = [t for t in self.s_taps if not t.startswith("feat")]
+        t_rest = [t for t in self.t_taps[index] if not t.startswith("feat")]
+        s_taps = [t for t in self.s_taps if t.startswith("feat")]
+        t_taps = [t for t in self.t_taps[index] if t.startswith("feat")]
         same = ztaps.family(s_model) == ztaps.family(t_model)
         if not s_taps or not t_taps:
             raise ConfigError(f"method '{self.name}': no stages to pair (student {s_taps}, teacher {t_taps})")
@@ -289,8 +293,8 @@ class Distiller(nn.Module):
             pairs = [(min(s_taps, key=lambda s: (abs(depth(s_model, s) - depth(t_model, t)), -depth(s_model, s))), t)
                      for t in t_taps]
             rule = PAIRING_RULE
-        self.s_taps = [p[0] for p in pairs]
-        self.t_taps[index] = [p[1] for p in pairs]
+        self.s_taps = [p[0] for p in pairs] + s_rest
+        self.t_taps[index] = [p[1] for p in pairs] + t_rest
         self.stage_pairs = [{"student": s, "teacher": t, "student_depth": round(depth(s_model, s), 4),
                              "teacher_depth": round(depth(t_model, t), 4), "rule": rule} for s, t in pairs]
 

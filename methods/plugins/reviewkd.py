@@ -70,14 +70,14 @@ class ReviewKD(Distiller):
         return min((self.progress.epoch + 1) / self.hp.warmup, 1.0) if self.hp.warmup > 0 else 1.0
 
     @staticmethod
-    def _as_maps(feats, keys):
+    def _maps_in_order(feats, keys):
         return [feats[k] if feats[k].dim() == 4 else feats[k].reshape(feats[k].shape[0], -1, 1, 1) for k in keys]
 
     def forward_train(self, x, y):
         s_logits, sf = self.student_forward(x)
         _, tf = self.teacher_forward(x)
-        fused = self.fusion(self._as_maps(sf, self.s_keys))
-        hcl = hcl_loss(fused, self._as_maps(tf, self.t_keys))
+        fused = self.fusion(self._maps_in_order(sf, self.s_keys))
+        hcl = hcl_loss(fused, self._maps_in_order(tf, self.t_keys))
         return {"ce": self.hp.ce_weight * losses.ce(s_logits, y),
                 "review": self.hp.weight * self.warmup_weight() * hcl}
 
