@@ -9,6 +9,25 @@ from kdsuite.methods.registry import get_method, list_methods
 
 METHODS = [m.name for m in list_methods()]
 
+# What the kit's new checks (issue 26) found on their first registry-wide run, 2026-12-03, and is not yet
+# settled — each either a method to fix or a check that does not yet fit the method's kind. Strict: a case
+# that starts passing fails here, so the entry must then be removed.
+ONLINE = "online peers step their own groups: the kit's per-term wrapper sees none of their terms under its key"
+DATA_FREE = ("data-free: 30 steps on synthetic images raise KL to the teacher on held-out real batches; the check "
+             "needs the method's own discrepancy")
+KNOWN_GAPS = {
+    ("term", "dml"): ONLINE, ("term", "kdcl"): ONLINE, ("toward", "dml"): ONLINE, ("toward", "kdcl"): ONLINE,
+    ("toward", "dist"): "DIST matches inter/intra-class correlations; KL to the teacher rose 2.35 → 4.80",
+    ("toward", "ps_kd"): "its teacher is its own past predictions: |ps| on fresh batches rose 2.39 → 222",
+    ("toward", "dafl"): DATA_FREE, ("toward", "deepinversion"): DATA_FREE, ("toward", "dfad"): DATA_FREE,
+    ("adversary", "ctkd"): "the curriculum's λ is 0 at epoch 0: the reversed temperature cannot raise kd there",
+}
+
+
+def _cases(check, names=None):
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[check, n]))
+            if (check, n) in KNOWN_GAPS else n for n in (METHODS if names is None else names)]
+
 
 @pytest.mark.parametrize("name", METHODS)
 def test_gradients_reach_exactly_the_learners(name, digits_teachers, tmp_path):
@@ -27,12 +46,12 @@ def _ran(check, name, teachers, tmp_path):
         pytest.skip(f"{name}: {why}")
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", _cases("term"))
 def test_each_distillation_term_reaches_the_student(name, digits_teachers, tmp_path):
     _ran(testing.check_term_gradients, name, digits_teachers, tmp_path)
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", _cases("toward"))
 def test_distillation_moves_the_student_toward_the_teacher(name, digits_teachers, tmp_path):
     _ran(testing.check_toward_teacher, name, digits_teachers, tmp_path)
 
@@ -42,7 +61,7 @@ def test_the_deployed_student_is_measured_counted_and_exported(name, digits_teac
     _ran(testing.check_deployed, name, digits_teachers, tmp_path)
 
 
-@pytest.mark.parametrize("name", [m for m in METHODS if get_method(m).adversary_groups])
+@pytest.mark.parametrize("name", _cases("adversary", [m for m in METHODS if get_method(m).adversary_groups]))
 def test_the_adversary_maximises(name, digits_teachers, tmp_path):
     _ran(testing.check_adversary, name, digits_teachers, tmp_path)
 
