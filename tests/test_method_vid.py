@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from kdsuite.core.errors import ConfigError
 from kdsuite.testing import make
 
 
@@ -45,7 +44,7 @@ def test_vid_initial_variance_and_total_loss():
     assert all(p.grad is None for p in m.teacher.parameters())
 
 
-def test_vid_pools_the_larger_map_and_refuses_other_stage_counts():
+def test_vid_pools_the_larger_map_and_pairs_other_stage_counts_by_depth():
     torch.manual_seed(0)
     m = make("vid", teachers=("cifar_wrn_16_1",), student="cifar_resnet8")
     x, y = torch.randn(2, 3, 16, 16), torch.tensor([0, 1])
@@ -56,5 +55,8 @@ def test_vid_pools_the_larger_map_and_refuses_other_stage_counts():
     a, b = match_resolution(big, small)
     assert b is small and a.shape[-2:] == (4, 4)
     assert torch.allclose(a[0, 1, 2, 3], big[0, 1, 4:6, 6:8].mean())  # each output = mean of its 2×2 block
-    with pytest.raises(ConfigError, match="stages"):
-        make("vid", teachers=("cifar_vgg8",))
+    # other stage counts (ResNet-8's 3, VGG-8's 4) pair by relative depth, recorded — no longer refused
+    paired = make("vid", teachers=("cifar_vgg8",))
+    assert [(p["student"], p["teacher"]) for p in paired.stage_pairs] == [("feat1", "feat1"), ("feat2", "feat3"),
+                                                                           ("feat3", "feat4")]
+    assert all("relative depth" in p["rule"] for p in paired.stage_pairs)
