@@ -84,8 +84,10 @@ def not_bool():
 
 
 def not_choice(choices):
-    return st.one_of(WORDS.filter(lambda s: s not in choices), st.integers(-5, 5), LISTS, DICTS, st.none(),
-                     st.floats(-1, 1))
+    # a value is allowed only when it is one of the choices with the choice's own type (1.0 is not the choice 1)
+    allowed = lambda v: any(type(v) is type(c) and v == c for c in choices)  # noqa: E731
+    return st.one_of(WORDS, st.integers(-5, 5), LISTS, DICTS, st.none(), st.floats(-1, 1)).filter(
+        lambda v: not allowed(v))
 
 
 def not_auto_bool():
