@@ -138,13 +138,17 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+def _not_folder_kind(p: Path) -> str:
+    """What an existing non-folder path is, in the words of an error message."""
+    return "a broken link" if p.is_symlink() and not p.exists() else "a file"
+
+
 def _check_ancestors(path: Path, what: str) -> None:
     from kdsuite.core.errors import ConfigError
 
     anc = _nearest_existing(path.parent if path.parent != path else path)
     if not anc.is_dir():
-        kind = "a broken link" if anc.is_symlink() and not anc.exists() else "a file"
-        raise ConfigError(f"{what} '{path}': '{anc}' is {kind}, not a folder; a folder is needed there")
+        raise ConfigError(f"{what} '{path}': '{anc}' is {_not_folder_kind(anc)}, not a folder; a folder is needed there")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} '{path}': folder '{anc}' is not writable (permission denied); choose another "
                           f"place or fix its permissions")
@@ -158,8 +162,8 @@ def check_writable_dir(path: os.PathLike, what: str = "output folder") -> Path:
     path = Path(path)
     if os.path.lexists(path):
         if not path.is_dir():
-            kind = "a broken link" if path.is_symlink() and not path.exists() else "a file"
-            raise ConfigError(f"{what} '{path}' is {kind}, not a folder; give a folder (or move the file away)")
+            raise ConfigError(f"{what} '{path}' is {_not_folder_kind(path)}, not a folder; give a folder (or move the "
+                              f"file away)")
         if not os.access(path, os.W_OK | os.X_OK):
             raise ConfigError(f"{what} '{path}' is not writable (permission denied); choose another folder or "
                               f"fix its permissions")
