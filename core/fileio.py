@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 
 
 def current_umask() -> int:
@@ -64,7 +63,7 @@ def file_digest(path: os.PathLike, algorithm: str = "sha256") -> str:
 def stat_stamp(paths) -> tuple:
     """``((path, size, mtime_ns), ...)`` of ``paths`` (None, None for one that can't be read): the key under
     which a digest of those files is cached — it changes when a file is rewritten, added or removed."""
-    out = []
+    out: list = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -87,11 +86,15 @@ def atomic_write_json(path: os.PathLike, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: os.PathLike) -> Path:
+    import torch  # here, not at the top: reading records and configs needs no torch
+
     return _atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: os.PathLike) -> Any:
     """Checkpoints hold only tensors and plain containers, so the safe loader suffices."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -105,6 +108,8 @@ def previous_path(path: os.PathLike) -> Path:
 def save_checkpoint(obj: Any, path: os.PathLike) -> Path:
     """Write ``obj`` atomically to ``path``, keeping the checkpoint it replaces as :func:`previous_path`:
     a newest file damaged later (a full disk, a bad copy) still leaves one to resume from."""
+    import torch
+
     path = Path(path)
     return _atomic(path, lambda fh: torch.save(obj, fh), keep=previous_path(path))
 

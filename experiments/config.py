@@ -25,7 +25,7 @@ from kdsuite.core.errors import ConfigError
 from kdsuite.core.yamlio import parse_yaml_value, read_yaml_mapping  # noqa: F401 (re-exported)
 from kdsuite.engine.settings import MAX_LR, OPTIMIZERS, SCHEDULES  # noqa: F401 (re-exported)
 from kdsuite.experiments.settings import RunConfig, check, declared_defaults
-from kdsuite.experiments.views import resolve_views
+from kdsuite.experiments.view_rules import resolve_views
 from kdsuite.methods.registry import get_method
 
 # every default, as a mapping: declared once, on the section models of kdsuite.experiments.settings

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.batches import LoaderSource
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+from kdsuite.experiments.settings import DATASETS  # noqa: E402 (the names a config may give)
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2675, 0.2565, 0.2761)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

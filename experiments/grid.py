@@ -84,7 +84,8 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, read_yaml_mapping, validate
-from kdsuite.experiments.run import run_dir_for
+from kdsuite.experiments.run_paths import run_dir_for
+from kdsuite.experiments.teacher_checks import teacher_entry, teacher_mismatch, teacher_record
 from kdsuite.experiments.schemas import check_grid_file
 from kdsuite.core.names import name_problem
 
@@ -337,29 +338,30 @@ def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
     return out
 
 
-def _teacher_view_error(t: Mapping[str, Any], cfg: Mapping[str, Any], teacher_runs: Mapping[str, Any]) -> Optional[str]:
-    """A teacher planned by an earlier stage on another view than the run shows it (``dataset.views``);
-    records that exist already are checked when the run starts."""
-    from kdsuite.experiments.views import DEFAULT_VIEW
-
-    default = DEFAULT_VIEW.get(cfg["dataset"]["name"])
-    for key, r in teacher_runs.items():
-        if str(r.run_dir) == t["checkpoint"]:
-            trained = (r.cfg["dataset"].get("views") or {}).get("student") or default
-            shown = (cfg["dataset"].get("views") or {}).get("teacher") or default
-            if trained != shown:
-                return (f"teacher {key!r} is trained on view {trained!r} but this run shows its teachers view "
-                        f"{shown!r} (dataset.views.teacher)")
-    return None
+def _teacher_problems(cfg: Mapping[str, Any], ex: "_Expansion") -> List[str]:
+    """Each teacher of ``cfg`` trained on another data set or view than the run gives it: a record of the
+    grid-wide ``teachers`` map (its ``dataset`` / ``view``) or a run an earlier stage plans (its config's)."""
+    planned = {str(r.run_dir): (key, r.cfg) for key, r in ex.teacher_runs.items()}
+    problems = []
+    for t in cfg["teachers"]:
+        if t["checkpoint"] in planned:
+            key, tcfg = planned[t["checkpoint"]]
+            problem = teacher_mismatch(cfg, f"teacher {key!r}", tcfg["dataset"]["name"],
+                                       (tcfg["dataset"].get("views") or {}).get("student"))
+        else:
+            rec = next((e for e in ex.existing.values() if e["checkpoint"] == t["checkpoint"]), None)
+            problem = None if rec is None else teacher_mismatch(
+                cfg, f"teacher record {t['checkpoint']}", rec["dataset"], rec["view"])
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, Dict[str, Any]]:
     """The grid-wide ``teachers`` map resolved to teacher entries ``{checkpoint, arch, sha256[, config_hash]}``
     — the same fields :func:`kdsuite.experiments.run.resolve_teachers` fills at run time, so the hash planned here
-    is the hash the run gets — plus ``dataset`` (checked against each run's, then dropped)."""
+    is the hash the run gets — plus ``dataset`` and ``view`` (checked against each run's, then dropped)."""
     import os
-
-    from kdsuite.zoo.teachers import read_teacher_meta
 
     given = spec.get("teachers")
     if given is None:
@@ -377,14 +379,11 @@ def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, D
             continue
         ckpt = os.path.expandvars(os.path.expanduser(entry["checkpoint"]))
         try:
-            meta = read_teacher_meta(ckpt, f"{where}.checkpoint")
+            meta = teacher_record(ckpt, f"{where}.checkpoint")
         except ConfigError as e:
             errors.append(str(e))
             continue
-        t = {"checkpoint": ckpt, "arch": meta["arch"], "sha256": meta["sha256"], "dataset": meta.get("dataset")}
-        if meta.get("config_hash"):
-            t["config_hash"] = meta["config_hash"]
-        out[str(key)] = t
+        out[str(key)] = dict(teacher_entry(ckpt, meta), dataset=meta.get("dataset"), view=meta.get("view"))
     return out
 
 
@@ -543,7 +542,7 @@ def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str
     teachers = []
     for tk in pair.get("teachers") or []:
         if tk in ex.existing:
-            teachers.append({f: x for f, x in ex.existing[tk].items() if f != "dataset"})
+            teachers.append({f: x for f, x in ex.existing[tk].items() if f not in ("dataset", "view")})
         elif tk in ex.teacher_runs:
             t = ex.teacher_runs[tk]
             teachers.append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"], "config_hash": t.hash})
@@ -615,17 +614,9 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
     raw.setdefault("name", ex.name)
     if key is not None:
         raw["export_teacher"] = True
-    existing_ds = {t["checkpoint"]: t["dataset"] for t in ex.existing.values()}
     try:
         cfg = validate(raw)
-        for t in cfg["teachers"]:
-            ds = existing_ds.get(t["checkpoint"])
-            if ds not in (None, cfg["dataset"]["name"]):
-                point_errors.append(f"teacher record {t['checkpoint']} was trained on dataset {ds!r} "
-                                    f"but this run uses {cfg['dataset']['name']!r}")
-            view_error = _teacher_view_error(t, cfg, ex.teacher_runs)
-            if view_error:
-                point_errors.append(view_error)
+        point_errors.extend(_teacher_problems(cfg, ex))
     except ConfigError as e:
         # a missing teacher also breaks the teacher count; report the cause, not that
         if not (point_errors and "teacher(s), the config gives" in str(e)):

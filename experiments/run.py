@@ -6,7 +6,6 @@ interrupted run resumes from its last epoch checkpoint.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 import time
@@ -27,8 +26,9 @@ from kdsuite.experiments.identity import data_identity
 from kdsuite.methods.identity import code_identity, method_variant, variant_label
 from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
-from kdsuite.experiments.search import resolve_search, student_label
-from kdsuite.experiments.views import DEFAULT_VIEW
+from kdsuite.experiments.run_paths import run_dir_for  # noqa: F401 (re-exported)
+from kdsuite.experiments.search import resolve_search, student_label  # noqa: F401 (re-exported)
+from kdsuite.experiments.teacher_checks import TEACHER_META_KEYS, teacher_entry, teacher_mismatch, teacher_record  # noqa: F401
 from kdsuite.engine import distributed
 from kdsuite.methods import deployment
 from kdsuite.methods.base import BuildContext
@@ -36,53 +36,25 @@ from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
 from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
 from kdsuite.zoo import taps as ztaps
-from kdsuite.zoo.teachers import load_teacher, read_teacher_meta, save_teacher
+from kdsuite.zoo.teachers import load_teacher, save_teacher
 
 
 def resolve_teachers(cfg: Dict[str, Any]) -> None:
     """Fill each ``teachers[i]`` with the architecture and identity from its record; a named
-    architecture that differs from the record's is an error."""
+    architecture that differs from the record's, or a teacher of another data set or view, is an error."""
     for i, t in enumerate(cfg["teachers"]):
         field = f"teachers[{i}].checkpoint"
-        meta = _teacher_meta(t["checkpoint"], field)
+        meta = teacher_record(t["checkpoint"], field)
         if t.get("arch") and t["arch"] != meta["arch"]:
             raise ConfigError(f"teachers[{i}].arch = {t['arch']!r} but the record at '{t['checkpoint']}' holds a "
                               f"{meta['arch']!r}")
-        t["arch"] = meta["arch"]
-        t["sha256"] = meta["sha256"]
-        if meta.get("config_hash"):
-            t["config_hash"] = meta["config_hash"]
+        t.update(teacher_entry(t["checkpoint"], meta))
         typed = getattr(cfg, "settings", None)
         if typed is not None:  # the typed config says the same
             typed.teachers[i] = type(typed.teachers[i]).model_validate(t)
-        if meta.get("dataset") not in (None, cfg["dataset"]["name"]):
-            raise ConfigError(f"{field}: the teacher was trained on dataset {meta['dataset']!r} but this run uses "
-                              f"{cfg['dataset']['name']!r}")
-        default = DEFAULT_VIEW.get(cfg["dataset"]["name"])
-        want = (cfg["dataset"].get("views") or {}).get("teacher") or default
-        if (meta.get("view") or default) != want:
-            raise ConfigError(f"{field}: the teacher was trained on view {meta.get('view') or default!r} but this run "
-                              f"shows its teachers view {want!r} (dataset.views.teacher); a teacher is used on "
-                              f"the view it was trained on")
-
-
-TEACHER_META_KEYS = ("arch", "num_classes", "dataset", "sha256")
-
-
-def _teacher_meta(ref: str, field: str) -> Dict[str, Any]:
-    """The teacher record at ``ref``; a damaged (not JSON) or incomplete one is a ConfigError naming it."""
-    import json
-
-    try:
-        meta = read_teacher_meta(ref, field)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is damaged ({e}); "
-                          f"re-export the teacher (rerun its run) or restore the file") from None
-    missing = [k for k in TEACHER_META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise ConfigError(f"{field} = '{ref}': the teacher record teacher.json is incomplete (missing "
-                          f"{', '.join(missing)}; a record holds {', '.join(TEACHER_META_KEYS)}, …)")
-    return meta
+        problem = teacher_mismatch(cfg, f"{field}: the teacher", meta.get("dataset"), meta.get("view"))
+        if problem:
+            raise ConfigError(problem)
 
 
 def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
@@ -91,56 +63,6 @@ def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:
     resolve_teachers(cfg)
     h = config_hash(cfg)
     return cfg, h, run_dir_for(cfg, h)
-
-
-def run_dir_for(cfg: Mapping[str, Any], h: str) -> Path:
-    prefix = f"{cfg['method']['name']}-{student_label(cfg)}-s{cfg['seed']}-"
-    folder = Path(cfg["output"]["root"]) / f"{prefix}{h[:10]}"
-    if folder.exists():
-        return folder
-    return _earlier_spelling(folder.parent, prefix, h) or folder
-
-
-_RESPELLED: Dict[Tuple[str, int], Dict[str, Path]] = {}  # (root, its mtime) -> {new hash: folder}
-_QUOTED_SCI = re.compile(r'"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+"')
-
-
-def _earlier_spelling(root: Path, prefix: str, h: str) -> Optional[Path]:
-    """A run folder made before numbers were hashed by value (its config wrote ``lr: 1e-3``, kept as a
-    string, and was hashed so): the same run, found by the hash of its recorded config, so it is reused,
-    not retrained. One scan of ``root`` per change of its listing (its mtime)."""
-    try:
-        key = (str(root), root.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if key not in _RESPELLED:
-        _RESPELLED[key] = _scan_respelled(root)
-    found = _RESPELLED[key].get(h)
-    return found if found is not None and found.name.startswith(prefix) else None
-
-
-def _scan_respelled(root: Path) -> Dict[str, Path]:
-    import json
-
-    from kdsuite.experiments.config import canonical, identity
-
-    out: Dict[str, Path] = {}
-    try:
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
-    except OSError:
-        return out
-    for cand in folders:
-        try:
-            text = (cand / "record.json").read_text()
-            if not _QUOTED_SCI.search(text):  # the common case: no number written as a string
-                continue
-            cfg = json.loads(text)["config"]
-            ident = identity(cfg)
-            if canonical(ident) != ident:
-                out.setdefault(config_hash(cfg), cand)
-        except Exception:  # noqa: BLE001 — a foreign or damaged folder is simply not a run of this kind
-            continue
-    return out
 
 
 def pick_device(name: str) -> torch.device:

@@ -180,12 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train_teacher)
     s = sub.add_parser("teacher", help="teacher records: import released teacher weights")
     tsub = s.add_subparsers(dest="teacher_cmd", required=True)
-    from kdsuite.zoo.teacher_import import FORMATS
-
     t = tsub.add_parser("import", help="convert a RepDistiller / mdistiller / timm / torchvision file into a "
                         "teacher record (safetensors + teacher.json); loads tensors only, never pickled objects")
     t.add_argument("file", help="the released file, e.g. save/models/resnet32x4_vanilla/ckpt_epoch_240.pth")
-    t.add_argument("--format", required=True, choices=FORMATS)
+    # the formats are kdsuite.zoo.teacher_import.FORMATS (a test keeps the two equal); named here, not imported,
+    # so that building the parser (--help) imports no torch; import_teacher refuses any other name (exit 2)
+    t.add_argument("--format", required=True, metavar="{repdistiller,mdistiller,timm,torchvision}",
+                   help="the file's origin")
     t.add_argument("--arch", required=True, help="model name (cifar_resnet32x4, or the literature's resnet32x4; "
                    "timm names such as resnet34.tv_in1k)")
     t.add_argument("--num-classes", type=int, help="default: 100 for CIFAR-100 formats, 1000 for ImageNet ones")

@@ -98,3 +98,26 @@ def test_imagenet_grid_teacher_is_torchvisions_resnet34(tmp_path):
     assert teacher.cfg["student"] == {"arch": "resnet34.tv_in1k", "kwargs": {"pretrained": True}}
     assert get_pretrained_cfg("resnet34.tv_in1k").url == "https://download.pytorch.org/models/resnet34-b627a593.pth"
     assert all(r.cfg["teachers"][0]["arch"] == "resnet34.tv_in1k" for r in grid.stages["students"] if r.cfg["teachers"])
+
+
+def test_planning_checks_a_teacher_record_as_the_run_does(imported_resnet8, tmp_path):
+    """One set of teacher checks for plan and run (experiments/teacher_checks.py): a record of another view, a
+    damaged or list-valued teacher.json and a folder in place of it are refused at `grid plan` by name."""
+    import json
+
+    folder, meta = imported_resnet8
+    rec = json.loads((folder / "teacher.json").read_text())
+    (folder / "teacher.json").write_text(json.dumps(dict(rec, view="edges")))
+    with pytest.raises(ConfigError, match=r"teacher record .* was trained on view 'edges' but this run shows its "
+                                          r"teachers view 'image'"):
+        _grid(folder, tmp_path)
+    (folder / "teacher.json").write_text(json.dumps(rec)[:-5])
+    with pytest.raises(ConfigError, match=r"teachers\.r8\.checkpoint = .*teacher\.json is damaged"):
+        _grid(folder, tmp_path)
+    (folder / "teacher.json").write_text(json.dumps([rec]))
+    with pytest.raises(ConfigError, match=r"teachers\.r8\.checkpoint = .*teacher\.json is incomplete"):
+        _grid(folder, tmp_path)
+    (folder / "teacher.json").unlink()
+    (folder / "teacher.json").mkdir()
+    with pytest.raises(ConfigError, match=r"teachers\.r8\.checkpoint = .*teacher\.json there cannot be read"):
+        _grid(folder, tmp_path)

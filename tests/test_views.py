@@ -346,7 +346,7 @@ def test_a_grid_plans_cross_modal_students_only_on_their_teachers_view(tmp_path)
     f.write_text(yaml.safe_dump(spec, sort_keys=False))
     with pytest.raises(ConfigError) as e:
         load_grid(str(f))
-    assert "teacher 't' is trained on view 'thermal'" in str(e.value) and "'image'" in str(e.value)
+    assert "teacher 't' was trained on view 'thermal'" in str(e.value) and "'image'" in str(e.value)
 
 
 def test_cifar_views_pair_the_same_images_cropped_and_flipped_alike(tmp_path):
