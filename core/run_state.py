@@ -102,7 +102,7 @@ def run_state(record: Optional[Mapping[str, Any]], *, unreadable: Optional[str] 
     if lease_held:
         return RunState(RUNNING, f"training ({holder})" if holder else "training (its lease is held)",
                         job=jid if in_flight else "")
-    if in_flight:
+    if in_flight and job is not None:
         reason = job.get("reason") or ""
         reason = "" if reason in ("None", "") else f" ({reason})"
         if job["state"] in RUNNING_JOB:

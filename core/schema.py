@@ -45,7 +45,8 @@ def _dotted(loc) -> str:
 
 def _allowed(model: Type[BaseModel], loc) -> Optional[str]:
     """The description of the deepest declared field on ``loc``."""
-    found, cur = None, model
+    found: Optional[str] = None
+    cur: Optional[Type[BaseModel]] = model
     for part in loc:
         if isinstance(part, int) or cur is None:
             continue

@@ -14,15 +14,17 @@ run records existed also goes into ``HASH_NEUTRAL`` (config.py) at its default, 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Type, Union
 
 from pydantic import BaseModel, PlainValidator, PrivateAttr, ValidationError, model_validator
 from typing_extensions import Annotated
 
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.settings import FIELD, FieldProblem, Section, TrainSettings, config_error, number, rule
-from kdsuite.experiments.data import DATASETS
 from kdsuite.methods.hparams import HParam, HParams, resolve_hparams
+
+# the data sets a config may name (kdsuite.experiments.data builds them); here, so validating a config needs no torch
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
 
 def _as_written(value: Any) -> Any:
@@ -102,7 +104,7 @@ class DatasetSettings(Section):
 
     @model_validator(mode="after")
     def _views_exist(self) -> "DatasetSettings":
-        from kdsuite.experiments.views import check_views
+        from kdsuite.experiments.view_rules import check_views
 
         check_views(self.name, self.views)
         return self
@@ -213,7 +215,8 @@ class RunConfig(TrainSettings):
     method: MethodSettings = MethodSettings.model_construct()
     fast_path: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"  # auto = on with CUDA, off on CPU
     precision: Annotated[str, rule(HParam("fp32", choices=("auto", "fp32", "bf16")))] = "auto"  # auto: bf16 with the fast path
-    channels_last: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"  # auto: on with the fast path
+    # auto: on with the fast path; config.effective turns "auto" into the trainer's bool before training
+    channels_last: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"  # type: ignore[assignment]
     compile: Annotated[bool, rule(HParam(False))] = False  # torch.compile student and teachers
     # reuse teacher logits across epochs: auto = when valid (no random augmentation)
     teacher_cache: Annotated[Union[str, bool], rule(AUTO_OR_BOOL)] = "auto"
@@ -259,7 +262,7 @@ def check(cfg: Dict[str, Any]) -> RunConfig:
         raise config_error(e) from None
 
 
-def declared_defaults(model: type = RunConfig) -> Dict[str, Any]:
+def declared_defaults(model: Type[BaseModel] = RunConfig) -> Dict[str, Any]:
     """The defaults of ``model``'s fields as a plain mapping (sections as nested mappings)."""
     return {name: _plain(f.get_default(call_default_factory=True)) for name, f in model.model_fields.items()}
 

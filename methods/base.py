@@ -136,6 +136,14 @@ class Distiller(nn.Module):
     # counts them as the step's samples (throughput, data-parallel sharding)
     synthetic_batch_size: int = 0
 
+    # set in __init__ (declared here for type checkers: nn.Module's __getattr__ would type them Tensor | Module)
+    student: nn.Module
+    _teachers: List[nn.Module]         # plain attributes, not sub-modules: a method's state dict holds no teacher
+    _tap_infos: Dict[int, Dict[str, Any]]
+    _logit_cache: Optional[List[torch.Tensor]]
+    s_taps: List[str]
+    t_taps: List[List[str]]
+
     def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], hp: SimpleNamespace, ctx: BuildContext):
         super().__init__()
         self.student = student
@@ -325,7 +333,7 @@ class Distiller(nn.Module):
         shapes = ztaps.probe_shapes(model, taps, self.ctx.input_shape)
         if self.feature_format == "map" and ztaps.is_token_model(model):
             for k, info in self.tap_infos(model, taps).items():
-                if info.kind == "tokens":
+                if info.kind == "tokens" and info.grid is not None:  # a token tap always has its grid
                     shapes[k] = (info.channels, *info.grid)
         return shapes
 

@@ -20,9 +20,13 @@ import pkgutil
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Dict, List, Type
+from typing import TYPE_CHECKING, Dict, List, Type, TypeVar
+
+if TYPE_CHECKING:  # base imports torch; the registry itself is read without it (config validation)
+    from kdsuite.methods.base import Distiller
 
 ENTRY_POINT_GROUP = "kdsuite.methods"
+_Plugin = TypeVar("_Plugin", bound=type)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Category:
 
 
 CATEGORIES: Dict[str, Category] = {}
-_METHODS: Dict[str, type] = {}
+_METHODS: Dict[str, Type["Distiller"]] = {}
 ORIGINS: Dict[str, str] = {}       # method name -> "built-in" or "<distribution> (entry point <name>)"
 BROKEN: Dict[str, str] = {}        # entry point -> why it could not be imported
 _discovered = False
@@ -66,7 +70,7 @@ register_category("nas", "NAS-based distillation", "§5.9", "algorithm")
 SCHEMES = ("offline", "online", "self", "data_free")
 
 
-def register_method(cls: type) -> type:
+def register_method(cls: _Plugin) -> _Plugin:
     """Class decorator: add a :class:`kdsuite.methods.base.Distiller` subclass to the registry."""
     from kdsuite.methods.base import Distiller  # local import: base imports nothing from here
 
@@ -121,22 +125,22 @@ def method_display_name(name: str) -> str:
     return own if isinstance(own, str) and own else name
 
 
-def get_method(name: str) -> type:
+def get_method(name: str) -> Type["Distiller"]:
     discover()
     if name not in _METHODS:
         raise KeyError(f"unknown method '{name}'; registered methods: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
 
 
-def list_methods(category: str | None = None) -> List[type]:
+def list_methods(category: str | None = None) -> List[Type["Distiller"]]:
     discover()
     out = [m for m in _METHODS.values() if category is None or m.category == category]
     return sorted(out, key=lambda m: (list(CATEGORIES).index(m.category), m.name))
 
 
-def methods_by_category() -> Dict[str, List[type]]:
+def methods_by_category() -> Dict[str, List[Type["Distiller"]]]:
     discover()
-    grouped: Dict[str, List[type]] = {c: [] for c in CATEGORIES}
+    grouped: Dict[str, List[Type["Distiller"]]] = {c: [] for c in CATEGORIES}
     for m in list_methods():
         grouped[m.category].append(m)
     return grouped

@@ -10,7 +10,7 @@ if __name__ != "kdsuite.zoo":  # this folder is installed as kdsuite.zoo; a seco
     raise ImportError("the 'zoo' folder is the package kdsuite.zoo: import kdsuite.zoo")
 
 import difflib
-from typing import List
+from typing import List, Set
 
 import timm
 import torch.nn as nn
@@ -19,7 +19,7 @@ import kdsuite.zoo.cifar  # noqa: F401  (registers the cifar_* family into timm)
 from kdsuite.zoo.cifar import LITERATURE_NAMES
 from kdsuite.zoo.names import PAPER_NAMES, pair_name, paper_name  # noqa: F401  (tables' and figures' names)
 
-_TIMM_NAMES = None
+_TIMM_NAMES: Set[str] = set()  # filled on first use (timm.list_models is slow)
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -31,7 +31,7 @@ def known_arch(arch: str) -> bool:
     """``arch`` is a timm/zoo model name, or a timm name with one of its pretrained-weight tags
     (``resnet34.tv_in1k``: the architecture ``resnet34``; ``pretrained: true`` then loads those weights)."""
     global _TIMM_NAMES
-    if _TIMM_NAMES is None:
+    if not _TIMM_NAMES:
         _TIMM_NAMES = set(timm.list_models())
     base, _, tag = arch.partition(".")
     if not tag:
