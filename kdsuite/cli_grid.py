@@ -128,7 +128,7 @@ def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
     from kdsuite.experiments.grid_state import grid_actions
 
-    grid = load_grid(args.grid, output=args.output)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set)
     for key, entry in (grid.spec.get("teachers") or {}).items():
         print(f"teacher {key}: record {entry['checkpoint'] if isinstance(entry, dict) else entry} (no stage)")
     states = _states(grid)
@@ -173,7 +173,7 @@ def cmd_launch(args) -> int:
     from kdsuite.experiments.grid import load_grid
     from kdsuite.slurm.executors import run_in_process, submit_slurm
 
-    grid = load_grid(args.grid, output=args.output)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set)
     states = _states(grid)
     bad = [states[r.hash].detail for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:
@@ -226,7 +226,7 @@ def cmd_status(args) -> int:
     from kdsuite.experiments.lease import attempts
     from kdsuite.slurm.executors import job_states, read_manifest
 
-    grid = load_grid(args.grid, output=args.output)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set)
     jobs = read_manifest(grid.output).get("runs", {})
     slurm = job_states([j["job_id"] for j in jobs.values()])  # raises when Slurm can't be asked
     states = _states(grid, jobs, slurm)
@@ -265,6 +265,10 @@ def add_commands(sub) -> None:
         p = g.add_parser(name, help=help_)
         p.add_argument("grid", help="a shipped grid name (demo, …) or a YAML file")
         p.add_argument("--output", help="override the grid's output folder")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change the grid's defaults, as `train --set` changes a config (axes, per-student, "
+                            "per-method and per-run overrides still win); plan, launch and status must be given "
+                            "the same --set to name the same runs")
         if name == "plan":
             p.add_argument("--summary", action="store_true",
                            help="stage totals only (default: also one line per run, seeds collapsed, with the "

@@ -92,6 +92,14 @@ def test_local_launch_is_idempotent_and_status_reports(tmp_path, capsys):
     capsys.readouterr()
     assert main(["grid", "status", str(gfile)]) == 0
     assert "finished: 3" in capsys.readouterr().out
+    # --set changes the grid's defaults for plan / launch / status alike: other values are other runs
+    assert main(["grid", "status", str(gfile), "--set", "optim.lr=0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "not started: 3" in out and "finished" not in out.replace("not started", "")
+    assert main(["grid", "plan", str(gfile), "--set", "optim.lr=0.02"]) == 0
+    assert "stage students: 2 runs (0 already finished)" in capsys.readouterr().out
+    assert main(["grid", "plan", str(gfile), "--set", "optim.lr=-1"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
     assert main(["table", "--source", str(tmp_path / "out")]) == 0
     assert "| kd |" in capsys.readouterr().out
 
