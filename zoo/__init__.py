@@ -1,5 +1,5 @@
 """Backbones: any timm model by name, plus the CIFAR-style KD family registered into timm's registry
-under a ``cifar_`` prefix (``import zoo`` registers it), feature taps and teacher checkpoints.
+under a ``cifar_`` prefix (importing :mod:`kdsuite.zoo` registers it), feature taps and teacher records.
 
 Role in the flow: ``kdsuite.experiments.run`` asks :func:`create_model` for the student (and online peers);
 teachers come from :mod:`kdsuite.zoo.teachers` records; method plugins read features through :mod:`kdsuite.zoo.taps`.
