@@ -106,14 +106,7 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     typed = settings_of(cfg)  # validated once, by prepare(): the typed config travels with cfg
     search = resolve_search(cfg)  # a searched student: its architecture, chosen from the candidates' records
     cls = get_method(typed.method.name)
-    device = pick_device(typed.device)
-    dist_info = distributed.init(device.type)
-    if dist_info.active and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
-        torch.cuda.set_device(device)
-    if typed.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    device, dist_info = _place(typed)
     eff = effective(cfg, device.type)
     fields = tuple(cls.batch_fields)
     if typed.teacher_cache is not False and "index" not in fields:
@@ -125,31 +118,12 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     def build_model(arch, num_classes=data.num_classes, in_chans=in_chans, **kw):
         return zoo.create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
 
-    seed_everything(derive_seed(typed.seed, "init"))
-    student = build_model(typed.student.arch, **typed.student.kwargs)
-    zoo.check_input(student, typed.student.arch, data.input_shape, field="student.arch")
-    if dist_info.active and typed.sync_bn and device.type == "cuda":
-        student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
-    teachers, teacher_meta = [], []
-    for i, t in enumerate(typed.teachers):
-        model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
-                                   num_classes=data.num_classes, dataset=data.name, in_chans=in_chans)
-        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
-        teachers.append(model)
-        teacher_meta.append(meta)
+    student, teachers, teacher_meta = _models(typed, data, build_model, sync_bn=dist_info.active and device.type == "cuda")
     steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
                        steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
                        build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
-    try:
-        method = cls(student, teachers, typed.method.hp, ctx)
-    except ConfigError as e:
-        fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
-        if any(f != "CNN" for f in fams):  # outside the CNN family: say which families the refusal is about
-            who = f"student: {fams[0]} ({type(student).__name__})" + "".join(
-                f"; teacher {i}: {f} ({type(t).__name__})" for i, (f, t) in enumerate(zip(fams[1:], teachers)))
-            raise ConfigError(f"{e} [{who}]") from None
-        raise
+    method = _method(cls, student, teachers, typed.method.hp, ctx)
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
     if typed.teacher_cache is True and not cache_ok:
@@ -173,6 +147,50 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
         for model in [student, *teachers]:
             model.compile()
     return RunParts(cfg, h, run_dir, method, trainer, data, student, teacher_meta, device, eff, search)
+
+
+def _place(typed) -> Tuple[torch.device, Any]:
+    """The run's device and data-parallel process group (one process per GPU under torchrun / Slurm tasks)."""
+    device = pick_device(typed.device)
+    dist_info = distributed.init(device.type)
+    if dist_info.active and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    if typed.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return device, dist_info
+
+
+def _models(typed, data, build_model, sync_bn: bool) -> Tuple[torch.nn.Module, List[torch.nn.Module], List[Dict[str, Any]]]:
+    """The student (seeded from the run's init seed) and the teachers, each loaded from its record after its
+    metadata is checked against this run's data; every model checked against the data's input shape."""
+    seed_everything(derive_seed(typed.seed, "init"))
+    student = build_model(typed.student.arch, **typed.student.kwargs)
+    zoo.check_input(student, typed.student.arch, data.input_shape, field="student.arch")
+    if sync_bn and typed.sync_bn:
+        student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    teachers, teacher_meta = [], []
+    for i, t in enumerate(typed.teachers):
+        model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
+                                   num_classes=data.num_classes, dataset=data.name, in_chans=data.input_shape[0])
+        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
+        teachers.append(model)
+        teacher_meta.append(meta)
+    return student, teachers, teacher_meta
+
+
+def _method(cls, student, teachers, hp, ctx: BuildContext):
+    """The method plugin around the models; a refusal between architecture families names them."""
+    try:
+        return cls(student, teachers, hp, ctx)
+    except ConfigError as e:
+        fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
+        if any(f != "CNN" for f in fams):  # outside the CNN family: say which families the refusal is about
+            who = f"student: {fams[0]} ({type(student).__name__})" + "".join(
+                f"; teacher {i}: {f} ({type(t).__name__})" for i, (f, t) in enumerate(zip(fams[1:], teachers)))
+            raise ConfigError(f"{e} [{who}]") from None
+        raise
 
 
 def _run_worker(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Optional[int]) -> Dict[str, Any]:
@@ -222,23 +240,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
     mirror_box: List[Any] = []
     parts = build(cfg, h, run_dir, reporter, log_fn=lambda entry, step: mirror_box[0].log(entry, step))
     cls, data, method = type(parts.method), parts.data, parts.method
-    teacher_archs = [t["arch"] for t in cfg["teachers"]]
-    variant = method_variant(cls, cfg["method"]["hparams"])
-    if parts.search:
-        variant["student"] = f"searched by {parts.search['proxy']}"
-    record: Dict[str, Any] = {
-        "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
-        "name": cfg["name"], "method": cls.name, "category": cls.category, "scheme": cls.scheme,
-        "category_title": CATEGORIES[cls.category].title, "paper": cls.paper,
-        "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
-        "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
-        "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
-        "variant": variant, "variant_label": variant_label(variant),
-        "data": dict(data_identity(cfg["dataset"]), split=data.split),
-        "code": code_identity(cls), "search": parts.search,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
-        "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
-    }
+    record = _started_record(cfg, h, run_dir, parts)
     write_record(run_dir, record)
     tags = [cls.category, cls.name, record["pair"], data.name]
     mirror = WandbMirror(cfg, h, str(run_dir), tags=tags, group=cfg["name"], name=run_dir.name, record=record)
@@ -268,14 +270,45 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
                   history=res.history, stage_results=res.stage_results, divergence=res.divergence,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
-        exported, composite = deployment.export_module(method)
-        meta = save_teacher(exported, run_dir, {
-            "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
-            "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"}, "dataset": data.name, "image_size": data.input_shape[-1],
-            **({"view": cfg["dataset"]["views"]["student"]} if cfg["dataset"].get("views") else {}),
-            **({"deployed_by": cls.name, "inference_parts": deployed_parts} if composite else {}),
-            "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
-        record["teacher_export"] = {"sha256": meta["sha256"], "path": str(run_dir)}
+        record["teacher_export"] = _export_teacher(cfg, h, run_dir, parts, metrics, deployed_parts)
     write_record(run_dir, record)
     mirror.finish({f"final/{k}": v for k, v in metrics.items() if not isinstance(v, list)})
     return record
+
+
+def _started_record(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts) -> Dict[str, Any]:
+    """The record a run writes before its first step: identity (config, hash, data, code, provenance), what
+    it is (method, pair, variant) and how it is built (effective settings, the feature plan)."""
+    cls, data, method = type(parts.method), parts.data, parts.method
+    teacher_archs = [t["arch"] for t in cfg["teachers"]]
+    variant = method_variant(cls, cfg["method"]["hparams"])
+    if parts.search:
+        variant["student"] = f"searched by {parts.search['proxy']}"
+    return {
+        "run_id": h, "config_hash": h, "status": "running", "config": cfg, "seed": cfg["seed"],
+        "name": cfg["name"], "method": cls.name, "category": cls.category, "scheme": cls.scheme,
+        "category_title": CATEGORIES[cls.category].title, "paper": cls.paper,
+        "dataset": data.name, "student": cfg["student"]["arch"], "student_name": zoo.display_name(cfg["student"]["arch"]),
+        "teachers": teacher_archs, "teacher_names": [zoo.display_name(a) for a in teacher_archs],
+        "pair": pair_label(cfg["student"]["arch"], teacher_archs, cfg["dataset"].get("views")), "run_dir": str(run_dir),
+        "variant": variant, "variant_label": variant_label(variant),
+        "data": dict(data_identity(cfg["dataset"]), split=data.split),
+        "code": code_identity(cls), "search": parts.search,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
+        "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
+    }
+
+
+def _export_teacher(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts, metrics: Mapping[str, Any],
+                    deployed_parts: Any) -> Dict[str, Any]:
+    """Save the finished run's deployed model as a teacher record (weights + teacher.json) in its folder."""
+    cls, data = type(parts.method), parts.data
+    exported, composite = deployment.export_module(parts.method)
+    meta = save_teacher(exported, run_dir, {
+        "arch": cfg["student"]["arch"], "num_classes": data.num_classes, "in_chans": data.input_shape[0],
+        "model_kwargs": {k: v for k, v in cfg["student"]["kwargs"].items() if k != "pretrained"},
+        "dataset": data.name, "image_size": data.input_shape[-1],
+        **({"view": cfg["dataset"]["views"]["student"]} if cfg["dataset"].get("views") else {}),
+        **({"deployed_by": cls.name, "inference_parts": deployed_parts} if composite else {}),
+        "top1": metrics.get("last_top1"), "top5": metrics.get("last_top5"), "config_hash": h})
+    return {"sha256": meta["sha256"], "path": str(run_dir)}
