@@ -85,69 +85,17 @@ import yaml
 
 from kdsuite.experiments.config import ConfigError, apply_overrides, config_hash, deep_merge, read_yaml_mapping, validate
 from kdsuite.experiments.run_paths import run_dir_for
-from kdsuite.experiments.teacher_checks import teacher_entry, teacher_mismatch, teacher_record
+from kdsuite.experiments.grid_resources import check_hours, check_resources, timeout_problem  # noqa: F401 (timeout_problem: re-exported)
+from kdsuite.experiments.grid_rules import (changed_settings, check_override_keys, check_rules, excluded, merge_all,
+                                            rule_matches)
+from kdsuite.experiments.grid_teachers import existing_teachers, teacher_problems
 from kdsuite.experiments.schemas import check_grid_file
 from kdsuite.core.names import name_problem
 
 GRID_DIR = Path(__file__).parent / "grids"
 STAGE_KEYS = {"runs", "axes", "needs", "resources", "method_overrides", "method_pairs", "exclude", "parallel",
               "student_overrides", "gpu_hours_per_run", "overrides"}
-RULE_KEYS = ("match", "set")
-MATCH_EXTRA = ("student", "teachers")  # match keys derived from the pair, besides the stage's axis names
 GRID_KEYS = {"name", "output", "defaults", "stages", "description", "gpu_hours_per_run", "resources", "teachers"}
-# resource fields a grid may set (per stage or grid-wide); each overrides the Slurm profile's field
-RESOURCE_INT = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "pack",
-                "max_num_timeout")
-RESOURCE_STR = ("partition", "account", "constraint", "qos", "gres")
-RESOURCE_FIELDS = RESOURCE_INT + RESOURCE_STR + ("mem_gb",)
-# submitit asks Slurm to signal a job SIGNAL_DELAY_S before its time limit (checkpoint, then requeue); a
-# limit that leaves less than TIMEOUT_MARGIN_S of work before that signal "times out" at once, every attempt
-SIGNAL_DELAY_S = 90
-TIMEOUT_MARGIN_S = 120
-MIN_TIMEOUT_MIN = -(-(SIGNAL_DELAY_S + TIMEOUT_MARGIN_S) // 60)  # 4 minutes
-_RESOURCE_MIN = {"gpus_per_node": 0, "max_num_timeout": 0, "timeout_min": MIN_TIMEOUT_MIN}
-
-
-def timeout_problem(v, where: str):
-    """Why ``timeout_min = v`` cannot work (None when it can)."""
-    if isinstance(v, bool) or not isinstance(v, int) or v < MIN_TIMEOUT_MIN:
-        return (f"{where} = {v!r}: expected an integer >= {MIN_TIMEOUT_MIN} (minutes): submitit signals a job "
-                f"{SIGNAL_DELAY_S} s before its time limit to checkpoint and requeue it, and a run needs at least "
-                f"{TIMEOUT_MARGIN_S} s of work before that, or every attempt times out at once")
-    return None
-
-
-def check_resources(res: Any, where: str) -> List[str]:
-    """Problems of a ``resources`` mapping (empty list when it is fine)."""
-    if res is None:
-        return []
-    if not isinstance(res, Mapping):
-        return [f"{where}: must be a mapping of {list(RESOURCE_FIELDS)}, got {res!r}"]
-    out = [f"{where}.{k}: unknown resource field (allowed: {', '.join(RESOURCE_FIELDS)})"
-           for k in res if k not in RESOURCE_FIELDS]
-    for k in RESOURCE_INT:
-        v = res.get(k)
-        low = _RESOURCE_MIN.get(k, 1)
-        if k == "timeout_min" and v is not None and timeout_problem(v, f"{where}.{k}"):
-            out.append(timeout_problem(v, f"{where}.{k}"))
-        elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            out.append(f"{where}.{k} = {v!r}: expected an integer >= {low}")
-    v = res.get("mem_gb")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-        out.append(f"{where}.mem_gb = {v!r}: expected a number > 0")
-    for k in RESOURCE_STR:
-        v = res.get(k)
-        if v is not None and not isinstance(v, str):
-            out.append(f"{where}.{k} = {v!r}: expected a string")
-    return out
-
-
-def _check_hours(v: Any, where: str) -> List[str]:
-    if v is None or (not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0):
-        return []
-    return [f"{where} = {v!r}: expected a number of GPU-hours >= 0"]
-
-
 @dataclass
 class RunSpec:
     stage: str
@@ -229,164 +177,6 @@ def _student_arch(raw: Mapping[str, Any]) -> Optional[str]:
     return st.get("arch") if isinstance(st, Mapping) else st if isinstance(st, str) else None
 
 
-def merge_all(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
-    """Recursive merge of every mapping (``hparams`` and ``kwargs`` included, unlike ``deep_merge``)."""
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        out[k] = merge_all(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
-    return out
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"optim": {"lr": 0.01}}`` -> ``{"optim.lr": 0.01}`` (lists and scalars are leaves)."""
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))  # an empty mapping changes nothing
-        else:
-            out[key] = v
-    return out
-
-
-def _lookup(d: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = d
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
-
-
-def _changed(layers: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
-    """The leaves of ``layers`` whose value differs from the grid's ``defaults``."""
-    return {k: v for k, v in flatten(layers).items() if _lookup(defaults, k) != v}
-
-
-def check_rules(rules: Any, axes: Mapping[str, Any], where: str) -> List[str]:
-    """Problems of a stage's ``overrides`` list (empty when it is fine)."""
-    from kdsuite import zoo
-    from kdsuite.methods.registry import get_method
-
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        return [f"{where}.overrides must be a list of {{match: {{...}}, set: {{...}}}}, got {rules!r}"]
-    allowed = sorted(set(axes or {}) | set(MATCH_EXTRA))
-    out = []
-    for i, rule in enumerate(rules):
-        w = f"{where}.overrides[{i}]"
-        if not isinstance(rule, Mapping) or set(rule) != set(RULE_KEYS):
-            got = sorted(rule) if isinstance(rule, Mapping) else repr(rule)
-            out.append(f"{w}: must be a mapping with exactly the keys {list(RULE_KEYS)}, got {got}")
-            continue
-        match, set_ = rule["match"], rule["set"]
-        if not isinstance(match, Mapping) or not match:
-            out.append(f"{w}.match = {match!r}: expected a non-empty mapping of {allowed}")
-        else:
-            for k, v in match.items():
-                if k not in allowed:
-                    out.append(f"{w}.match.{k}: not an axis of this stage nor a pair field; allowed: {allowed}")
-                elif k == "method":
-                    try:
-                        get_method(v)
-                    except (KeyError, TypeError) as e:
-                        out.append(f"{w}.match.method = {v!r}: {e.args[0] if e.args else 'not a method name'}")
-                elif k == "student" and (not isinstance(v, str) or v not in zoo.list_models(v)):
-                    out.append(f"{w}.match.student = {v!r}: no model of that name (see `kdsuite models`)")
-                elif k == "teachers" and (not isinstance(v, list) or not all(isinstance(t, str) for t in v)):
-                    out.append(f"{w}.match.teachers = {v!r}: expected a list of teacher keys")
-        if not isinstance(set_, Mapping) or not set_:
-            out.append(f"{w}.set = {set_!r}: expected a non-empty mapping of config overrides")
-    return out
-
-
-def _rule_matches(match: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
-    pair = point.get("pair") if isinstance(point.get("pair"), Mapping) else {}
-    derived = {"student": pair.get("student"), "teachers": list(pair.get("teachers") or [])}
-    return all((point.get(k) if k not in MATCH_EXTRA else derived[k]) == v for k, v in match.items())
-
-
-def _excluded(point: Mapping[str, Any], rules: List[Mapping[str, Any]]) -> bool:
-    return any(all(point.get(k) == v for k, v in rule.items()) for rule in rules)
-
-
-def _check_override_keys(st: Mapping[str, Any], where: str) -> List[str]:
-    """``method_overrides`` / ``method_pairs`` must name registered methods, ``student_overrides``
-    known models (a typo there would silently apply nothing)."""
-    from kdsuite import zoo
-    from kdsuite.methods.registry import get_method
-
-    out = []
-    for sec in ("method_overrides", "method_pairs"):
-        for m in (st.get(sec) or {}):
-            try:
-                get_method(m)
-            except KeyError as e:
-                out.append(f"{where}.{sec}.{m}: {e.args[0]}")
-    so = st.get("student_overrides")
-    if so is not None and not isinstance(so, Mapping):
-        out.append(f"{where}.student_overrides must map model names to config overrides, got {so!r}")
-    for arch, over in (so or {}).items() if isinstance(so, Mapping) else ():
-        if arch not in zoo.list_models(str(arch)):
-            out.append(f"{where}.student_overrides.{arch}: no model of that name (see `kdsuite models`)")
-        if not isinstance(over, Mapping):
-            out.append(f"{where}.student_overrides.{arch} must be a mapping of config overrides, got {over!r}")
-    return out
-
-
-def _teacher_problems(cfg: Mapping[str, Any], ex: "_Expansion") -> List[str]:
-    """Each teacher of ``cfg`` trained on another data set or view than the run gives it: a record of the
-    grid-wide ``teachers`` map (its ``dataset`` / ``view``) or a run an earlier stage plans (its config's)."""
-    planned = {str(r.run_dir): (key, r.cfg) for key, r in ex.teacher_runs.items()}
-    problems = []
-    for t in cfg["teachers"]:
-        if t["checkpoint"] in planned:
-            key, tcfg = planned[t["checkpoint"]]
-            problem = teacher_mismatch(cfg, f"teacher {key!r}", tcfg["dataset"]["name"],
-                                       (tcfg["dataset"].get("views") or {}).get("student"))
-        else:
-            rec = next((e for e in ex.existing.values() if e["checkpoint"] == t["checkpoint"]), None)
-            problem = None if rec is None else teacher_mismatch(
-                cfg, f"teacher record {t['checkpoint']}", rec["dataset"], rec["view"])
-        if problem:
-            problems.append(problem)
-    return problems
-
-
-def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, Dict[str, Any]]:
-    """The grid-wide ``teachers`` map resolved to teacher entries ``{checkpoint, arch, sha256[, config_hash]}``
-    — the same fields :func:`kdsuite.experiments.run.resolve_teachers` fills at run time, so the hash planned here
-    is the hash the run gets — plus ``dataset`` and ``view`` (checked against each run's, then dropped)."""
-    import os
-
-    given = spec.get("teachers")
-    if given is None:
-        return {}
-    if not isinstance(given, Mapping):
-        errors.append(f"teachers must map teacher keys to {{checkpoint: PATH}}, got {given!r}")
-        return {}
-    out: Dict[str, Dict[str, Any]] = {}
-    for key, entry in given.items():
-        where = f"teachers.{key}"
-        if isinstance(entry, str):
-            entry = {"checkpoint": entry}
-        if not isinstance(entry, Mapping) or set(entry) != {"checkpoint"} or not isinstance(entry["checkpoint"], str):
-            errors.append(f"{where} = {entry!r}: expected {{checkpoint: PATH}} (a teacher record folder)")
-            continue
-        ckpt = os.path.expandvars(os.path.expanduser(entry["checkpoint"]))
-        try:
-            meta = teacher_record(ckpt, f"{where}.checkpoint")
-        except ConfigError as e:
-            errors.append(str(e))
-            continue
-        out[str(key)] = dict(teacher_entry(ckpt, meta), dataset=meta.get("dataset"), view=meta.get("view"))
-    return out
-
-
 @dataclass
 class _Expansion:
     """What expanding one grid carries from stage to stage."""
@@ -424,15 +214,15 @@ def _check_grid_fields(spec: Mapping[str, Any]) -> List[str]:
     unknown = sorted(set(spec) - GRID_KEYS)
     out = [f"grid: unknown field(s) {unknown}; allowed: {sorted(GRID_KEYS)}"] if unknown else []
     return out + check_resources(spec.get("resources"), "resources") + \
-        _check_hours(spec.get("gpu_hours_per_run"), "gpu_hours_per_run")
+        check_hours(spec.get("gpu_hours_per_run"), "gpu_hours_per_run")
 
 
 def _check_stage_fields(st: Mapping[str, Any], where: str) -> List[str]:
     bad = sorted(set(st) - STAGE_KEYS)
     out = [f"{where}: unknown field(s) {bad}; allowed: {sorted(STAGE_KEYS)}"] if bad else []
     out += check_resources(st.get("resources"), f"{where}.resources")
-    out += _check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
-    out += _check_override_keys(st, where)
+    out += check_hours(st.get("gpu_hours_per_run"), f"{where}.gpu_hours_per_run")
+    out += check_override_keys(st, where)
     return out
 
 
@@ -511,7 +301,7 @@ def _axis_points(ex: _Expansion, st: Mapping[str, Any], where: str) -> List[tupl
             p = dict(point)
             if pair is not None:
                 p["pair"] = pair
-            if _excluded(p, st.get("exclude") or []):
+            if excluded(p, st.get("exclude") or []):
                 continue
             points.append((f"{where}[{', '.join(f'{k}={v}' for k, v in p.items())}]", None, None, p))
     return points
@@ -597,7 +387,7 @@ def _axis_raw(ex: _Expansion, st: Mapping[str, Any], p: Mapping[str, Any], rules
     if mo:
         raw, layers = merge_all(raw, mo), merge_all(layers, mo)
     for ri, rule in enumerate(rules):
-        if _rule_matches(rule["match"], p):
+        if rule_matches(rule["match"], p):
             raw, layers = merge_all(raw, rule["set"]), merge_all(layers, rule["set"])
             rule_hits[ri] += 1
     try:
@@ -616,7 +406,7 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
         raw["export_teacher"] = True
     try:
         cfg = validate(raw)
-        point_errors.extend(_teacher_problems(cfg, ex))
+        point_errors.extend(teacher_problems(cfg, ex.teacher_runs, ex.existing))
     except ConfigError as e:
         # a missing teacher also breaks the teacher count; report the cause, not that
         if not (point_errors and "teacher(s), the config gives" in str(e)):
@@ -629,5 +419,5 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
     return RunSpec(sname, cfg, h, run_dir_for(cfg, h), key=key,
                    needs=[t["config_hash"] for t in cfg["teachers"] if t.get("config_hash") in produced]
                    + [c["config_hash"] for c in search.get("candidates", [])],
-                   settings=_changed(layers, ex.defaults),
+                   settings=changed_settings(layers, ex.defaults),
                    teacher_keys=list((p.get("pair") or {}).get("teachers") or []) if cfg["teachers"] else [])

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-TORCH_FREE = ["kdsuite.experiments.grid", "kdsuite.experiments.config", "kdsuite.experiments.settings",
+TORCH_FREE = ["kdsuite.experiments.grid", "kdsuite.experiments.grid_rules", "kdsuite.experiments.grid_resources",
+              "kdsuite.experiments.grid_teachers", "kdsuite.experiments.config", "kdsuite.experiments.settings",
               "kdsuite.experiments.run_paths", "kdsuite.experiments.teacher_checks", "kdsuite.experiments.view_rules",
               "kdsuite.core.records", "kdsuite.core.fileio", "kdsuite.methods.registry", "kdsuite.methods.hparams"]
 
