@@ -91,7 +91,8 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
 
 
 def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: str, reference: str = None) -> str:
-    from kdsuite.analysis import references, tables
+    from kdsuite.analysis import references, table_compute as tables
+    from kdsuite.analysis.table_formats import RENDERERS
 
     layout = check_layout(layout, reference)
     notes = list(getattr(records, "notes", []))
@@ -121,21 +122,13 @@ def render_table(records: List[Dict[str, Any]], layout: str, fmt: str, metric: s
         found = lifelong_table.collect(records)
         return {"md": lambda: lifelong_table.to_markdown(found), "csv": lambda: lifelong_table.to_csv(found),
                 "latex": lambda: lifelong_table.to_latex(found)}[fmt]() + "\n"
+    render = RENDERERS[fmt]
     if layout == "categories":
-        rows = tables.category_summary(df, metric)
-        if fmt == "md":
-            return tables.summary_markdown(rows, metric) + "".join(f"\n{n}" for n in notes) + "\n"
-        if fmt == "latex":
-            return tables.summary_latex(rows, metric, notes=notes) + "\n"
-        return tables.summary_frame(rows).to_csv(index=False)
+        return render.categories(tables.category_summary(df, metric), metric, notes)
     table = tables.comparison(df, metric)
     table["notes"] = notes
     table = references.attach(table, reference, str(records[0].get("dataset")))
-    if fmt == "md":
-        return tables.to_markdown(table) + "\n"
-    if fmt == "latex":
-        return tables.to_latex(table) + "\n"
-    return tables.comparison_frame(table).to_csv(index=False)
+    return render.methods(table)
 
 
 METRIC_COLUMNS = {"last": "last_top1", "best": "best_top1", "best-test": "best_test_top1"}

@@ -2,7 +2,8 @@
 guarded, an error is reported once on stderr and logging is switched off for the rest of the run,
 and training never stops because of W&B.
 
-What a run sends (read back by :mod:`kdsuite.analysis.wandb_source`):
+What a run sends (read back by :mod:`kdsuite.analysis.wandb_source`; the record fields' W&B form, written
+here and read there, is one codec: :mod:`kdsuite.analysis.wandb_codec`):
 
 - ``project`` / ``entity``: ``WANDB_PROJECT`` / ``WANDB_ENTITY`` or the config's ``wandb.project`` /
   ``wandb.entity`` (default project ``kdsuite``); ``group``: the config's ``wandb.group`` or the grid
@@ -21,30 +22,11 @@ Modes: ``online``, ``offline`` (clusters without internet: ``wandb sync`` later;
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Optional
 
-#: record fields copied into the W&B config under ``kdsuite``
-IDENTITY = ("run_id", "config_hash", "name", "method", "category", "scheme", "category_title", "paper", "dataset",
-            "student", "student_name", "teachers", "teacher_names", "pair", "seed")
-
-
-def summary_from_record(record: Mapping[str, Any]) -> Dict[str, Any]:
-    """The ``final/*`` summary of a (finished or failed) record: scalars only, lists spread by index."""
-    out: Dict[str, Any] = {"final/status": record.get("status")}
-    for k, v in (record.get("metrics") or {}).items():
-        if isinstance(v, (list, tuple)):
-            vals = [x for x in v if isinstance(x, (int, float))]
-            if vals:
-                out[f"final/{k}"] = vals[0]
-            for i, x in enumerate(v):
-                if isinstance(x, (int, float)) or x is None:
-                    out[f"final/{k}/{i}"] = x
-        elif isinstance(v, (int, float, str)) or v is None:
-            out[f"final/{k}"] = v
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+from kdsuite.analysis.wandb_codec import CONFIG_KEY, IDENTITY, identity_block, summary_from_record  # noqa: F401
 
 
 class WandbMirror:
@@ -62,7 +44,7 @@ class WandbMirror:
 
             config = dict(cfg)
             if record is not None:
-                config["kdsuite"] = {k: record.get(k) for k in IDENTITY}
+                config[CONFIG_KEY] = identity_block(record)
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or wcfg.get("project") or "kdsuite",
                                   entity=os.environ.get("WANDB_ENTITY") or wcfg.get("entity"),
                                   group=wcfg.get("group") or group,

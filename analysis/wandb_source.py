@@ -1,7 +1,8 @@
 """Records from a W&B project: ``kdsuite table --source wandb:ENTITY/PROJECT``.
 
 Role in the flow: the other source of tables and plots beside the local run records. Each finished
-W&B run (as :mod:`kdsuite.analysis.wandb_log` logged it) converts into the same record dict shape as
+W&B run (as :mod:`kdsuite.analysis.wandb_log` logged it; the fields are decoded with the writer's own codec,
+:mod:`kdsuite.analysis.wandb_codec`) converts into the same record dict shape as
 ``record.json`` (identity fields, ``metrics``, optionally ``history``), so :mod:`kdsuite.analysis.tables` and
 :mod:`kdsuite.analysis.plots` never know where a record came from.
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from kdsuite.analysis.wandb_codec import identity_from_config, metrics_from_summary
 from kdsuite.core.errors import ConfigError
 
 DEFAULT_PER_PAGE = 500
@@ -149,23 +151,15 @@ def iter_runs(runs, path: str, retries: int = 4, backoff: float = 2.0,
         i += 1
 
 
-def _num(v: Any) -> Optional[float]:
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def run_to_record(run, entity: str, project: str, history: bool = False, history_samples: int = 10000
-                  ) -> Dict[str, Any]:
-    """One W&B ``Run`` → a record dict shaped like ``record.json``."""
-    config = dict(run.config or {})
-    summary = dict(run.summary_metrics or {})
-    ident = dict(config.pop("kdsuite", None) or {})
+def _identity(run, config: Dict[str, Any], ident: Dict[str, Any], entity: str, project: str) -> Dict[str, Any]:
+    """The record's identity fields: the run's identity block (``ident``), else what its config says."""
     method_cfg = config.get("method") if isinstance(config.get("method"), dict) else {}
     student_cfg = config.get("student") if isinstance(config.get("student"), dict) else {}
     dataset_cfg = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
     teachers = ident.get("teachers")
     if teachers is None:
         teachers = [t.get("arch") for t in config.get("teachers") or [] if isinstance(t, dict)]
-    rec: Dict[str, Any] = {
+    return {
         "run_id": ident.get("run_id") or run.id, "config_hash": ident.get("config_hash"), "status": "finished",
         "config": config, "seed": ident.get("seed", config.get("seed")),
         "name": ident.get("name") or config.get("name") or getattr(run, "group", None),
@@ -180,47 +174,48 @@ def run_to_record(run, entity: str, project: str, history: bool = False, history
         "wandb": {"path": f"{entity}/{project}/{run.id}", "name": run.name, "group": getattr(run, "group", None),
                   "tags": list(getattr(run, "tags", None) or []), "state": run.state},
     }
+
+
+def _fill_method(rec: Dict[str, Any]) -> None:
+    """Category, scheme and paper of a run logged without the identity block, from this checkout's registry."""
+    try:
+        from kdsuite.methods.registry import CATEGORIES, get_method
+
+        cls = get_method(rec["method"])
+        rec["category"], rec["scheme"], rec["paper"] = cls.category, cls.scheme, cls.paper
+        rec["category_title"] = CATEGORIES[cls.category].title
+    except Exception:  # noqa: BLE001 — a method this checkout does not know
+        pass
+
+
+def _fill_names(rec: Dict[str, Any]) -> None:
+    """Display names of the student and teachers and the pair label, where the run did not log them."""
+    try:
+        from kdsuite import zoo
+
+        name = zoo.display_name
+    except Exception:  # noqa: BLE001
+        def name(a):
+            return a
+    rec["student_name"] = rec["student_name"] or (name(rec["student"]) if rec["student"] else None)
+    rec["teacher_names"] = rec["teacher_names"] or [name(t) for t in rec["teachers"]]
+    rec["pair"] = rec["pair"] or ("+".join(rec["teacher_names"]) + "→" + str(rec["student_name"])
+                                  if rec["teacher_names"] else rec["student_name"])
+
+
+def run_to_record(run, entity: str, project: str, history: bool = False, history_samples: int = 10000
+                  ) -> Dict[str, Any]:
+    """One W&B ``Run`` → a record dict shaped like ``record.json`` (fields decoded by
+    :mod:`kdsuite.analysis.wandb_codec`, filled from the registry and the zoo where the run lacks them)."""
+    config = dict(run.config or {})
+    summary = dict(run.summary_metrics or {})
+    rec = _identity(run, config, identity_from_config(config), entity, project)
     if rec["category"] is None or rec["scheme"] is None:  # runs logged without the identity block
-        try:
-            from kdsuite.methods.registry import CATEGORIES, get_method
-
-            cls = get_method(rec["method"])
-            rec["category"], rec["scheme"], rec["paper"] = cls.category, cls.scheme, cls.paper
-            rec["category_title"] = CATEGORIES[cls.category].title
-        except Exception:  # noqa: BLE001 — a method this checkout does not know
-            pass
+        _fill_method(rec)
     if rec["student_name"] is None or rec["teacher_names"] is None or rec["pair"] is None:
-        try:
-            from kdsuite import zoo
-
-            name = zoo.display_name
-        except Exception:  # noqa: BLE001
-            def name(a):
-                return a
-        rec["student_name"] = rec["student_name"] or (name(rec["student"]) if rec["student"] else None)
-        rec["teacher_names"] = rec["teacher_names"] or [name(t) for t in teachers]
-        rec["pair"] = rec["pair"] or ("+".join(rec["teacher_names"]) + "→" + str(rec["student_name"])
-                                      if rec["teacher_names"] else rec["student_name"])
-    metrics: Dict[str, Any] = {}
-    teacher: Dict[int, Any] = {}
-    for k, v in summary.items():
-        if not k.startswith("final/"):
-            continue
-        key = k[len("final/"):]
-        if key.startswith("teacher_top1/") and key.split("/")[-1].isdigit():
-            teacher[int(key.split("/")[-1])] = _num(v)
-        elif key == "teacher_top1":
-            continue
-        elif key == "status":
-            rec["final_status"] = v
-        else:
-            metrics[key] = v if isinstance(v, str) else _num(v)
-    if teacher:
-        metrics["teacher_top1"] = [teacher[i] for i in sorted(teacher)]
-    elif _num(summary.get("final/teacher_top1")) is not None:
-        metrics["teacher_top1"] = [summary["final/teacher_top1"]]
-    else:
-        metrics["teacher_top1"] = []
+        _fill_names(rec)
+    metrics, extra = metrics_from_summary(summary)
+    rec.update(extra)
     rec["metrics"] = metrics
     if config.get("export_teacher"):
         rec["teacher_export"] = {"wandb": rec["wandb"]["path"]}

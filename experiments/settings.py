@@ -21,10 +21,8 @@ from typing_extensions import Annotated
 
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.settings import FIELD, FieldProblem, Section, TrainSettings, config_error, number, rule
+from kdsuite.experiments.data_bundle import DATASETS  # torch-free: validating a config needs no torch
 from kdsuite.methods.hparams import HParam, HParams, resolve_hparams
-
-# the data sets a config may name (kdsuite.experiments.data builds them); here, so validating a config needs no torch
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
 
 def _as_written(value: Any) -> Any:
