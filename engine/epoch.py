@@ -51,6 +51,7 @@ class EpochLoop:
     dist: distributed.DistInfo
     run_dir: Optional[Path]
     train_loader: Optional[BatchSource]
+    test_loader: Optional[Iterable]
     reporter: Reporter
     _n_stages: int
     _local_n: int
@@ -169,11 +170,11 @@ class EpochLoop:
         state["train_time"] += train_time
         state["images"] += images
         last = epoch + 1 == stage.epochs
-        if stage.evaluate and self.val_loader is not None and (last or (epoch + 1) % self.s.eval_every == 0):
-            res, sel = self._evaluate_splits()
+        if stage.evaluate and self.test_loader is not None and (last or (epoch + 1) % self.s.eval_every == 0):
+            test, val = self._evaluate_splits()
             sr = state["stage_results"].setdefault(stage.name, {})
-            for model_name, r in res.items():
-                self._track(sr.setdefault(model_name, {}), r, None if sel is None else sel[model_name], epoch + 1,
+            for model_name, r in test.items():
+                self._track(sr.setdefault(model_name, {}), r, None if val is None else val[model_name], epoch + 1,
                             entry, model_name)
         state["history"].append(entry)
         state["epoch"] = epoch + 1

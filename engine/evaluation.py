@@ -84,11 +84,15 @@ class Evaluation:
     s: TrainSettings
     device: torch.device
     dist: distributed.DistInfo
+    test_loader: Optional[Iterable]
+    validation_loader: Optional[Iterable]
+    teacher_test_loader: Optional[Iterable]
+    autocast: Callable[[], contextlib.AbstractContextManager]
 
     def _eval_teachers(self) -> List[Dict[str, float]]:
-        if not self.method.teachers or self.val_loader is None:
+        if not self.method.teachers or self.test_loader is None:
             return []
-        loader = self.teacher_val_loader if self.teacher_val_loader is not None else self.val_loader
+        loader = self.teacher_test_loader if self.teacher_test_loader is not None else self.test_loader
         res = evaluate({f"teacher{i}": t for i, t in enumerate(self.method.teachers)}, loader,
                        self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
         return [res[f"teacher{i}"] for i in range(len(self.method.teachers))]
@@ -96,37 +100,38 @@ class Evaluation:
     def _evaluate_splits(self):
         """Test-split results and, with a validation split, validation results, of every eval model."""
         models = self.method.eval_models()
-        res = evaluate(models, self.val_loader, self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
-        sel = None if self.select_loader is None else evaluate(models, self.select_loader, self.device, self.autocast,
-                                                                self.s.channels_last, dist_info=self.dist)
-        return res, sel
+        test = evaluate(models, self.test_loader, self.device, self.autocast, self.s.channels_last, dist_info=self.dist)
+        val = None if self.validation_loader is None else evaluate(models, self.validation_loader, self.device,
+                                                                   self.autocast, self.s.channels_last,
+                                                                   dist_info=self.dist)
+        return test, val
 
     @staticmethod
-    def _track(cur: Dict[str, Any], r: Dict[str, float], v: Optional[Dict[str, float]], epoch: int,
+    def _track(cur: Dict[str, Any], test: Dict[str, float], val: Optional[Dict[str, float]], epoch: int,
                entry: Optional[Dict[str, Any]] = None, model_name: str = "student") -> None:
-        """Update one model's running results with this epoch's test results ``r`` and validation
-        results ``v``: last_* (test, this epoch); best_test_* (max test over epochs, the literature's
+        """Update one model's running results with this epoch's test results ``test`` and validation
+        results ``val``: last_* (test, this epoch); best_test_* (max test over epochs, the literature's
         best-on-test convention); best_* (test at the first epoch of highest validation top-1, with
         best_val_top1 and best_epoch) only when there is a validation split."""
         if entry is not None:
-            entry.update({f"test/{model_name}/{k}": x for k, x in r.items()})
-            if v is not None:
-                entry.update({f"val/{model_name}/{k}": x for k, x in v.items()})
-        cur.update(last_top1=r["top1"], last_top5=r["top5"], last_epoch=epoch)
-        if r["top1"] > cur.get("best_test_top1", -1.0):
-            cur.update(best_test_top1=r["top1"], best_test_top5=r["top5"], best_test_epoch=epoch)
-        if v is not None and v["top1"] > cur.get("best_val_top1", -1.0):
-            cur.update(best_val_top1=v["top1"], best_top1=r["top1"], best_top5=r["top5"], best_epoch=epoch)
+            entry.update({f"test/{model_name}/{k}": x for k, x in test.items()})
+            if val is not None:
+                entry.update({f"val/{model_name}/{k}": x for k, x in val.items()})
+        cur.update(last_top1=test["top1"], last_top5=test["top5"], last_epoch=epoch)
+        if test["top1"] > cur.get("best_test_top1", -1.0):
+            cur.update(best_test_top1=test["top1"], best_test_top5=test["top5"], best_test_epoch=epoch)
+        if val is not None and val["top1"] > cur.get("best_val_top1", -1.0):
+            cur.update(best_val_top1=val["top1"], best_top1=test["top1"], best_top5=test["top5"], best_epoch=epoch)
 
     def _result(self, status: str, state: Dict[str, Any], stages: List[Stage]) -> FitResult:
         metrics: Dict[str, Any] = {}
         evaluated = [s.name for s in stages if s.name in state["stage_results"]]
-        if not evaluated and status == "finished" and self.val_loader is not None:
+        if not evaluated and status == "finished" and self.test_loader is not None:
             # no training epoch at all (e.g. importing pretrained weights as a teacher): evaluate once
-            res, sel = self._evaluate_splits()
+            test, val = self._evaluate_splits()
             state["stage_results"]["eval"] = {}
-            for k, r in res.items():
-                self._track(state["stage_results"]["eval"].setdefault(k, {}), r, None if sel is None else sel[k], 0)
+            for k, r in test.items():
+                self._track(state["stage_results"]["eval"].setdefault(k, {}), r, None if val is None else val[k], 0)
             evaluated = ["eval"]
         if evaluated:
             final = state["stage_results"][evaluated[-1]]

@@ -49,17 +49,26 @@ __all__ = ["Trainer", "TrainSettings", "FitResult", "Diverged", "evaluate", "lr_
            "ScheduleSettings"]
 
 
+def _renamed(new: Any, old: Any, new_name: str, old_name: str) -> Any:
+    """The value of a renamed keyword argument given under its new or its old name (not both)."""
+    if new is not None and old is not None:
+        raise TypeError(f"Trainer: give {new_name} or its old name {old_name}, not both")
+    return new if new is not None else old
+
+
 class Trainer(OptimizerGroups, Checkpointing, Evaluation, EpochLoop):
-    def __init__(self, method: Distiller, train_loader: Optional[BatchSource], val_loader: Optional[Iterable],
+    def __init__(self, method: Distiller, train_loader: Optional[BatchSource], test_loader: Optional[Iterable],
                  settings: TrainSettings, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
                  log_fn: Optional[Callable[[Dict[str, Any], int], None]] = None, reporter: Optional[Reporter] = None,
-                 dist_info: Optional[distributed.DistInfo] = None, *, select_loader: Optional[Iterable] = None,
-                 teacher_val_loader: Optional[Iterable] = None, teacher_cache_loader: Optional[Iterable] = None,
-                 teacher_cache_size: int = 0, batch_fields: Optional[Sequence[str]] = None):
-        """``train_loader``: the training batch source (None for data-free methods); ``val_loader``: the test
-        split (what is reported); ``select_loader``: the validation split, on which the "best" epoch is
-        chosen (None: no validation split, no "best"); ``teacher_val_loader``: the test split in the teachers'
-        own view (paired views); ``teacher_cache_loader``: the training set in order without random
+                 dist_info: Optional[distributed.DistInfo] = None, *, validation_loader: Optional[Iterable] = None,
+                 teacher_test_loader: Optional[Iterable] = None, teacher_cache_loader: Optional[Iterable] = None,
+                 teacher_cache_size: int = 0, batch_fields: Optional[Sequence[str]] = None,
+                 select_loader: Optional[Iterable] = None, teacher_val_loader: Optional[Iterable] = None):
+        """``train_loader``: the training batch source (None for data-free methods); ``test_loader``: the test
+        split (what is reported); ``validation_loader``: the validation split, on which the "best" epoch is
+        chosen (None: no validation split, no "best"); ``teacher_test_loader``: the test split in the teachers'
+        own view (paired views); ``select_loader`` / ``teacher_val_loader``: the old names of
+        ``validation_loader`` / ``teacher_test_loader``, still accepted; ``teacher_cache_loader``: the training set in order without random
         augmentation, yielding (x, y, index), from which teacher outputs are cached once
         (``teacher_cache_size`` samples; None: no cache); ``batch_fields``: what each training batch holds
         (default: the method's)."""
@@ -67,7 +76,7 @@ class Trainer(OptimizerGroups, Checkpointing, Evaluation, EpochLoop):
         self.dist = distributed.world_of(dist_info)
         self._local_n = 1  # samples of the current step on this process (weights its gradient share)
         self.train_loader = as_batch_source(train_loader) if train_loader is not None else None
-        self.val_loader = val_loader
+        self.test_loader = test_loader
         self.s = settings
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -95,9 +104,30 @@ class Trainer(OptimizerGroups, Checkpointing, Evaluation, EpochLoop):
         self._stage: Optional[Stage] = None
         self._n_stages = 1
         self.teacher_cache_loader, self.teacher_cache_size = teacher_cache_loader, teacher_cache_size
-        self.teacher_val_loader = teacher_val_loader
+        self.teacher_test_loader = _renamed(teacher_test_loader, teacher_val_loader, "teacher_test_loader",
+                                            "teacher_val_loader")
         self.batch_fields: Sequence[str] = tuple(batch_fields if batch_fields is not None else method.batch_fields)
-        self.select_loader = select_loader
+        self.validation_loader = _renamed(validation_loader, select_loader, "validation_loader", "select_loader")
+
+    # the trainer's names before test / validation were named as in records (``val`` = validation):
+    # ``val_loader`` was the test split, ``select_loader`` the validation split; plugins may still read them
+    @property
+    def val_loader(self) -> Optional[Iterable]:
+        """Old name of :attr:`test_loader` (the test split, not the validation split)."""
+        return self.test_loader
+
+    @val_loader.setter
+    def val_loader(self, loader: Optional[Iterable]) -> None:
+        self.test_loader = loader
+
+    @property
+    def select_loader(self) -> Optional[Iterable]:
+        """Old name of :attr:`validation_loader`."""
+        return self.validation_loader
+
+    @select_loader.setter
+    def select_loader(self, loader: Optional[Iterable]) -> None:
+        self.validation_loader = loader
 
     def enter_stage(self, index: int = -1) -> Stage:
         """Build the optimizers of stage ``index`` and run the plugin's stage hook, as ``fit`` does

@@ -372,7 +372,7 @@ def _no_terms(name, cls, m, seen) -> None:
 
 
 def _held_out(parts, n: int) -> list:
-    held = list(itertools.islice(iter(parts.trainer.val_loader), n))
+    held = list(itertools.islice(iter(parts.trainer.test_loader), n))
     if not held:
         raise AssertionError("the test split yields no batch")
     return held
@@ -502,7 +502,7 @@ def check_deployed(name: str, teacher_dirs: Sequence[str], root: os.PathLike) ->
         m.train()
     assert torch.allclose(out_d, out_e, atol=1e-5), (f"{name}: eval_models()['student'] (what the record's accuracy "
                                                      f"measures) is not deployed_student(): their predictions differ")
-    own = evaluate({"deployed": deployed}, tr.val_loader, parts.device, tr.autocast)["deployed"]["top1"]
+    own = evaluate({"deployed": deployed}, tr.test_loader, parts.device, tr.autocast)["deployed"]["top1"]
     recorded = res.metrics.get("last_top1")
     assert recorded is not None and abs(recorded - own) < 1e-6, (f"{name}: recorded top-1 {recorded} is not the "
                                                                  f"deployed student's own {own:.2f}")

@@ -125,7 +125,7 @@ def test_no_per_step_host_sync_in_the_training_loop(tmp_path, monkeypatch):
         return real_item(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    parts.trainer.val_loader = None
+    parts.trainer.test_loader = None
     parts.trainer.fit()
     # one read per logged loss term at the epoch end (ce) — independent of the 12 steps
     assert calls["n"] <= 3
