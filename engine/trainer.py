@@ -21,6 +21,17 @@ Divergence: the first step whose summed loss is not finite is remembered on the 
 the same points (every ``log_every`` steps, and at each epoch end together with a check that every
 parameter and buffer is finite). A run that diverged stops there with ``status='diverged'`` and
 :attr:`FitResult.divergence` saying where; its last checkpoint stays the last finite epoch.
+
+Splits: the test split (``test_loader``) is what is reported; the validation split
+(``validation_loader``), where a run has one, is where the "best" epoch is chosen (records call it
+``val``: ``best_val_top1``, ``val/...`` history keys); the training split is ``train_loader``.
+
+Parts: :class:`Trainer` is assembled from one mixin per seam — :mod:`kdsuite.engine.optim` (optimizer
+groups, schedules, ``optimize``), :mod:`kdsuite.engine.checkpoint` (seeds, RNG states, checkpoints,
+resume state), :mod:`kdsuite.engine.evaluation` (evaluation, best / last results, :class:`FitResult`)
+and :mod:`kdsuite.engine.epoch` (the epoch loop, divergence checks, mid-epoch stop); this module holds
+set-up, the stage sequence of :meth:`Trainer.fit` and the single-step API, and re-exports the names
+callers import from it.
 """
 from __future__ import annotations
 
