@@ -2,18 +2,28 @@
 the path ``make demo`` uses) and ``slurm`` (one submitit job array per stage and teacher set, each
 student waiting for its own teachers' tasks with ``afterok``). What runs is decided by the one state
 rule (:mod:`kdsuite.core.run_state`), so a relaunch does only what is missing.
+
+A Slurm launch (:func:`submit_slurm`) reads the profile (:mod:`kdsuite.slurm.profile`), asks the cluster
+(:mod:`kdsuite.slurm.cluster`) about the jobs the manifest (:mod:`kdsuite.slurm.manifest`) names, plans
+what to submit without Slurm (:func:`kdsuite.slurm.plan.plan_submission`) and carries the plan out here.
+The names of those modules are re-exported from this one.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
-from kdsuite.core.records import read_record
-from kdsuite.experiments.grid import Grid, RunSpec, timeout_problem
+from kdsuite.core.records import read_record  # noqa: F401 (re-exported)
+from kdsuite.experiments.grid import Grid, RunSpec  # noqa: F401 (re-exported)
 from kdsuite.experiments.run import run
 from kdsuite.core.errors import ConfigError
 from kdsuite.core.run_state import FAILED, FAILED_STATES, IN_FLIGHT, NEVER, RERUNNABLE  # noqa: F401 (re-exported)
+from kdsuite.slurm.cluster import SlurmUnavailable, _ask, cluster_config, job_states, max_array_size  # noqa: F401
+from kdsuite.slurm.manifest import MANIFEST, _write_manifest, read_manifest  # noqa: F401 (re-exported)
+from kdsuite.slurm.plan import Cancel, Note, PlannedArray, plan_submission
+from kdsuite.slurm.profile import (PROFILE_DIR, PROFILE_FIELDS, PROFILE_REQUIRED, REPO,  # noqa: F401 (re-exported)
+                                   SBATCH_FIELDS, load_profile, slurm_parameters, stage_resources)
 
 
 def _rerun_set(rerun: Iterable[str] = (), rerun_failed: bool = False) -> Tuple[str, ...]:
@@ -90,67 +100,7 @@ def _run_here(grid: Grid, stop_on_error: bool, log, rerun) -> Dict[str, Any]:
                 f"(best {m.get('best_top1', float('nan')):.2f}) in {time.time() - t0:.1f}s")
     return {k: v for k, v in counts.items() if v or k in ("finished", "failed", "skipped")}
 
-
 # ---- Slurm through submitit ---------------------------------------------------------------
-PROFILE_REQUIRED = ("partition", "timeout_min")
-# profile field -> submitit keyword (each becomes one sbatch option); the rest are handled below
-SBATCH_FIELDS = {"account": "slurm_account", "qos": "slurm_qos", "gres": "slurm_gres", "constraint": "slurm_constraint",
-                 "exclusive": "slurm_exclusive", "mail_user": "slurm_mail_user", "mail_type": "slurm_mail_type"}
-PROFILE_FIELDS = PROFILE_REQUIRED + tuple(SBATCH_FIELDS) + (
-    "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "array_parallelism", "slurm_setup",
-    "folder", "pack", "max_array_size", "max_num_timeout", "sbatch")
-MANIFEST = "slurm-manifest.json"
-
-
-class SlurmUnavailable(ConfigError):
-    """Slurm could not be asked (no controller, no client, a failing query): nothing is submitted."""
-
-
-def load_profile(path) -> Dict[str, Any]:
-    from kdsuite.experiments.config import read_yaml_mapping
-
-    if path is None:
-        shipped = sorted(str(p) for p in PROFILE_DIR.glob("*.yaml"))
-        raise ConfigError(f"--cluster slurm needs --profile PATH naming your cluster's partition, time limit and "
-                          f"resources (see slurm/README.md); shipped examples: {', '.join(shipped)}")
-    p = Path(path)
-    if not p.is_file() and not p.is_absolute() and (REPO / p).is_file():
-        p = REPO / p  # a shipped profile named relative to the repository, from another folder
-    if not p.is_file():
-        raise ConfigError(f"--profile '{path}' does not exist; profiles live in {PROFILE_DIR} (see slurm/README.md)")
-    prof = read_yaml_mapping(p, "profile")
-    from kdsuite.slurm.profile_schema import check_profile
-
-    check_profile(prof, f"profile '{p}'")  # types and ranges of every field (the checks below name the rest)
-    problems = [f"missing required field '{k}'" for k in PROFILE_REQUIRED if k not in prof]
-    problems += [f"unknown field '{k}' (allowed: {', '.join(PROFILE_FIELDS)}; any other sbatch option goes "
-                 f"under `sbatch:`)" for k in prof if k not in PROFILE_FIELDS]
-    if "slurm_setup" in prof and not (isinstance(prof["slurm_setup"], list)
-                                      and all(isinstance(x, str) for x in prof["slurm_setup"])):
-        problems.append(f"slurm_setup = {prof['slurm_setup']!r}: expected a list of shell lines")
-    for k in ("account", "qos", "gres", "constraint", "mail_user", "mail_type", "partition"):
-        if k in prof and not isinstance(prof[k], str):
-            problems.append(f"{k} = {prof[k]!r}: expected a string")
-    if "exclusive" in prof and not isinstance(prof["exclusive"], (bool, str)):
-        problems.append(f"exclusive = {prof['exclusive']!r}: expected true/false or a string (user, mcs)")
-    if "timeout_min" in prof and timeout_problem(prof["timeout_min"], "timeout_min"):
-        problems.append(timeout_problem(prof["timeout_min"], "timeout_min"))
-    v = prof.get("max_num_timeout")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-        problems.append(f"max_num_timeout = {v!r}: expected an integer >= 0 (requeues after a timeout)")
-    sb = prof.get("sbatch")
-    if sb is not None and not (isinstance(sb, dict) and all(isinstance(k, str) and isinstance(x, (str, int, float, bool))
-                                                            for k, x in sb.items())):
-        problems.append(f"sbatch = {sb!r}: expected a mapping of sbatch option names (without --) to values")
-    if problems:
-        raise ConfigError(f"profile '{p}': " + "; ".join(problems))
-    return prof
-
-
-REPO = Path(__file__).resolve().parent.parent
-PROFILE_DIR = REPO / "slurm" / "profiles"
-
-
 class RunNotDone(RuntimeError):
     """A job's run was not trained to a finished record by this job (another job holds it, or it diverged):
     the job ends FAILED, so runs waiting for it with ``afterok`` are not released on its behalf."""
@@ -202,120 +152,6 @@ class PackedJob:
 
         return submitit.helpers.DelayedSubmission(PackedJob(), cfgs)
 
-
-def _ask(cmd: List[str], what: str) -> str:
-    """stdout of a Slurm client command; any failure is :class:`SlurmUnavailable` (never an empty answer)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        raise SlurmUnavailable(f"cannot {what}: `{cmd[0]}` is not installed here (run on a Slurm login node, or "
-                               f"`bash slurm/local_cluster.sh install`)") from None
-    except (OSError, subprocess.SubprocessError) as e:
-        raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` failed ({e})") from None
-    if out.returncode != 0:
-        msg = (out.stderr or out.stdout).strip().splitlines()
-        raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` exited {out.returncode}: "
-                               f"{' / '.join(msg[-3:]) or 'no message'} — is the Slurm controller reachable "
-                               f"(SLURM_CONF, `sinfo`)? Nothing was submitted.")
-    return out.stdout
-
-
-def cluster_config() -> Dict[str, str]:
-    """``scontrol show config`` as a mapping (raises :class:`SlurmUnavailable` when the controller can't be asked)."""
-    out = _ask(["scontrol", "show", "config"], "read the Slurm configuration")
-    conf = {}
-    for line in out.splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            conf[k.strip()] = v.strip()
-    return conf
-
-
-def max_array_size(default: int = 1001) -> int:
-    """The cluster's MaxArraySize (array indices run from 0 to MaxArraySize − 1)."""
-    try:
-        return int(cluster_config().get("MaxArraySize", default))
-    except ValueError:
-        return default
-
-
-def job_states(job_ids: List[str]) -> Dict[str, Dict[str, str]]:
-    """``{job id: {"state", "reason", "source"}}`` for every job / array task Slurm can still report:
-    ``squeue -t all`` (pending, running and recently ended jobs), then ``sacct`` for the rest where
-    accounting exists. A failing ``squeue`` raises :class:`SlurmUnavailable`; a job neither knows has ended
-    long ago and is absent from the answer."""
-    import getpass
-
-    if not job_ids:
-        return {}
-    wanted = set(job_ids)
-    out = _ask(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T|%r"], "ask Slurm for job states")
-    states: Dict[str, Dict[str, str]] = {}
-    for line in out.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3 and parts[0] in wanted:
-            states[parts[0]] = {"state": parts[1], "reason": parts[2], "source": "squeue"}
-    rest = sorted(wanted - set(states))
-    if rest:
-        try:  # accounting is optional: without slurmdbd sacct fails, and what squeue said stands
-            acct = _ask(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Reason", "-j",
-                         ",".join(sorted({j.split("_")[0] for j in rest}))], "ask Slurm accounting")
-        except SlurmUnavailable:
-            acct = ""
-        for line in acct.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 2 and parts[0] in rest:
-                states[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason":
-                                    parts[2] if len(parts) > 2 else "", "source": "sacct"}
-    return states
-
-
-def read_manifest(output: Path) -> Dict[str, Any]:
-    import json
-
-    p = Path(output) / MANIFEST
-    if not p.exists():
-        return {"launches": [], "runs": {}}
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"launch manifest '{p}' is damaged ({e}); move it aside to launch afresh (runs with "
-                          f"finished records are still skipped)") from None
-
-
-def _write_manifest(output: Path, manifest: Dict[str, Any]) -> None:
-    from kdsuite.core.fileio import atomic_write_json
-
-    atomic_write_json(Path(output) / MANIFEST, manifest)
-
-
-def stage_resources(grid: Grid, stage: str, prof: Dict[str, Any]) -> Dict[str, Any]:
-    """The profile with the grid's (grid-wide, then per-stage) ``resources`` on top."""
-    return {**prof, **grid.resources(stage)}
-
-
-def slurm_parameters(res: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """submitit ``update_parameters`` keywords for one stage's resources."""
-    params = dict(slurm_partition=res["partition"], timeout_min=res["timeout_min"],
-                  cpus_per_task=res.get("cpus_per_task", 1), slurm_array_parallelism=res.get("array_parallelism", 16),
-                  slurm_setup=list(res.get("slurm_setup") or []), name=name, nodes=res.get("nodes", 1))
-    gpus = res.get("gpus_per_node") or 0
-    # one process per GPU: submitit exports the rendezvous (MASTER_ADDR/PORT, RANK, WORLD_SIZE) per task
-    params["tasks_per_node"] = res.get("tasks_per_node") or (gpus if gpus > 1 else 1)
-    if res.get("mem_gb"):
-        params["mem_gb"] = res["mem_gb"]
-    if gpus:
-        params["gpus_per_node"] = gpus
-    for field, key in SBATCH_FIELDS.items():
-        if res.get(field) not in (None, False, ""):
-            params[key] = res[field]
-    if res.get("sbatch"):
-        params["slurm_additional_parameters"] = dict(res["sbatch"])
-    return params
-
-
 def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print, dry_run: bool = False,
                  rerun: Iterable[str] = (), lock_wait_s: float = 600.0) -> Dict[str, List[Any]]:
     """Submit every run of ``grid`` that needs running: one job array per stage and set of teacher tasks
@@ -343,30 +179,18 @@ def submit_slurm(grid: Grid, profile_path, rerun_failed: bool = False, log=print
     with launch_lock(grid.output, wait_s=lock_wait_s, log=lambda m: log(f"[grid {grid.name}] {m}")):
         return _submit(grid, prof, profile_path, rerun, log, dry_run)
 
-
 def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run: bool) -> Dict[str, List[Any]]:
-    """:func:`submit_slurm`'s work, under the grid's launch lock (but for a dry run)."""
+    """:func:`submit_slurm`'s work, under the grid's launch lock (but for a dry run): the facts, the plan
+    (:func:`kdsuite.slurm.plan.plan_submission`), then its steps in order."""
     import subprocess
 
-    import submitit
-
-    from kdsuite.core.run_state import RESUME, SUBMIT, WAIT
     from kdsuite.experiments.grid_state import grid_actions, grid_states, prepare_reruns
 
     output = grid.output
     folder = Path(prof.get("folder") or output / "slurm-logs")
     manifest = read_manifest(output)
     earlier = manifest.get("runs", {})
-    limit = int(prof.get("max_array_size") or 0)
-    try:
-        conf = cluster_config()  # also proves the controller answers before anything is decided
-        limit = limit or int(conf.get("MaxArraySize", 1001))
-        states = job_states([v["job_id"] for v in earlier.values()])
-    except SlurmUnavailable as e:
-        if not dry_run:
-            raise
-        limit, states = limit or 1001, {}
-        log(f"[grid {grid.name}] dry run without Slurm ({e}); queued jobs of earlier launches are not checked")
+    limit, states = _cluster_facts(grid, prof, earlier, log, dry_run)
     run_states = grid_states(grid, earlier, states)
     acts = grid_actions(grid, run_states, rerun)
     if not dry_run:
@@ -374,85 +198,22 @@ def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run:
     launch = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": str(profile_path), "arrays": []}
     manifest.setdefault("launches", []).append(launch)
     manifest["grid"] = grid.name
-    by_hash = grid.by_hash()
-    submitted_task: Dict[str, str] = {}  # run hash -> job id of the task training it (this launch or in flight)
-    jobs: Dict[str, List[Any]] = {}
-    for sname, runs in grid.stages.items():
-        todo = []
-        for r in runs:
-            prev = earlier.get(r.hash)
-            st, act = run_states[r.hash], acts[r.hash]
-            if act.verb == WAIT:
-                if st.job:
-                    submitted_task[r.hash] = st.job  # its students wait for that job
-                log(f"[grid {grid.name}] {sname} {r.label}: {st.state}, {act.why}")
-                continue
-            if act.verb not in (SUBMIT, RESUME):
-                if st.state != "finished":
-                    log(f"[grid {grid.name}] {sname} {r.label}: {act.why}")
-                continue
-            # a teacher trained outside any job this launch knows (its lease held by another process) has
-            # no task to wait for: its students wait for the next launch
-            unknown = [h for h in r.needs if h not in submitted_task and run_states[h].own not in ("finished", "stale")]
-            if unknown:
-                why = ", ".join(f"{by_hash[h].label} {run_states[h].state} ({run_states[h].detail})" for h in unknown)
-                log(f"[grid {grid.name}] {sname} {r.label}: blocked by {why} — no Slurm job of this grid to wait "
-                    f"for; not submitted (relaunch when it has finished)")
-                continue
-            js = states.get(prev["job_id"]) if prev else None
-            if js and js["state"] in IN_FLIGHT and js["reason"] == NEVER and not dry_run:
-                # an older launch's job waiting on a dependency that can never be met: free it
-                subprocess.run(["scancel", prev["job_id"]], capture_output=True, timeout=60)
-                log(f"[grid {grid.name}] {sname} {r.label}: cancelled job {prev['job_id']} ({NEVER})")
-            if act.verb == RESUME:
-                log(f"[grid {grid.name}] {sname} {r.label}: interrupted ({act.why}); resubmitted, resumes from its "
-                    f"last checkpoint")
-            todo.append(r)
-        jobs[sname] = []
-        if not todo:
-            continue
-        res = stage_resources(grid, sname, prof)
-        pack = int(res.get("pack") or 1)
-        # one array per set of teacher tasks: a student waits for its own teachers only, so one failed
-        # teacher holds back (and gets cancelled) its own students, not the whole stage
-        by_deps: Dict[Tuple[str, ...], List[RunSpec]] = {}
-        for r in todo:
-            by_deps.setdefault(tuple(sorted({submitted_task[h] for h in r.needs if h in submitted_task})), []).append(r)
-        chunks = []
-        for dep_set, rs in by_deps.items():
-            groups = [rs[i:i + pack] for i in range(0, len(rs), pack)]
-            chunks += [(list(dep_set), groups[i:i + limit]) for i in range(0, len(groups), limit)]
-        for deps, chunk in chunks:
-            ex = submitit.AutoExecutor(folder=folder / sname, cluster="slurm",
-                                       slurm_max_num_timeout=int(res.get("max_num_timeout", 3)))
-            params = slurm_parameters(res, f"kd-{grid.name}-{sname}")
-            if deps:
-                extra = params.setdefault("slurm_additional_parameters", {})
-                extra["dependency"] = "afterok:" + ":".join(deps)
-                extra["kill-on-invalid-dep"] = "yes"
-            ex.update_parameters(**params)
-            if dry_run:
-                n = len(launch["arrays"])
-                _print_array(log, grid.name, sname, n, chunk, res, deps, ex)
-                for t, g in enumerate(chunk):
-                    for r in g:
-                        submitted_task[r.hash] = f"array{n}_{t}"  # stands for task t of this launch's array n
-                launch["arrays"].append({"stage": sname, "tasks": len(chunk), "dependency": deps})
-                jobs[sname].extend(chunk)
-                continue
-            if pack > 1:
-                arr = ex.map_array(PackedJob(), [[r.cfg for r in g] for g in chunk])
-            else:
-                arr = ex.map_array(RunJob(), [g[0].cfg for g in chunk])
-            for job, g in zip(arr, chunk):
-                for r in g:
-                    submitted_task[r.hash] = job.job_id
-                    manifest.setdefault("runs", {})[r.hash] = {
-                        "job_id": job.job_id, "stage": sname, "run_dir": str(r.run_dir),
-                        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
-            launch["arrays"].append({"stage": sname, "job_id": arr[0].job_id.split("_")[0], "tasks": len(arr),
-                                     "dependency": deps})
-            jobs[sname].extend(arr)
+    jobs: Dict[str, List[Any]] = {sname: [] for sname in grid.stages}
+    task_ids: Dict[str, str] = {}  # "arrayN_T" of the plan -> the job id Slurm gave that task
+    for step in plan_submission(grid, run_states, acts, earlier, states, prof, limit):
+        if isinstance(step, Note):
+            log(step.text)
+        elif isinstance(step, Cancel):
+            if not dry_run:
+                subprocess.run(["scancel", step.job_id], capture_output=True, timeout=60)
+                log(step.text)
+        elif dry_run:
+            _print_array(log, grid.name, step.stage, step.index, step.groups, step.resources, step.deps,
+                         _executor(grid, step, folder, step.deps))
+            launch["arrays"].append({"stage": step.stage, "tasks": len(step.groups), "dependency": step.deps})
+            jobs[step.stage].extend(step.groups)
+        else:
+            jobs[step.stage].extend(_submit_array(grid, step, folder, task_ids, manifest, launch))
             _write_manifest(output, manifest)
     if dry_run:
         return jobs
@@ -460,6 +221,60 @@ def _submit(grid: Grid, prof: Dict[str, Any], profile_path, rerun, log, dry_run:
         manifest["launches"].pop()
         if manifest["launches"] or manifest.get("runs"):
             _write_manifest(output, manifest)
+    return jobs
+
+
+def _cluster_facts(grid: Grid, prof: Mapping[str, Any], earlier: Mapping[str, Mapping[str, Any]], log,
+                   dry_run: bool) -> Tuple[int, Dict[str, Dict[str, str]]]:
+    """The array size limit and the Slurm states of earlier launches' jobs. Asking also proves the controller
+    answers before anything is decided; a dry run goes on without Slurm (no queued jobs checked)."""
+    limit = int(prof.get("max_array_size") or 0)
+    try:
+        conf = cluster_config()
+        limit = limit or int(conf.get("MaxArraySize", 1001))
+        states = job_states([v["job_id"] for v in earlier.values()])
+    except SlurmUnavailable as e:
+        if not dry_run:
+            raise
+        limit, states = limit or 1001, {}
+        log(f"[grid {grid.name}] dry run without Slurm ({e}); queued jobs of earlier launches are not checked")
+    return limit, states
+
+
+def _executor(grid: Grid, arr: PlannedArray, folder: Path, deps: List[str]):
+    """The submitit executor of one planned array, its dependencies (job ids) given."""
+    import submitit
+
+    res = arr.resources
+    ex = submitit.AutoExecutor(folder=folder / arr.stage, cluster="slurm",
+                               slurm_max_num_timeout=int(res.get("max_num_timeout", 3)))
+    params = slurm_parameters(res, f"kd-{grid.name}-{arr.stage}")
+    if deps:
+        extra = params.setdefault("slurm_additional_parameters", {})
+        extra["dependency"] = "afterok:" + ":".join(deps)
+        extra["kill-on-invalid-dep"] = "yes"
+    ex.update_parameters(**params)
+    return ex
+
+
+def _submit_array(grid: Grid, arr: PlannedArray, folder: Path, task_ids: Dict[str, str],
+                  manifest: Dict[str, Any], launch: Dict[str, Any]) -> List[Any]:
+    """Submit one planned array (its ``arrayN_T`` dependencies replaced by job ids); record its tasks in
+    ``task_ids``, the manifest's runs and the launch's arrays; return its submitit jobs."""
+    deps = sorted(task_ids.get(d, d) for d in arr.deps)
+    ex = _executor(grid, arr, folder, deps)
+    if arr.pack > 1:
+        jobs = ex.map_array(PackedJob(), [[r.cfg for r in g] for g in arr.groups])
+    else:
+        jobs = ex.map_array(RunJob(), [g[0].cfg for g in arr.groups])
+    for t, (job, g) in enumerate(zip(jobs, arr.groups)):
+        task_ids[arr.task_name(t)] = job.job_id
+        for r in g:
+            manifest.setdefault("runs", {})[r.hash] = {
+                "job_id": job.job_id, "stage": arr.stage, "run_dir": str(r.run_dir),
+                "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+    launch["arrays"].append({"stage": arr.stage, "job_id": jobs[0].job_id.split("_")[0], "tasks": len(jobs),
+                             "dependency": deps})
     return jobs
 
 

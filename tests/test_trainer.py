@@ -125,7 +125,28 @@ def test_no_per_step_host_sync_in_the_training_loop(tmp_path, monkeypatch):
         return real_item(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    parts.trainer.val_loader = None
+    parts.trainer.test_loader = None
     parts.trainer.fit()
     # one read per logged loss term at the epoch end (ce) — independent of the 12 steps
     assert calls["n"] <= 3
+
+
+def test_split_names_and_their_old_names():
+    """The trainer names the splits as records do (test / validation / train); the old keyword and attribute
+    names (``val_loader`` was the test split, ``select_loader`` the validation split) still work."""
+    from kdsuite.engine.trainer import Trainer, TrainSettings
+    from kdsuite.testing import make
+
+    batch = (torch.zeros(2, 3, 16, 16), torch.zeros(2, dtype=torch.long))
+    test, val, teacher_test = [batch], [batch, batch], [batch, batch, batch]
+    tr = Trainer(make("kd"), [batch], test, TrainSettings(progress="none"), validation_loader=val,
+                 teacher_test_loader=teacher_test)
+    assert tr.test_loader is test and tr.validation_loader is val and tr.teacher_test_loader is teacher_test
+    old = Trainer(make("kd"), [batch], test, TrainSettings(progress="none"), select_loader=val,
+                  teacher_val_loader=teacher_test)
+    assert old.validation_loader is val and old.teacher_test_loader is teacher_test
+    assert old.val_loader is test and old.select_loader is val
+    old.val_loader = None
+    assert old.test_loader is None
+    with pytest.raises(TypeError, match="validation_loader or its old name select_loader"):
+        Trainer(make("kd"), [batch], test, TrainSettings(progress="none"), validation_loader=val, select_loader=val)

@@ -154,8 +154,8 @@ class ClassIncremental(Distiller):
 
     def on_epoch_end(self, trainer) -> None:
         p = self.progress
-        if p.epoch + 1 == p.total_epochs and trainer.val_loader is not None:
-            row = self.task_accuracies(trainer.val_loader, trainer.device, trainer.autocast)
+        if p.epoch + 1 == p.total_epochs and trainer.test_loader is not None:
+            row = self.task_accuracies(trainer.test_loader, trainer.device, trainer.autocast)
             self.acc[self.task] = torch.tensor(row, dtype=torch.float64)
 
     def record_metrics(self, parts) -> Dict[str, Any]:
