@@ -17,8 +17,12 @@ DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
 @dataclass
 class DataBundle:
+    """The sources a run trains and reports on, named as records name the splits: ``train``, ``test`` (what
+    every table reports), ``validation`` (carved from the training split by ``dataset.val_fraction``, None at 0;
+    the "best" epoch is chosen on it) and ``teacher_test`` (the test split in the teachers' view, where it
+    differs from the student's). ``val``, ``holdout`` and ``teacher_val`` are the names these had before."""
     train: Any
-    val: Any
+    test: Any
     num_classes: int
     input_shape: Tuple[int, int, int]
     num_train: int
@@ -27,8 +31,19 @@ class DataBundle:
     name: str
     augmented: bool = False  # random augmentation of training images (rules out the teacher cache)
     train_labels: Optional[torch.Tensor] = None  # (num_train,) class of each training sample, by index
-    teacher_val: Any = None  # the test split in the teachers' view, where it differs from the student's
-    # ``val`` above is the TEST split (what every table reports); ``holdout`` is the validation split carved
-    # from the training split (dataset.val_fraction; None at 0), on which the "best" epoch is chosen
-    holdout: Any = None
+    teacher_test: Any = None
+    validation: Any = None
     split: Optional[Dict[str, Any]] = None  # {"val_fraction", "seed", "train", "val", "test", "from"}
+
+    # the earlier names (read by plugins written against them): val was the test split, holdout the validation one
+    @property
+    def val(self) -> Any:
+        return self.test
+
+    @property
+    def holdout(self) -> Any:
+        return self.validation
+
+    @property
+    def teacher_val(self) -> Any:
+        return self.teacher_test

@@ -167,5 +167,5 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
     else:
         tl, vl, hl, train = _loader_sources(cfg, train, test, tr, va, device, fields, dist_info, augment)
     return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
-                      torch.as_tensor(train.targets, dtype=torch.long), holdout=hl, teacher_val=teacher_val,
+                      torch.as_tensor(train.targets, dtype=torch.long), validation=hl, teacher_test=teacher_val,
                       split=split_record(cfg, len(train), len(va), len(test)))

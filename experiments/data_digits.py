@@ -73,4 +73,4 @@ def build_digits(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -
     vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
     hl = TensorLoader(xtr[va], ytr[va], cfg["eval_batch_size"], shuffle=False).to(device) if len(va) else None
     return DataBundle(tl, vl, 10, (3, size, size), len(tr), mean, std, "digits", augment, ytr[tr].clone(),
-                      teacher_val=teacher_val, holdout=hl, split=split_record(cfg, len(tr), len(va), len(yte)))
+                      teacher_test=teacher_val, validation=hl, split=split_record(cfg, len(tr), len(va), len(yte)))

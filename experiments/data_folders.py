@@ -75,4 +75,4 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
     tl, vl = _loaders(train, val, cfg, device, fields, dist_info)
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
                       "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long),
-                      teacher_val=teacher_val, holdout=hl, split=split_record(cfg, len(train), len(va), len(val)))
+                      teacher_test=teacher_val, validation=hl, split=split_record(cfg, len(train), len(va), len(val)))

@@ -134,11 +134,11 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     # one process per device: each would fill the whole cache, so it stays off there
     eff["teacher_cache"] = bool(cache_ok and typed.teacher_cache != False and not dist_info.active)  # noqa: E712
     eff["world_size"] = dist_info.world
-    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.val, settings, device,
+    trainer = Trainer(method, data.train if cls.needs_train_data else None, data.test, settings, device,
                       run_dir=run_dir, log_fn=log_fn if dist_info.main else None,
                       reporter=reporter or Reporter(typed.progress if dist_info.main else "none",
                                                     prefix=f"[{run_dir.name}] "), dist_info=dist_info,
-                      select_loader=data.holdout, teacher_val_loader=data.teacher_val, batch_fields=fields,
+                      validation_loader=data.validation, teacher_test_loader=data.teacher_test, batch_fields=fields,
                       teacher_cache_loader=cache_loader(data.train, typed.dataset.eval_batch_size)
                       if eff["teacher_cache"] else None, teacher_cache_size=data.num_train)
     if eff["compile"]:

@@ -32,8 +32,10 @@ def test_bundle_trains_on_the_rest_and_validates_on_the_held_out_images():
     xfull, yfull, xte, _yte, *_ = load_digits_split(16)
     data = build_data(_ds(val_fraction=0.2), "cpu")
     tr, va = holdout_split(yfull, 0.2, "digits")
-    assert torch.equal(data.train.x, xfull[tr]) and torch.equal(data.holdout.x, xfull[va])
-    assert torch.equal(data.val.x, xte)  # the test split is untouched
+    assert torch.equal(data.train.x, xfull[tr]) and torch.equal(data.validation.x, xfull[va])
+    assert torch.equal(data.test.x, xte)  # the test split is untouched
+    # the names the bundle's fields had before (val was the test split, holdout the validation split)
+    assert data.val is data.test and data.holdout is data.validation and data.teacher_val is data.teacher_test
     assert data.num_train == len(tr) and data.split == {"val_fraction": 0.2, "seed": VAL_SPLIT_SEED,
                                                         "train": len(tr), "val": len(va), "test": len(xte),
                                                         "from": data.split["from"]}

@@ -266,9 +266,9 @@ class QuantizedStudent(Distiller):
 
     def record_metrics(self, parts) -> dict:
         out = {"bits_w": self.hp.bits_w, "bits_a": self.hp.bits_a}
-        if self.hp.int8_eval and parts.data.train is not None and parts.data.val is not None:
+        if self.hp.int8_eval and parts.data.train is not None and parts.data.test is not None:
             try:
-                out.update(int8_deployment(self.student, parts.data.train, parts.data.val, parts.data.input_shape))
+                out.update(int8_deployment(self.student, parts.data.train, parts.data.test, parts.data.input_shape))
             except Exception as e:  # a model FX cannot trace must not fail a finished run: the record says why
                 out["int8_error"] = f"{type(e).__name__}: {e}"
         return out

@@ -50,7 +50,7 @@ def rdm_similarity(a: torch.Tensor, b: torch.Tensor, rank: bool = False) -> floa
 
 def validation_batches(parts, method: str) -> Iterable[Tuple[torch.Tensor, torch.Tensor]]:
     """The validation split a candidate is scored on; a run without one cannot be scored honestly."""
-    loader = parts.data.holdout
+    loader = parts.data.validation
     if loader is None:
         raise ConfigError(f"method '{method}': a search candidate is scored on the validation split, and this run "
                           f"has none (dataset.val_fraction = 0); set dataset.val_fraction > 0")
