@@ -37,16 +37,36 @@ SCHEMA = 2
 STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
 # folders whose records are not part of a grid's results (stale runs moved aside by --rerun-stale)
 ARCHIVE = ".superseded"
-_LIBS = ("torch", "torchvision", "timm", "numpy", "wandb", "pandas", "submitit", "scikit-learn", "safetensors")
+_LIBS = ("kdsuite", "torch", "torchvision", "timm", "numpy", "wandb", "pandas", "submitit", "scikit-learn", "safetensors")
 
 
 class RecordError(ConfigError):
     """A ``record.json`` that cannot be read as a run record; the message names the file."""
 
-    def __init__(self, path: os.PathLike, reason: str):
+    def __init__(self, path: os.PathLike, reason: str, remedy: Optional[str] = None):
         self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: unreadable run record ({reason}); move it aside or delete it — the run "
-                         f"is then treated as not started")
+        remedy = remedy or "move it aside or delete it — the run is then treated as not started"
+        super().__init__(f"{path}: unreadable run record ({reason}); {remedy}")
+
+
+def _schema_of(path: os.PathLike, data: Dict[str, Any]) -> int:
+    """The record's schema version (a record without one is schema 1); a newer one than this kdsuite
+    reads is refused by name, since guessing at its fields could misreport the run."""
+    version = data.get("schema", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RecordError(path, f"schema = {version!r} is not a schema version; expected an integer 1 to {SCHEMA}")
+    if version > SCHEMA:
+        raise RecordError(path, f"schema {version} was written by a newer kdsuite; this one reads schemas 1 to "
+                                f"{SCHEMA}", remedy="upgrade kdsuite to read it (provenance.versions.kdsuite in the file "
+                                "names the one that wrote it); it is left as it is and its run is not retrained")
+    return version
+
+
+def _migrate(data: Dict[str, Any], version: int) -> Dict[str, Any]:
+    """An older record in today's schema; written back as today's schema when it is next written."""
+    if version == 1 and data.get("status") == "stopped":
+        data = dict(data, status="interrupted")  # schema 1 wrote the trainer's word
+    return data
 
 
 class DataIdentity(BaseModel):
@@ -163,6 +183,7 @@ def load_record(path: os.PathLike) -> RunRecord:
         raise RecordError(path, f"{type(e).__name__}: {e}") from None
     if not isinstance(data, dict):
         raise RecordError(path, f"holds a {type(data).__name__}, not a record")
+    data = _migrate(data, _schema_of(path, data))
     try:
         return RunRecord.model_validate(data)
     except ValidationError as e:

@@ -168,3 +168,32 @@ def test_a_run_with_an_unreadable_data_folder_is_not_launched(tmp_path):
                                      "stages": {"only": {"runs": [{"seed": 0}]}}}))
     assert main(["grid", "launch", str(gfile)]) == 2
     assert not (tmp_path / "grid").exists()
+
+
+def test_the_record_schema_version_is_read_migrated_or_refused_by_name(tmp_path, capsys):
+    base = {"status": "finished", "method": "vanilla", "category": "baseline", "scheme": "offline", "dataset": "digits",
+            "student": "cifar_resnet8", "pair": "resnet8", "seed": 0, "metrics": {"last_top1": 50.0}}
+    cases = {"v1": dict(base, status="stopped"), "nov": {k: v for k, v in base.items()},
+             "now": dict(base, schema=2), "newer": dict(base, schema=3), "odd": dict(base, schema="two")}
+    cases["v1"]["schema"] = 1
+    for name, rec in cases.items():
+        (tmp_path / "src" / name).mkdir(parents=True)
+        (tmp_path / "src" / name / "record.json").write_text(json.dumps(rec))
+    assert read_record(tmp_path / "src" / "v1")["status"] == "interrupted"  # schema 1's word, migrated
+    assert read_record(tmp_path / "src" / "nov")["status"] == "finished"  # no version: schema 1
+    assert read_record(tmp_path / "src" / "now")["schema"] == 2
+    with pytest.raises(RecordError, match=r"schema 3 was written by a newer kdsuite; this one reads schemas 1 to 2"):
+        read_record(tmp_path / "src" / "newer")
+    with pytest.raises(RecordError, match=r"schema = 'two' is not a schema version; expected an integer 1 to 2"):
+        read_record(tmp_path / "src" / "odd")
+    newer = tmp_path / "src" / "newer" / "record.json"
+    before = newer.read_bytes()
+    with pytest.raises(RecordError):  # never overwritten by this kdsuite
+        write_record(newer.parent, dict(base, status="running"))
+    assert newer.read_bytes() == before
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path / "src")]) == 0
+    out, err = capsys.readouterr()
+    assert str(newer) in err and "upgrade kdsuite" in err and "Traceback" not in err
+    from kdsuite.core.records import provenance
+    assert provenance()["versions"]["kdsuite"]  # what the remedy points at is in every new record
