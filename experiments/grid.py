@@ -186,6 +186,35 @@ class _Expansion:
     errors: List[str]
     teacher_runs: Dict[str, RunSpec] = field(default_factory=dict)  # key -> the run exporting that teacher
     stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # the stages expanded so far, in order
+    run_problems: List[tuple] = field(default_factory=list)  # (run label, [problem, ...]) of each refused run
+    failed_keys: Dict[str, str] = field(default_factory=dict)  # teacher key -> the label of its refused run
+
+
+class _RunProblems(ConfigError):
+    """Every problem of one planned run, kept apart so that one cause shared by many runs is named once."""
+
+    def __init__(self, problems: List[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _grouped(run_problems: List[tuple]) -> List[str]:
+    """One line per run for the problems only it has; one line for a problem shared by several runs (a bad
+    default or ``--set`` is one cause, not one per run), at its first run's place."""
+    labels: Dict[str, List[str]] = {}
+    for label, problems in run_problems:
+        for p in dict.fromkeys(problems):
+            labels.setdefault(p, []).append(label)
+    out, said = [], set()
+    for label, problems in run_problems:
+        own = [p for p in dict.fromkeys(problems) if len(labels[p]) == 1]
+        if own:
+            out.append(f"{label}: {'; '.join(own)}")
+        for p in problems:
+            if len(labels[p]) > 1 and p not in said:
+                said.add(p)
+                out.append(f"{len(labels[p])} runs (the first: {labels[p][0]}): {p}")
+    return out
 
 
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
@@ -205,6 +234,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
     for sname, st in stages_spec.items():
         ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
+    errors += _grouped(ex.run_problems)
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, ex.stage_runs)
@@ -258,7 +288,9 @@ def _expand_stage(ex: _Expansion, sname: str, st: Any, earlier: List[str]) -> Li
                 ex.teacher_runs[key] = run
             out.setdefault(run.hash, run)
         except ConfigError as e:
-            ex.errors.append(f"{label}: {e}")
+            ex.run_problems.append((label, e.problems if isinstance(e, _RunProblems) else [str(e)]))
+            if key is not None:
+                ex.failed_keys[key] = label
     for ri, hits in enumerate(rule_hits):
         if not hits:
             ex.errors.append(f"{where}.overrides[{ri}]: match {dict(rules[ri]['match'])!r} matches no run "
@@ -336,6 +368,8 @@ def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str
         elif tk in ex.teacher_runs:
             t = ex.teacher_runs[tk]
             teachers.append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"], "config_hash": t.hash})
+        elif tk in ex.failed_keys:
+            point_errors.append(f"teacher key {tk!r} is not planned: its run {ex.failed_keys[tk]} has problems")
         else:
             point_errors.append(f"teacher key {tk!r} is produced by no earlier stage and is not in the grid's "
                                 f"teachers map (known: {sorted(ex.teacher_runs) + sorted(ex.existing)})")
@@ -354,7 +388,10 @@ def _search_fields(ex: _Expansion, student: Mapping[str, Any], point_errors: Lis
         point_errors.append(f"pair student {dict(student)!r}: expected a model name or {{search: STAGE}} (the "
                             f"architecture chosen by the candidates of an earlier stage)")
         return None
-    if stage not in ex.stage_runs or not ex.stage_runs[stage]:
+    if stage in ex.stage_runs and not ex.stage_runs[stage]:
+        point_errors.append(f"pair student {{search: {stage}}}: stage {stage!r} planned no candidate runs")
+        return None
+    if stage not in ex.stage_runs:
         point_errors.append(f"pair student {{search: {stage}}}: no earlier stage {stage!r} with candidate runs "
                             f"(earlier: {sorted(ex.stage_runs)})")
         return None
@@ -412,7 +449,7 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
         if not (point_errors and "teacher(s), the config gives" in str(e)):
             point_errors.append(str(e))
     if point_errors:
-        raise ConfigError("; ".join(point_errors))
+        raise _RunProblems(point_errors)
     h = config_hash(cfg)
     produced = {r.hash for r in ex.teacher_runs.values()}
     search = cfg["student"].get("search") or {}

@@ -72,6 +72,27 @@ def test_axes_without_a_method_and_a_student_written_as_a_name(tmp_path):
     assert all(r.cfg["student"]["arch"] == "cifar_resnet8" for r in runs)
 
 
+def test_one_cause_shared_by_many_runs_is_named_once(tmp_path):
+    """A bad default or ``--set`` is one problem, not one per run; the students of a refused teacher run say
+    that, not that no stage produces their teacher; a problem of one run keeps that run's label."""
+    spec = _spec(tmp_path, methods=("vanilla", "kd", "dkd"), seeds=(0, 1, 2))
+    with pytest.raises(ConfigError) as e:
+        expand(spec, overrides=["optim.lr=-1"])
+    lines = str(e.value).splitlines()
+    assert lines[0] == "grid 'tiny' has 2 problem(s):", lines
+    lr = [x for x in lines if "optim.lr = -1.0" in x]
+    assert lr == ["  - 10 runs (the first: stages.teachers.runs[0]): optim.lr = -1.0 is out of range; expected a "
+                  "number > 0 and <= 10.0"], lines
+    cascade = [x for x in lines if "teacher key 't'" in x]
+    assert len(cascade) == 1 and cascade[0].startswith("  - 9 runs (the first: stages.students[method=vanilla")
+    assert "is not planned: its run stages.teachers.runs[0] has problems" in cascade[0]
+    spec["stages"]["students"]["overrides"] = [{"match": {"method": "kd", "seed": 1}, "set": {"optim": {"lr": -2}}}]
+    with pytest.raises(ConfigError) as e:
+        expand(spec)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  - stages.students[method=kd, ") and "seed=1]: optim.lr = -2" in lines[1]
+
+
 def test_profile_missing_fields(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump({"cpus_per_task": 2, "colour": "red"}))
