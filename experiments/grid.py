@@ -79,7 +79,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
@@ -88,6 +88,7 @@ from kdsuite.experiments.run_paths import run_dir_for
 from kdsuite.experiments.grid_resources import check_hours, check_resources, timeout_problem  # noqa: F401 (timeout_problem: re-exported)
 from kdsuite.experiments.grid_rules import (changed_settings, check_override_keys, check_rules, excluded, merge_all,
                                             rule_matches)
+from kdsuite.experiments.grid_size import check_size, progress_printer
 from kdsuite.experiments.grid_teachers import existing_teachers, teacher_problems
 from kdsuite.experiments.schemas import check_grid_file
 from kdsuite.core.names import name_problem
@@ -152,12 +153,13 @@ def find_grid(name_or_path: str) -> Path:
     raise ConfigError(f"grid '{name_or_path}' is neither a file nor a shipped grid; shipped: {', '.join(shipped)}")
 
 
-def load_grid(name_or_path: str, output: Optional[str] = None, overrides: Optional[List[str]] = None) -> Grid:
+def load_grid(name_or_path: str, output: Optional[str] = None, overrides: Optional[List[str]] = None,
+              max_runs: Optional[int] = None) -> Grid:
     path = find_grid(name_or_path)
     spec = read_yaml_mapping(path, "grid file")
     if output:
         spec["output"] = output
-    return expand(spec, path, overrides or [])
+    return expand(spec, path, overrides or [], max_runs=max_runs)
 
 
 def _axis_items(axes: Mapping[str, List[Any]], where: str):
@@ -188,6 +190,8 @@ class _Expansion:
     stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # the stages expanded so far, in order
     run_problems: List[tuple] = field(default_factory=list)  # (run label, [problem, ...]) of each refused run
     failed_keys: Dict[str, str] = field(default_factory=dict)  # teacher key -> the label of its refused run
+    progress: Optional[Callable[[int], None]] = None  # called with the number of runs planned so far
+    planned: int = 0
 
 
 class _RunProblems(ConfigError):
@@ -217,21 +221,26 @@ def _grouped(run_problems: List[tuple]) -> List[str]:
     return out
 
 
-def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
-    """Expand and validate every run of ``spec``; all problems are collected and raised together."""
+def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None,
+           max_runs: Optional[int] = None) -> Grid:
+    """Expand and validate every run of ``spec``; all problems are collected and raised together. A grid
+    asking for more than ``max_runs`` runs (default :data:`~kdsuite.experiments.grid_size.MAX_RUNS`) is refused
+    before anything is expanded."""
     errors: List[str] = []
     source = f"grid file '{path}'" if path else "grid"
     check_grid_file(spec, source)  # the shape first: what follows walks it
     name = spec.get("name") or (path.stem if path else "grid")
     if name_problem(name):
         raise ConfigError(f"{source}: name (from the file name) = {name!r}: {name_problem(name)}; set `name:`")
+    counts = check_size(spec, name, max_runs)
     errors += _check_grid_fields(spec)
     output = spec.get("output") or f"runs/{name}"
     defaults = apply_overrides(deep_merge(spec.get("defaults") or {}, {"output": {"root": output}}), overrides or [])
     stages_spec = spec.get("stages") or {}
     if not stages_spec:
         errors.append("grid: no stages")
-    ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
+    ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors,
+                    progress=progress_printer(name, sum(counts.values())))
     for sname, st in stages_spec.items():
         ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
     errors += _grouped(ex.run_problems)
@@ -277,6 +286,9 @@ def _expand_stage(ex: _Expansion, sname: str, st: Any, earlier: List[str]) -> Li
     points += _axis_points(ex, st, where)
     out: Dict[str, RunSpec] = {}
     for label, key, explicit, p in points:
+        ex.planned += 1
+        if ex.progress:
+            ex.progress(ex.planned)
         point_errors: List[str] = []
         try:
             if explicit is not None:

@@ -128,7 +128,7 @@ def cmd_plan(args) -> int:
     from kdsuite.experiments.grid import load_grid
     from kdsuite.experiments.grid_state import grid_actions
 
-    grid = load_grid(args.grid, output=args.output, overrides=args.set)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set, max_runs=args.max_runs)
     for key, entry in (grid.spec.get("teachers") or {}).items():
         print(f"teacher {key}: record {entry['checkpoint'] if isinstance(entry, dict) else entry} (no stage)")
     states = _states(grid)
@@ -173,7 +173,7 @@ def cmd_launch(args) -> int:
     from kdsuite.experiments.grid import load_grid
     from kdsuite.slurm.executors import run_in_process, submit_slurm
 
-    grid = load_grid(args.grid, output=args.output, overrides=args.set)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set, max_runs=args.max_runs)
     states = _states(grid)
     bad = [states[r.hash].detail for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:
@@ -226,7 +226,7 @@ def cmd_status(args) -> int:
     from kdsuite.experiments.lease import attempts
     from kdsuite.slurm.executors import job_states, read_manifest
 
-    grid = load_grid(args.grid, output=args.output, overrides=args.set)
+    grid = load_grid(args.grid, output=args.output, overrides=args.set, max_runs=args.max_runs)
     jobs = read_manifest(grid.output).get("runs", {})
     slurm = job_states([j["job_id"] for j in jobs.values()])  # raises when Slurm can't be asked
     states = _states(grid, jobs, slurm)
@@ -258,6 +258,18 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def add_commands(sub) -> None:
     g = sub.add_parser("grid", help="plan, launch and follow a grid of runs").add_subparsers(dest="grid_cmd", required=True)
     for name, fn, help_ in (("plan", cmd_plan, "what would run"), ("launch", cmd_launch, "run or submit"),
@@ -269,6 +281,9 @@ def add_commands(sub) -> None:
                        help="change the grid's defaults, as `train --set` changes a config (axes, per-student, "
                             "per-method and per-run overrides still win); plan, launch and status must be given "
                             "the same --set to name the same runs")
+        p.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
+                       help="plan a grid of more than 10,000 runs (the limit that stops a mistyped axis from "
+                            "planning millions)")
         if name == "plan":
             p.add_argument("--summary", action="store_true",
                            help="stage totals only (default: also one line per run, seeds collapsed, with the "

@@ -234,3 +234,28 @@ def test_a_time_limit_shorter_than_submitits_signal_delay_is_refused_by_name(tmp
     gfile.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["grid", "plan", str(gfile)]) == 2
     assert "stages.students.resources.timeout_min = 2: expected an integer >= 4" in capsys.readouterr().err
+
+
+def test_a_huge_grid_is_refused_before_expansion_with_its_arithmetic(tmp_path, capsys, monkeypatch):
+    from kdsuite.experiments import grid_size
+
+    spec = {"name": "huge", "output": str(tmp_path), "defaults": {"epochs": 1},
+            "stages": {"s": {"axes": {"seed": list(range(1000)), "optim.lr": [0.01 * i for i in range(1, 1001)]}}}}
+    gfile = tmp_path / "huge.yaml"
+    gfile.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["grid", "plan", str(gfile)]) == 2
+    err = capsys.readouterr().err
+    assert "would plan up to 1,000,000 runs (s: 1,000,000 (seed 1000 × optim.lr 1000)); the limit is 10,000" in err
+    assert "--max-runs 1000000" in err and "Traceback" not in err
+    # the count is the expansion's own (method_pairs replacing the pair axis for their method)
+    small = _spec(tmp_path, methods=("vanilla", "kd", "dkd"), seeds=(0, 1, 2))
+    small["stages"]["students"]["method_pairs"] = {"kd": [{"teachers": ["t"], "student": "cifar_resnet8"},
+                                                          {"teachers": ["t"], "student": "cifar_wrn_16_1"}]}
+    counts = grid_size.check_size(small, "tiny", None)
+    g = expand(small)
+    assert counts == {s: len(runs) for s, runs in g.stages.items()} == {"teachers": 1, "students": 12}
+    with pytest.raises(ConfigError, match="would plan up to 13 runs .* the limit is 12"):
+        expand(small, max_runs=12)
+    monkeypatch.setattr(grid_size, "PROGRESS_EVERY", 5)
+    assert len(expand(small, max_runs=13).all_runs()) == 13
+    assert capsys.readouterr().err.splitlines() == [f"grid 'tiny': planned {n} of up to 13 runs" for n in (5, 10)]
