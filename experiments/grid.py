@@ -88,6 +88,7 @@ from kdsuite.experiments.run_paths import run_dir_for
 from kdsuite.experiments.grid_resources import check_hours, check_resources, timeout_problem  # noqa: F401 (timeout_problem: re-exported)
 from kdsuite.experiments.grid_rules import (changed_settings, check_override_keys, check_rules, excluded, merge_all,
                                             rule_matches)
+from kdsuite.experiments.grid_problems import RunProblems, grouped_problems
 from kdsuite.experiments.grid_size import check_size, progress_printer
 from kdsuite.experiments.grid_teachers import existing_teachers, teacher_problems
 from kdsuite.experiments.schemas import check_grid_file
@@ -194,33 +195,6 @@ class _Expansion:
     planned: int = 0
 
 
-class _RunProblems(ConfigError):
-    """Every problem of one planned run, kept apart so that one cause shared by many runs is named once."""
-
-    def __init__(self, problems: List[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-def _grouped(run_problems: List[tuple]) -> List[str]:
-    """One line per run for the problems only it has; one line for a problem shared by several runs (a bad
-    default or ``--set`` is one cause, not one per run), at its first run's place."""
-    labels: Dict[str, List[str]] = {}
-    for label, problems in run_problems:
-        for p in dict.fromkeys(problems):
-            labels.setdefault(p, []).append(label)
-    out, said = [], set()
-    for label, problems in run_problems:
-        own = [p for p in dict.fromkeys(problems) if len(labels[p]) == 1]
-        if own:
-            out.append(f"{label}: {'; '.join(own)}")
-        for p in problems:
-            if len(labels[p]) > 1 and p not in said:
-                said.add(p)
-                out.append(f"{len(labels[p])} runs (the first: {labels[p][0]}): {p}")
-    return out
-
-
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None,
            max_runs: Optional[int] = None) -> Grid:
     """Expand and validate every run of ``spec``; all problems are collected and raised together. A grid
@@ -243,7 +217,7 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
                     progress=progress_printer(name, sum(counts.values())))
     for sname, st in stages_spec.items():
         ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
-    errors += _grouped(ex.run_problems)
+    errors += grouped_problems(ex.run_problems)
     if errors:
         raise ConfigError(f"grid '{name}' has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
     return Grid(name, path, spec, ex.stage_runs)
@@ -300,7 +274,7 @@ def _expand_stage(ex: _Expansion, sname: str, st: Any, earlier: List[str]) -> Li
                 ex.teacher_runs[key] = run
             out.setdefault(run.hash, run)
         except ConfigError as e:
-            ex.run_problems.append((label, e.problems if isinstance(e, _RunProblems) else [str(e)]))
+            ex.run_problems.append((label, e.problems if isinstance(e, RunProblems) else [str(e)]))
             if key is not None:
                 ex.failed_keys[key] = label
     for ri, hits in enumerate(rule_hits):
@@ -461,7 +435,7 @@ def _plan_run(ex: _Expansion, sname: str, raw: Dict[str, Any], layers: Mapping[s
         if not (point_errors and "teacher(s), the config gives" in str(e)):
             point_errors.append(str(e))
     if point_errors:
-        raise _RunProblems(point_errors)
+        raise RunProblems(point_errors)
     h = config_hash(cfg)
     produced = {r.hash for r in ex.teacher_runs.values()}
     search = cfg["student"].get("search") or {}
