@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from kdsuite.core.errors import WriteError
 
 
 def current_umask() -> int:
@@ -29,8 +30,11 @@ def current_umask() -> int:
 
 def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", keep: Optional[Path] = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(path, e) from e
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, mode) as fh:
@@ -40,13 +44,27 @@ def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", k
         if keep is not None and path.exists():
             os.replace(path, keep)  # only once the new file is complete: `path` is missing for a moment at most
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        cause = _os_error(e)
+        if cause is not None:  # torch.save reports a full disk as its own RuntimeError, the OSError beneath
+            raise WriteError(path, cause) from e
         raise
     return path
+
+
+def _os_error(e: Optional[BaseException]) -> Optional[OSError]:
+    """The OSError ``e`` is or was raised while handling (its ``__cause__`` / ``__context__`` chain)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def file_digest(path: os.PathLike, algorithm: str = "sha256") -> str:
