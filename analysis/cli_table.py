@@ -59,12 +59,13 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
         from kdsuite.core.records import scan_records
 
         src = Path(source)
-        if not src.exists():
-            raise ConfigError(f"--source '{src}' does not exist; expected a folder of run records (e.g. runs/demo) "
-                              f"or wandb:ENTITY/PROJECT")
         if not src.is_dir():
-            raise ConfigError(f"--source '{src}' is a file; expected a folder of run records (e.g. runs/demo) "
-                              f"or wandb:ENTITY/PROJECT")
+            import os
+
+            what = (f"is a broken link (to '{os.readlink(src)}')" if src.is_symlink() and not src.exists()
+                    else "is a file" if src.is_file() else "is not a folder" if src.exists() else "does not exist")
+            raise ConfigError(f"--source '{src}' {what}; expected a folder of run records (e.g. runs/demo) or "
+                              f"wandb:ENTITY/PROJECT")
         every, unreadable = scan_records(src, status=None)
         for e in unreadable:
             print(f"kdsuite: warning: {e}", file=sys.stderr)

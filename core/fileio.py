@@ -30,6 +30,8 @@ def current_umask() -> int:
 
 def _atomic(path: os.PathLike, write: Callable[[Any], None], mode: str = "wb", keep: Optional[Path] = None) -> Path:
     path = Path(path)
+    if path.is_symlink():  # write where the link points; replacing the file would replace the user's link
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -153,6 +155,37 @@ def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print
     return None
 
 
+# ---- files kdsuite reads, named by what is wrong with them -----------------------------------------
+def file_problem(path: os.PathLike) -> Optional[str]:
+    """Why ``path`` cannot be read as a file (missing, a broken link, a folder, below a file, not readable),
+    in the words of an error message; None when it can."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"is a broken link (to '{os.readlink(path)}')"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if not path.exists():
+        anc = _nearest_existing(path.parent)
+        if os.path.lexists(anc) and not anc.is_dir():
+            return f"does not exist ('{anc}' is a file, not a folder)"
+        return "does not exist"
+    if not path.is_file():  # a FIFO or a device: reading it could block or never end
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
+def check_readable_file(path: os.PathLike, what: str, hint: str = "") -> Path:
+    """``path`` as a Path when it is a readable file; else a ConfigError naming ``what``, the path and why."""
+    from kdsuite.core.errors import ConfigError
+
+    problem = file_problem(path)
+    if problem:
+        raise ConfigError(f"{what} '{path}' {problem}" + (f"; {hint}" if hint else ""))
+    return Path(path)
+
+
 # ---- places kdsuite will write, checked before any work -------------------------------------------
 def _nearest_existing(path: Path) -> Path:
     p = path
@@ -203,6 +236,9 @@ def check_writable_file(path: os.PathLike, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{what} '{path}' is a folder; give a file name (e.g. '{path / 'table.md'}')")
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{what} '{path}' is a broken link (to '{os.readlink(path)}'); remove it or give another "
+                          f"file name")
     if os.path.lexists(path.parent):
         if not path.parent.is_dir():
             raise ConfigError(f"{what} '{path}': '{path.parent}' is a file, not a folder")

@@ -106,11 +106,9 @@ def parse_yaml_value(text: str, key: Optional[str] = None) -> Any:
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> Dict[str, Any]:
     """A YAML file that must hold a (non-empty) mapping; a missing file, a syntax error or duplicate key
     (with its line), an empty document or another top-level type is a ConfigError naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{what} '{path}' is a folder; expected a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"{what} '{path}' does not exist")
+    from kdsuite.core.fileio import check_readable_file
+
+    path = check_readable_file(path, what, "expected a YAML file")
     try:
         text = path.read_text()
     except UnicodeDecodeError as e:

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -147,6 +148,11 @@ def find_grid(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.exists():
         return p
+    if os.path.lexists(p) or os.sep in name_or_path or p.suffix in (".yaml", ".yml"):
+        from kdsuite.core.fileio import check_readable_file
+
+        check_readable_file(p, "grid file", "expected a grid YAML file or the name of a shipped grid ("
+                            + ", ".join(sorted(x.stem for x in GRID_DIR.glob("*.yaml"))) + ")")
     cand = GRID_DIR / f"{name_or_path}.yaml"
     if cand.exists():
         return cand

@@ -62,6 +62,18 @@ def _unavailable_data(grid) -> List[str]:
     return [f"dataset.root = '{root}': {why}" for root, why in seen.items()]
 
 
+def _output_problem(grid) -> str:
+    """Why the grid's output folder cannot be written here ('' when it can): a launch refuses it before
+    anything runs, a plan says so."""
+    from kdsuite.core.fileio import check_writable_dir
+
+    try:
+        check_writable_dir(grid.output, f"grid '{grid.name}' output (output: / --output)")
+    except ConfigError as e:
+        return str(e)
+    return ""
+
+
 def _report_problems(states, grid, acts=None) -> None:
     """Unreadable records and stale runs by path; then every run that is neither finished nor new, with
     its state, why, and what the next launch does with it."""
@@ -166,6 +178,8 @@ def cmd_plan(args) -> int:
                                                              if _rerun(args) else "") + " would"))
     for line in _unavailable_data(grid):
         print(f"data not readable here, run identities provisional: {line}")
+    if _output_problem(grid):
+        print(f"a launch would refuse: {_output_problem(grid)}")
     return 0
 
 
@@ -174,6 +188,8 @@ def cmd_launch(args) -> int:
     from kdsuite.slurm.executors import run_in_process, submit_slurm
 
     grid = load_grid(args.grid, output=args.output, overrides=args.set, max_runs=args.max_runs)
+    if _output_problem(grid):
+        raise ConfigError(_output_problem(grid) + "; nothing was launched")
     states = _states(grid)
     bad = [states[r.hash].detail for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:

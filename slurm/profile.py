@@ -37,7 +37,9 @@ def load_profile(path) -> Dict[str, Any]:
     if not p.is_file() and not p.is_absolute() and (REPO / p).is_file():
         p = REPO / p  # a shipped profile named relative to the repository, from another folder
     if not p.is_file():
-        raise ConfigError(f"--profile '{path}' does not exist; profiles live in {PROFILE_DIR} (see slurm/README.md)")
+        from kdsuite.core.fileio import check_readable_file
+
+        check_readable_file(path, "--profile", f"profiles live in {PROFILE_DIR} (see slurm/README.md)")
     prof = read_yaml_mapping(p, "profile")
     from kdsuite.slurm.profile_schema import check_profile
 

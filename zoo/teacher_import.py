@@ -250,9 +250,9 @@ def import_teacher(path: str | Path, fmt: str, arch: str, num_classes: Optional[
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+    from kdsuite.core.fileio import check_readable_file
+
+    path = check_readable_file(path, "checkpoint", f"expected a {fmt} checkpoint file")
     arch = canonical_arch(arch)
     dataset = dataset or DEFAULT_DATASET[fmt]
     if dataset not in DEFAULT_CLASSES:
