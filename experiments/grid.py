@@ -79,7 +79,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Set
 
 import yaml
 
@@ -186,6 +186,7 @@ class _Expansion:
     errors: List[str]
     teacher_runs: Dict[str, RunSpec] = field(default_factory=dict)  # key -> the run exporting that teacher
     stage_runs: Dict[str, List[RunSpec]] = field(default_factory=dict)  # the stages expanded so far, in order
+    refused: Set[str] = field(default_factory=set)  # keys of the teachers map whose record is refused
 
 
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None) -> Grid:
@@ -202,7 +203,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     stages_spec = spec.get("stages") or {}
     if not stages_spec:
         errors.append("grid: no stages")
-    ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors)
+    refused: List[str] = []
+    ex = _Expansion(name, defaults, existing_teachers(spec, errors, refused), errors, refused=set(refused))
     for sname, st in stages_spec.items():
         ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
     if errors:
@@ -336,6 +338,8 @@ def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str
         elif tk in ex.teacher_runs:
             t = ex.teacher_runs[tk]
             teachers.append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"], "config_hash": t.hash})
+        elif tk in ex.refused:
+            point_errors.append(f"teacher key {tk!r}: its record is refused (teachers.{tk}, above)")
         else:
             point_errors.append(f"teacher key {tk!r} is produced by no earlier stage and is not in the grid's "
                                 f"teachers map (known: {sorted(ex.teacher_runs) + sorted(ex.existing)})")
