@@ -183,7 +183,7 @@ def _reason(path: str, e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     if isinstance(e, OSError) and "truncated" in str(e).lower():
-        return f"the file is truncated: {e}"
+        return str(e) if "file is truncated" in str(e) else f"the file is truncated ({e})"
     return f"{type(e).__name__}: {e}" if not isinstance(e, OSError) else str(e)
 
 
