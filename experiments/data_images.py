@@ -22,7 +22,6 @@ DataLoader worker process (:class:`kdsuite.core.errors.DamagedDataError`).
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -112,11 +111,7 @@ def walk_images(top: str, field: str) -> List[str]:
 
 
 def _check_regular(entry: os.DirEntry, field: str) -> None:
-    try:
-        mode = entry.stat().st_mode
-    except OSError:
-        raise _broken(entry.path, field, "file") from None
-    if not stat.S_ISREG(mode):
+    if not entry.is_file():  # the directory entry's type: no system call for a regular file
         raise ConfigError(f"{field}: '{entry.path}' has an image file's name but is not a regular file (a pipe, "
                           f"socket or device); remove it")
 

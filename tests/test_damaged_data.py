@@ -179,3 +179,18 @@ def test_every_truncation_of_a_jpeg_is_named_or_loads(cut, tmp_path):
             open_image(str(f))
         return
     assert open_image(str(f)).size == (48, 48)
+
+
+def test_a_damaged_file_of_the_teachers_view_is_named(tmp_path):
+    """Paired views: the teachers' view files are checked too (each view folder in the image-folder layout)."""
+    from kdsuite.experiments.config import validate
+    from kdsuite.experiments.data import build_data
+
+    root = tmp_path / "imgs"
+    _folder(root / "rgb")
+    _folder(root / "depth")
+    (root / "depth/val/b/2.jpg").write_bytes(b"")
+    cfg = validate({"dataset": {"name": "imagefolder", "root": str(root), "val_fraction": 0, "image_size": 8,
+                                "views": {"teacher": "depth", "student": "rgb"}}, "method": "cm_kd", "teachers": ["x"]})
+    with pytest.raises(DamagedDataError, match=r"1 damaged image file\(s\).*depth/val/b/2\.jpg' \(an empty file\)"):
+        build_data(cfg["dataset"], fields=("x", "y", "teacher_x"))
