@@ -23,3 +23,25 @@ class WriteError(KdsuiteError):
         hint = ("free space there, then run the same command again: a run resumes from its last checkpoint"
                 if error.errno in (_errno.ENOSPC, _errno.EDQUOT) else "check that path's permissions and file system")
         super().__init__(f"{path}: could not be written ({reason}); any earlier version of it is kept — {hint}")
+
+
+class DamagedDataError(ConfigError):
+    """A data file that cannot be read or decoded; the message names its path and the reason. Raised inside
+    a DataLoader worker, torch re-raises it in the main process with the worker's traceback as its message:
+    the constructor keeps only the original message, so the CLI still prints one line."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(original_message(str(message)))
+
+
+def original_message(text: str) -> str:
+    """``text`` itself, or — for the message torch builds when it re-raises a worker's exception ("Caught X in
+    DataLoader worker process N. Original Traceback (most recent call last): …") — the original message."""
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return text
+    lines = text.rstrip("\n").split("\n")
+    for i in range(len(lines) - 1, 0, -1):  # the last unindented "module.Type: message" line
+        head, sep, rest = lines[i].partition(": ")
+        if sep and head and not head[0].isspace() and head.replace(".", "").replace("_", "").isalnum():
+            return "\n".join([rest, *lines[i + 1:]]).strip()
+    return text

@@ -10,6 +10,7 @@ tree per view of files paired by relative path (``root/<view>/train/<class>/<fil
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Dict
 
 import torch
@@ -23,8 +24,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), dist_info=None) -> DataBundle:
-    import torchvision
     import torchvision.transforms as T
+
+    from kdsuite.experiments.data_images import IMG_EXTENSIONS, ImageFiles
 
     top = os.path.expanduser(cfg["root"])
     views = cfg.get("views") or {}
@@ -45,17 +47,17 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
 
     def folder(split, tf):
         try:
-            return torchvision.datasets.ImageFolder(os.path.join(root, split), tf)
+            return ImageFiles(os.path.join(root, split), tf, field="dataset.root")
         except (FileNotFoundError, RuntimeError) as e:  # no class folders / no image files in them
             raise ConfigError(f"dataset.root = '{root}': {split}/ needs one sub-folder per class holding image "
-                              f"files ({', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}): {e}") from None
+                              f"files ({', '.join(IMG_EXTENSIONS)}): {e}") from None
 
     val_tf = T.Compose([T.Resize(int(size * 8 / 7)), T.CenterCrop(size), T.ToTensor(), norm])
     train = folder("train", T.Compose(ttf + [T.ToTensor(), norm]))
     val = folder("val", val_tf)
     if train.classes != val.classes:
         raise ConfigError(f"dataset.root = '{root}': train/ and val/ have different class folders")
-    student_train, teacher_val = train, None
+    student_train, teacher_val, t_val = train, None, None
     if t_view != s_view:
         from kdsuite.experiments.views import PairedFolder
 
@@ -65,6 +67,7 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
         t_val = PairedFolder(os.path.join(root, "val"), os.path.join(t_root, "val"), size, False,
                              IMAGENET_MEAN, IMAGENET_STD).teacher_side()
         teacher_val = _eval_loader(t_val, cfg, device, dist_info)
+    _check_files(train, val, t_val)
     # the validation split comes from train/ (val/ is the test split every table reports); it is evaluated
     # in the student's view
     tr, va = holdout_split(train.targets, val_fraction(cfg), "imagefolder")
@@ -76,3 +79,23 @@ def build_imagefolder(cfg: Dict[str, Any], device: torch.device, fields=("x", "y
     return DataBundle(tl, vl, len(train.classes), (3, size, size), len(train), IMAGENET_MEAN, IMAGENET_STD,
                       "imagefolder", augment, torch.as_tensor(train.targets, dtype=torch.long),
                       teacher_test=teacher_val, validation=hl, split=split_record(cfg, len(train), len(va), len(val)))
+
+
+def _check_files(train, val, t_val) -> None:
+    """Every image file the run will read (each view's, with paired views) checked before training
+    (:func:`kdsuite.experiments.data_images.check_images`)."""
+    from kdsuite.experiments.data_images import FULL_CHECK_MAX, check_images
+
+    paths = [p for p, _ in val.samples]
+    for ds in (train, t_val.paired if t_val is not None else None):
+        if ds is None:
+            continue
+        if hasattr(ds, "partners"):  # paired views: both sides of every pair
+            paths += [p for p, _ in ds.student.samples] + list(ds.partners)
+        else:
+            paths += [p for p, _ in ds.samples]
+    paths = list(dict.fromkeys(paths))
+    done = check_images(paths, "dataset.root")
+    if done != "decoded":
+        print(f"kdsuite: dataset.root: {len(paths)} image files, more than {FULL_CHECK_MAX}: headers read before "
+              f"training; a file that fails to decode in training ends the run naming it", file=sys.stderr, flush=True)

@@ -80,7 +80,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 import yaml
 
@@ -199,6 +199,7 @@ class _Expansion:
     failed_keys: Dict[str, str] = field(default_factory=dict)  # teacher key -> the label of its refused run
     progress: Optional[Callable[[int], None]] = None  # called with the number of runs planned so far
     planned: int = 0
+    refused: Set[str] = field(default_factory=set)  # keys of the teachers map whose record is refused
 
 
 def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optional[List[str]] = None,
@@ -219,7 +220,8 @@ def expand(spec: Dict[str, Any], path: Optional[Path] = None, overrides: Optiona
     stages_spec = spec.get("stages") or {}
     if not stages_spec:
         errors.append("grid: no stages")
-    ex = _Expansion(name, defaults, existing_teachers(spec, errors), errors,
+    refused: List[str] = []
+    ex = _Expansion(name, defaults, existing_teachers(spec, errors, refused), errors, refused=set(refused),
                     progress=progress_printer(name, sum(counts.values())))
     for sname, st in stages_spec.items():
         ex.stage_runs[sname] = _expand_stage(ex, sname, st, list(ex.stage_runs))
@@ -362,6 +364,8 @@ def _pair_fields(ex: _Expansion, pair: Any, point_errors: List[str]) -> Dict[str
             teachers.append({"checkpoint": str(t.run_dir), "arch": t.cfg["student"]["arch"], "config_hash": t.hash})
         elif tk in ex.failed_keys:
             point_errors.append(f"teacher key {tk!r} is not planned: its run {ex.failed_keys[tk]} has problems")
+        elif tk in ex.refused:
+            point_errors.append(f"teacher key {tk!r}: its record is refused (teachers.{tk}, above)")
         else:
             point_errors.append(f"teacher key {tk!r} is produced by no earlier stage and is not in the grid's "
                                 f"teachers map (known: {sorted(ex.teacher_runs) + sorted(ex.existing)})")

@@ -2,15 +2,16 @@
 teachers (records or runs of an earlier stage) were trained on its data set and view.
 
 Role in the flow: :func:`kdsuite.experiments.grid.expand` resolves the map once (:func:`existing_teachers`) and
-asks :func:`teacher_problems` for each planned run; both use :mod:`kdsuite.experiments.teacher_checks`, the
+asks :func:`teacher_problems` for each planned run; :func:`existing_teachers` also refuses, by name, a record whose
+weights file is damaged or does not fit the architecture it declares. Both use :mod:`kdsuite.experiments.teacher_checks`, the
 checks a run makes again when it starts, so a plan refuses what the run would refuse.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from kdsuite.core.errors import ConfigError
-from kdsuite.experiments.teacher_checks import teacher_entry, teacher_mismatch, teacher_record
+from kdsuite.experiments.teacher_checks import check_teacher_weights, teacher_entry, teacher_mismatch, teacher_record
 
 
 def teacher_problems(cfg: Mapping[str, Any], teacher_runs: Mapping[str, Any],
@@ -33,10 +34,13 @@ def teacher_problems(cfg: Mapping[str, Any], teacher_runs: Mapping[str, Any],
     return problems
 
 
-def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, Dict[str, Any]]:
+def existing_teachers(spec: Mapping[str, Any], errors: List[str],
+                      refused: Optional[List[str]] = None) -> Dict[str, Dict[str, Any]]:
     """The grid-wide ``teachers`` map resolved to teacher entries ``{checkpoint, arch, sha256[, config_hash]}``
     — the same fields :func:`kdsuite.experiments.run.resolve_teachers` fills at run time, so the hash planned here
-    is the hash the run gets — plus ``dataset`` and ``view`` (checked against each run's, then dropped)."""
+    is the hash the run gets — plus ``dataset`` and ``view`` (checked against each run's, then dropped). A
+    record that cannot be used (missing, damaged, weights that do not fit its architecture) goes to ``errors``
+    and its key to ``refused``."""
     import os
 
     given = spec.get("teachers")
@@ -56,8 +60,11 @@ def existing_teachers(spec: Mapping[str, Any], errors: List[str]) -> Dict[str, D
         ckpt = os.path.expandvars(os.path.expanduser(entry["checkpoint"]))
         try:
             meta = teacher_record(ckpt, f"{where}.checkpoint")
+            check_teacher_weights(ckpt, meta, f"{where}.checkpoint")  # the file's header, the model on torch's meta device
         except ConfigError as e:
             errors.append(str(e))
+            if refused is not None:
+                refused.append(str(key))
             continue
         out[str(key)] = dict(teacher_entry(ckpt, meta), dataset=meta.get("dataset"), view=meta.get("view"))
     return out

@@ -26,6 +26,7 @@ import hashlib
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from kdsuite.core.errors import ConfigError
 from kdsuite.core.fileio import file_digest, stat_stamp
 
 UNAVAILABLE = "unavailable"
@@ -75,8 +76,18 @@ def _folder_listing(root: str, stamp: Tuple) -> str:
             dirnames.sort()
             for f in sorted(filenames):
                 p = os.path.join(dirpath, f)
-                lines.append(f"{os.path.relpath(p, root)}\t{os.path.getsize(p)}")
+                lines.append(f"{os.path.relpath(p, root)}\t{_size(p)}")
     return _sha(lines)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as e:  # a link that leads nowhere: named here, since the run's hash is computed first
+        if os.path.islink(path):
+            raise ConfigError(f"dataset.root: '{path}' is a symbolic link to '{os.readlink(path)}', which cannot be "
+                              f"followed ({e.strerror or e}); remove the link or restore its target") from None
+        raise ConfigError(f"dataset.root: '{path}' cannot be read ({e.strerror or e})") from None
 
 
 def _folder_stamp(root: str) -> Tuple:

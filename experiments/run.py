@@ -28,7 +28,8 @@ from kdsuite.experiments.interrupts import classify, stop_on_signals
 from kdsuite.experiments.lease import Lease
 from kdsuite.experiments.run_paths import run_dir_for  # noqa: F401 (re-exported)
 from kdsuite.experiments.search import resolve_search, student_label  # noqa: F401 (re-exported)
-from kdsuite.experiments.teacher_checks import TEACHER_META_KEYS, teacher_entry, teacher_mismatch, teacher_record  # noqa: F401
+from kdsuite.experiments.teacher_checks import (TEACHER_META_KEYS, check_teacher_weights, teacher_entry,  # noqa: F401
+                                              teacher_mismatch, teacher_record)
 from kdsuite.engine import distributed
 from kdsuite.methods import deployment
 from kdsuite.methods.base import BuildContext
@@ -55,6 +56,7 @@ def resolve_teachers(cfg: Dict[str, Any]) -> None:
         problem = teacher_mismatch(cfg, f"{field}: the teacher", meta.get("dataset"), meta.get("view"))
         if problem:
             raise ConfigError(problem)
+        check_teacher_weights(t["checkpoint"], meta, field)  # before any data is read
 
 
 def prepare(raw: Mapping[str, Any]) -> Tuple[Dict[str, Any], str, Path]:

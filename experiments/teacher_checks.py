@@ -4,8 +4,9 @@ Role in the flow: a run's teachers are records (``teacher.json`` beside the weig
 export or by ``kdsuite teacher import``) or runs an earlier grid stage will train. Both
 :func:`kdsuite.experiments.run.resolve_teachers` (when a run starts) and :mod:`kdsuite.experiments.grid`
 (when a grid is planned, before anything is submitted) read a record with :func:`teacher_record`, take the
-identity fields a config hash covers with :func:`teacher_entry`, and ask :func:`teacher_mismatch` whether
-the teacher was trained on the run's data set and on the view the run shows it. Importing this module imports no torch.
+identity fields a config hash covers with :func:`teacher_entry`, ask :func:`teacher_mismatch` whether
+the teacher was trained on the run's data set and on the view the run shows it, and :func:`check_teacher_weights`
+whether its weights file fits the architecture it declares. Importing this module imports no torch.
 """
 from __future__ import annotations
 
@@ -59,3 +60,19 @@ def teacher_mismatch(cfg: Mapping[str, Any], who: str, dataset: Optional[str], v
         return (f"{who} was trained on view {trained!r} but this run shows its teachers view {shown!r} "
                 f"(dataset.views.teacher); a teacher is used on the view it was trained on")
     return None
+
+
+def check_teacher_weights(ref: str, meta: Mapping[str, Any], field: str) -> None:
+    """Refuse the record at ``ref`` (a :class:`ConfigError` naming ``field``, the folder, the file and the first
+    tensor that differs) unless its weights file is a whole safetensors file whose tensors fit the architecture
+    its ``meta`` declares; reads the file's header only, builds the model on torch's meta device (this imports
+    torch). A record of a deployed student is left to the run's refusal."""
+    from kdsuite.zoo.teacher_weights import check_weights
+    from kdsuite.zoo.teachers import WEIGHTS, teacher_folder
+
+    if meta.get("deployed_by"):
+        return
+    path = teacher_folder(ref) / WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"{field} = '{ref}': the weights file {WEIGHTS} of the teacher record is missing")
+    check_weights(str(path), meta, f"{field} = '{ref}'")

@@ -111,14 +111,14 @@ class PairedFolder(torch.utils.data.Dataset):
     (a partner of another size is resized to the student image's size first)."""
 
     def __init__(self, student_root: str, teacher_root: str, size: int, augment: bool, mean, std):
-        import torchvision
+        from kdsuite.experiments.data_images import ImageLoader
 
         self.student = _folder(student_root)
         self.teacher = _folder(teacher_root)
         self.partners = pair_samples(self.student, self.teacher, student_root, teacher_root)
         self.targets, self.classes = list(self.student.targets), list(self.student.classes)
         self.size, self.augment, self.mean, self.std = size, augment, mean, std
-        self.loader = torchvision.datasets.folder.default_loader
+        self.loader = ImageLoader("dataset.views")  # a damaged file is an error naming it
 
     def __len__(self) -> int:
         return len(self.student)
@@ -180,10 +180,10 @@ class _TeacherSide(torch.utils.data.Dataset):
 
 
 def _folder(root: str):
-    import torchvision
+    from kdsuite.experiments.data_images import IMG_EXTENSIONS, ImageFiles
 
     try:
-        return torchvision.datasets.ImageFolder(root)
+        return ImageFiles(root, field="dataset.views")
     except (FileNotFoundError, RuntimeError) as e:
         raise ConfigError(f"dataset.views: '{root}' needs one sub-folder per class holding image files "
-                          f"({', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}): {e}") from None
+                          f"({', '.join(IMG_EXTENSIONS)}): {e}") from None

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from kdsuite.experiments.interrupts import RunInterrupted
 from kdsuite.experiments.lease import RunBusy
-from kdsuite.core.errors import ConfigError, KdsuiteError
+from kdsuite.core.errors import ConfigError, KdsuiteError, original_message
 
 
 def cmd_methods(args) -> int:
@@ -248,8 +248,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except RunBusy as e:
         print(f"kdsuite: {e}", file=sys.stderr)
         return 3
-    except KdsuiteError as e:
-        print(f"kdsuite: error: {e}", file=sys.stderr)
+    except KdsuiteError as e:  # one raised in a DataLoader worker carries the worker's traceback: not shown
+        print(f"kdsuite: error: {original_message(str(e))}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, RunInterrupted) as e:
         signum = getattr(e, "signum", signal.SIGINT)

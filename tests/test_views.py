@@ -309,9 +309,13 @@ def test_a_teacher_is_used_on_the_view_it_was_trained_on(tmp_path):
 
     from kdsuite.experiments.run import resolve_teachers
 
+    import timm
+
+    from kdsuite.zoo.teachers import save_teacher
+
     folder = tmp_path / "t"
-    folder.mkdir()
-    meta = {"arch": "cifar_resnet20", "num_classes": 10, "dataset": "digits", "sha256": "0" * 64}
+    meta = save_teacher(timm.create_model("cifar_resnet20", num_classes=10), folder,  # weights that fit the record
+                        {"arch": "cifar_resnet20", "num_classes": 10, "dataset": "digits"})
     (folder / "teacher.json").write_text(json.dumps(dict(meta, view="edges")))
     cfg = validate({"method": "cm_kd", "teachers": [str(folder)],
                     "dataset": {"views": {"teacher": "edges", "student": "thermal"}}})

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from kdsuite.core.fileio import atomic_write_bytes, atomic_write_json
 from kdsuite.core.errors import ConfigError
 from kdsuite.core.fileio import file_digest
+from kdsuite.zoo.teacher_weights import check_weights
 
 WEIGHTS = "teacher.safetensors"
 META = "teacher.json"
@@ -93,9 +94,7 @@ def load_teacher(ref: str | Path, build, field: str = "teachers[0].checkpoint", 
         raise ConfigError(f"{field} = '{ref}': {WEIGHTS} has sha256 {digest[:12]}… but its record says "
                           f"{str(meta.get('sha256'))[:12]}…; the weights were changed or truncated")
     model = build(meta["arch"], meta["num_classes"], meta.get("in_chans", 3), **meta.get("model_kwargs", {}))
-    state = load_file(str(wpath))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(f"{field} = '{ref}': weights do not fit architecture '{meta['arch']}' "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    # a damaged file, or tensors of another network: named before loading (load_state_dict would raise on shapes)
+    check_weights(str(wpath), meta, f"{field} = '{ref}'", {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    model.load_state_dict(load_file(str(wpath)))
     return model, meta
