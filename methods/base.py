@@ -139,6 +139,9 @@ class Distiller(nn.Module):
     # hyper-parameters that name a feature stage (feat<i>) of the student (and, within one family, of the
     # teacher): checked against the built models before the taps resolve (kdsuite.methods.build_checks)
     stage_hparams: Sequence[str] = ()
+    # hyper-parameters that count rows of the training set (CRD's negatives), each with why: they must stay
+    # below num_train — checked when a config is validated (grid plan) and again at build (check_build)
+    below_num_train: Mapping[str, str] = {}
 
     # set in __init__ (declared here for type checkers: nn.Module's __getattr__ would type them Tensor | Module)
     student: nn.Module
@@ -342,7 +345,8 @@ class Distiller(nn.Module):
     def check_build(self) -> None:
         """Called by the run once the plugin is built, before the first step: refuse a hyper-parameter that
         cannot work with these models or this data (``self.ctx``), naming ``method.hparams.<name>``, the value
-        and what is allowed (:func:`kdsuite.methods.build_checks.require_below`). Default: nothing to check."""
+        and what is allowed (:func:`kdsuite.methods.build_checks.require_at_most`). Default: ``below_num_train``."""
+        build_checks.check_below_num_train(self)
 
     # ---- what the trainer calls ----------------------------------------------------------
     def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -1,11 +1,14 @@
 """Build-time checks of a method plugin's hyper-parameters against the models and the data of its run.
 
-Role in the flow: :class:`kdsuite.methods.base.Distiller` checks the hyper-parameters it declares in
-``stage_hparams`` (each names a feature stage ``feat<i>``) before it resolves its feature taps, and the run
+Role in the flow: the config schema (``kdsuite.experiments.settings``, so ``grid plan`` too) checks the counts
+of training rows a plugin declares in ``below_num_train`` against the data set's whole training split
+(:func:`plan_below_num_train`); :class:`kdsuite.methods.base.Distiller` checks the hyper-parameters it declares
+in ``stage_hparams`` (each names a feature stage ``feat<i>``) before it resolves its feature taps; and the run
 entry point (``kdsuite.experiments.run.build``) calls the plugin's ``check_build`` hook once the plugin is
-built, before the first training step. Both refuse with a ConfigError naming ``method.hparams.<name>``, the
-value and what these models and this data allow — a value that cannot work is refused before training
-instead of failing (or crawling) at step 1.
+built, before the first training step (by default :func:`check_below_num_train`, against the run's exact
+``num_train``). Each refuses with a ConfigError naming ``method.hparams.<name>``, the value and what these
+models and this data allow — a value that cannot work is refused before training instead of failing (or
+crawling) at step 1.
 """
 from __future__ import annotations
 
@@ -76,3 +79,24 @@ def require_at_most(method, name: str, high: int, high_text: str, why: str) -> N
         allowed = f"{low}..{high}" if low <= high else "none"
         raise ConfigError(f"{PREFIX}.{name} = {value!r} is too large for method '{method.name}' on this data: {why}; "
                           f"allowed: {allowed} ({high_text})")
+
+
+def check_below_num_train(method) -> None:
+    """Each of ``method.below_num_train`` below the run's training set size (``ctx.num_train``)."""
+    m = method.ctx.num_train
+    for name, why in method.below_num_train.items():
+        require_at_most(method, name, m - 1, f"below the training set's {m} samples", why)
+
+
+def plan_below_num_train(cls, hp, dataset: str, train_split_images) -> None:
+    """Before any data is read: each of ``cls.below_num_train`` below the whole training split of ``dataset``
+    (``train_split_images``, None when unknown), which bounds every run's training set from above."""
+    if not train_split_images:
+        return
+    for name, why in cls.below_num_train.items():
+        value = getattr(hp, name)
+        if value >= train_split_images:
+            raise ConfigError(f"{PREFIX}.{name} = {value!r} is too large for method '{cls.name}' on dataset "
+                              f"'{dataset}': {why}; its whole training split holds {train_split_images} images, "
+                              f"so allowed: below {train_split_images} (fewer with dataset.val_fraction / "
+                              f"train_fraction; the run names the exact bound when it starts)")

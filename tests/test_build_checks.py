@@ -32,9 +32,15 @@ CASES = {
     "vit-224-on-16px": (False, ["method.name=vanilla", "student.arch=vit_tiny_patch16_224"],
                         [r"student\.arch = 'vit_tiny_patch16_224'", r"224×224", r"16×16", r"student\.kwargs",
                          "img_size"]),
+    "dml-peer-on-16px": (False, ["method.name=dml", "method.hparams.peers=[cifar_resnet8, convnext_atto]"],
+                         [r"method\.hparams\.peers\[1\] = 'convnext_atto'", r"3×16×16", "Kernel size"]),
+    # above the digits' whole training split: refused when the config is read (grid plan does the same)
     "crd-nce-k-100000": (True, ["method.name=crd", "method.hparams.nce_k=100000"],
-                         [r"method\.hparams\.nce_k = 100000", r"allowed: 1\.\.\d+ \(below the training set's \d+"]),
-    "crd-default-nce-k-on-digits": (True, ["method.name=crd"], [r"method\.hparams\.nce_k = 16384", r"allowed: 1\.\."]),
+                         [r"method\.hparams\.nce_k = 100000", r"dataset 'digits'", r"allowed: below 1437"]),
+    "crd-default-nce-k-on-digits": (True, ["method.name=crd"], [r"method\.hparams\.nce_k = 16384", r"below 1437"]),
+    # within the split but above this run's training set (the split less its validation share): refused at build
+    "crd-nce-k-over-num-train": (True, ["method.name=crd", "method.hparams.nce_k=1400"],
+                                 [r"method\.hparams\.nce_k = 1400", r"allowed: 1\.\.\d+ \(below the training set's \d+"]),
     "hkd-nce-k": (True, ["method.name=hkd", "method.hparams.nce_k=5000"], [r"method\.hparams\.nce_k = 5000"]),
     "hkd-knn-over-batch": (True, ["method.name=hkd", "method.hparams.nce_k=64", "method.hparams.knn=100",
                                   "dataset.batch_size=32"],
@@ -91,12 +97,36 @@ def test_nce_k_bound_is_the_training_set_size(tmp_path, digits_teachers):
                "output": {"root": str(tmp_path)}}
         return build(*prepare(cfg))
 
-    with pytest.raises(ConfigError, match=r"nce_k = 100000.*allowed: 1\.\.(\d+)") as e:
-        parts(100000)
+    with pytest.raises(ConfigError, match=r"nce_k = 1000 .*allowed: 1\.\.(\d+)") as e:
+        parts(1000)
     high = int(re.search(r"allowed: 1\.\.(\d+)", str(e.value)).group(1))
     assert parts(high).data.num_train == high + 1
     with pytest.raises(ConfigError, match=rf"nce_k = {high + 1} is too large"):
         parts(high + 1)
+
+
+def test_grid_plan_refuses_nce_k_above_the_whole_training_split(tmp_path, capsys, digits_teachers):
+    from kdsuite.cli import main
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"name: g\noutput: {tmp_path / 'runs'}\nteachers: {{r20: {digits_teachers[0]}}}\n"
+                    "defaults: {dataset: {name: digits}, epochs: 1}\nstages:\n  s:\n    axes:\n"
+                    "      method: [crd]\n      method.hparams.nce_k: [64, 100000]\n"
+                    "      pair: [{teachers: [r20], student: cifar_resnet8}]\n")
+    assert main(["grid", "plan", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem(s)" in err and "nce_k=100000" in err and "nce_k=64," not in err, err
+    assert re.search(r"method\.hparams\.nce_k = 100000 is too large .* allowed: below 1437", err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_known_training_split_sizes_are_the_loaded_ones():
+    """The plan-time bound is the whole training split as the data layer loads it (digits; CIFAR's 50,000
+    training images are the data set's own definition)."""
+    from kdsuite.experiments.data_bundle import TRAIN_SPLIT_IMAGES
+    from kdsuite.experiments.data_digits import load_digits_split
+
+    assert len(load_digits_split()[1]) == TRAIN_SPLIT_IMAGES["digits"]
 
 
 class _DrawsInEval(nn.Module):

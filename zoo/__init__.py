@@ -75,9 +75,9 @@ def check_input(model: nn.Module, arch: str, input_shape, field: str = "student.
     pe = getattr(model, "patch_embed", None)
     img = tuple(getattr(pe, "img_size", None) or ()) or None
     patch = tuple(getattr(pe, "patch_size", None) or ()) or None
-    side = field.rsplit(".", 1)[0]
-    hint = (f"build it for these images, e.g. {side}.kwargs: {{img_size: {h}, patch_size: {_divisor(h)}}} "
-            f"(timm's img_size / patch_size)") if patch else \
+    sizes = f"{{img_size: {h}, patch_size: {_divisor(h)}}} (timm's img_size / patch_size)"
+    hint = (f"build it for these images, e.g. {field[:-len('.arch')]}.kwargs: {sizes}" if field.endswith(".arch")
+            else f"choose a model built for these images, e.g. {sizes}") if patch else \
         "choose a model for images this small, or larger images (dataset.image_size, for digits and imagefolder)"
     if pe is not None:
         strict = bool(getattr(pe, "strict_img_size", True)) and not getattr(pe, "dynamic_img_size", False)

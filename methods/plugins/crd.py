@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdsuite.methods import build_checks, losses
+from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.components.memory_banks import add_memory_banks, update_memory_banks
 from kdsuite.methods.hparams import ConfigError, HParam
@@ -88,6 +88,9 @@ class CRD(Distiller):
     teacher_taps = ("pool",)
     batch_fields = ("x", "y", "index")
     smoke_hparams = {"nce_k": 64}
+    below_num_train = {"nce_k": "its negatives are rows of memory banks with one row per training sample, so more "
+                                "would repeat rows, at a cost of batch × (1 + nce_k) × feat_dim values gathered per "
+                                "bank each step (RepDistiller's 16384 is for CIFAR-100's 50,000 images)"}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
@@ -98,15 +101,6 @@ class CRD(Distiller):
         self.register_buffer("z_t", torch.tensor(-1.0))
         if hp.sampling != "uniform":
             self._index_classes(ctx.train_labels)
-
-    def check_build(self) -> None:
-        """nce_k below the training set's size: the banks hold one row per training sample."""
-        b, k, d, m = self.ctx.batch_size, self.hp.nce_k, self.hp.feat_dim, self.num_data
-        build_checks.require_at_most(
-            self, "nce_k", m - 1, f"below the training set's {m} samples",
-            f"its negatives are rows of memory banks with one row per training sample, so more would repeat "
-            f"rows, and each step would gather batch × (1 + nce_k) × feat_dim = {b} × {k + 1} × {d} values per "
-            f"bank (RepDistiller's 16384 is for CIFAR-100's 50,000 images)")
 
     def _index_classes(self, labels) -> None:
         """Samples sorted by class (``by_class``), each class's first position and size: the other-class

@@ -86,6 +86,7 @@ class HKD(Distiller):
     teacher_taps = ("pool",)
     batch_fields = ("x", "y", "index")
     smoke_hparams = {"nce_k": 64}
+    below_num_train = {"nce_k": "its negatives are rows of memory banks with one row per training sample"}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
@@ -96,10 +97,9 @@ class HKD(Distiller):
         self.num_data = add_memory_banks(self, "hkd", ctx.num_train, hp.feat_dim)
 
     def check_build(self) -> None:
-        """nce_k below the training set's size (the banks' rows); knn within a batch (the graph's vertices)."""
-        m, b = self.num_data, self.ctx.batch_size
-        build_checks.require_at_most(self, "nce_k", m - 1, f"below the training set's {m} samples",
-                                     "its negatives are rows of memory banks with one row per training sample")
+        """nce_k below the training set's size (``below_num_train``); knn within a batch (the graph's vertices)."""
+        super().check_build()
+        b = self.ctx.batch_size
         build_checks.require_at_most(self, "knn", b, f"dataset.batch_size = {b}",
                                      "the neighbour graph is built within each batch, and a batch smaller than "
                                      "knn skips the graph term")
