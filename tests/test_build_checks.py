@@ -144,10 +144,11 @@ class _DrawsInEval(nn.Module):
 def test_the_input_check_leaves_weights_bn_statistics_rng_and_mode_unchanged(model):
     m = model()
     m.train()
+    frozen = next(c for c in m.modules() if isinstance(c, nn.BatchNorm2d)).eval()  # a part kept in eval stays so
     before = {k: v.clone() for k, v in m.state_dict().items()}
     rng = torch.get_rng_state()
     zoo.check_input(m, "x", (3, 16, 16))
-    assert m.training
+    assert m.training and not frozen.training and sum(c.training for c in m.modules()) == len(list(m.modules())) - 1
     assert torch.equal(torch.get_rng_state(), rng)
     after = m.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -99,20 +99,21 @@ def _forward_check(model: nn.Module, input_shape) -> str:
     """What ``model`` raises on a batch of two zero images of ``input_shape`` ('' if nothing). Safe for the run
     it precedes: in eval mode (BN running statistics are not updated, dropout and drop-path draw nothing),
     under no_grad (parameters are only read, no graph is kept), inside ``fork_rng`` (any RNG state a model
-    draws from in eval is restored) and with the model's train/eval mode restored. Cost: one forward of two
-    images per model, once per run."""
+    draws from in eval is restored) and with every sub-module's train/eval mode restored as it was. Cost: one
+    forward of two images per model, once per run."""
     import torch
 
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
             model.eval()(torch.zeros(2, *input_shape, device=device))
     except (RuntimeError, ValueError, AssertionError, IndexError) as e:
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     return ""
 
 
