@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     import torch
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+# images of each fixed training split (before dataset.val_fraction / train_fraction take from it): an upper
+# bound on a run's num_train that a config can be checked against without reading the data
+TRAIN_SPLIT_IMAGES = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
 
 
 @dataclass

@@ -185,7 +185,9 @@ def _models(typed, data, build_model, sync_bn: bool) -> Tuple[torch.nn.Module, L
 def _method(cls, student, teachers, hp, ctx: BuildContext):
     """The method plugin around the models; a refusal between architecture families names them."""
     try:
-        return cls(student, teachers, hp, ctx)
+        method = cls(student, teachers, hp, ctx)
+        method.check_build()  # hyper-parameters against these models and this data, before the first step
+        return method
     except ConfigError as e:
         fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
         if any(f != "CNN" for f in fams):  # outside the CNN family: say which families the refusal is about

@@ -21,7 +21,7 @@ from typing_extensions import Annotated
 
 from kdsuite.core.errors import ConfigError
 from kdsuite.engine.settings import FIELD, FieldProblem, Section, TrainSettings, config_error, number, rule
-from kdsuite.experiments.data_bundle import DATASETS  # torch-free: validating a config needs no torch
+from kdsuite.experiments.data_bundle import DATASETS, TRAIN_SPLIT_IMAGES  # torch-free: validating a config needs no torch
 from kdsuite.methods.hparams import HParam, HParams, resolve_hparams
 
 
@@ -241,6 +241,10 @@ class RunConfig(TrainSettings):
         except KeyError as e:
             raise ConfigError(f"method.name: {e.args[0]}") from None
         self.method._hp = resolve_hparams(cls.name, cls.hparams, self.method.hparams or {})
+        if cls.below_num_train:  # a count of training rows that no run of this data set can hold
+            from kdsuite.methods.build_checks import plan_below_num_train
+
+            plan_below_num_train(cls, self.method._hp, self.dataset.name, TRAIN_SPLIT_IMAGES.get(self.dataset.name))
         if not cls.teacher_count_ok(len(self.teachers)):
             raise ConfigError(f"teachers: method '{cls.name}' takes {cls.teacher_count_text()} teacher(s), "
                               f"the config gives {len(self.teachers)}")

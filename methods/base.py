@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from kdsuite.methods import build_checks
 from kdsuite.methods.components.connectors import TOKENS_TO_MAP, tokens_to_map
 from kdsuite.methods.hparams import ConfigError
 from kdsuite.zoo import taps as ztaps
@@ -135,6 +136,12 @@ class Distiller(nn.Module):
     # data-free methods (needs_train_data = False): images they generate per training step; the trainer
     # counts them as the step's samples (throughput, data-parallel sharding)
     synthetic_batch_size: int = 0
+    # hyper-parameters that name a feature stage (feat<i>) of the student (and, within one family, of the
+    # teacher): checked against the built models before the taps resolve (kdsuite.methods.build_checks)
+    stage_hparams: Sequence[str] = ()
+    # hyper-parameters that count rows of the training set (CRD's negatives), each with why: they must stay
+    # below num_train — checked when a config is validated (grid plan) and again at build (check_build)
+    below_num_train: Mapping[str, str] = {}
 
     # set in __init__ (declared here for type checkers: nn.Module's __getattr__ would type them Tensor | Module)
     student: nn.Module
@@ -152,15 +159,7 @@ class Distiller(nn.Module):
         self.ctx = ctx
         self.progress = Progress(total_epochs=ctx.epochs)
         self.check_families()
-        try:
-            self.s_taps = ztaps.resolve(student, self.student_taps)
-            self.t_taps = [ztaps.resolve(t, self.teacher_taps) for t in self._teachers]
-        except ConfigError:
-            raise
-        except ValueError as e:  # a tap this model does not have: the user's choice of method and model
-            raise ConfigError(f"method '{self.name}' on a {ztaps.family(student)} student"
-                              + "".join(f" and a {ztaps.family(t)} teacher" for t in self._teachers[:1])
-                              + f": {e}") from None
+        build_checks.resolve_taps(self)  # the stage_hparams checked first, against these models
         self.stage_pairs: List[Dict[str, Any]] = []
         object.__setattr__(self, "_tap_infos", {})  # id(model) -> {tap: TapInfo}, probed on first use
         self.batch_extras: Dict[str, torch.Tensor] = {}
@@ -342,6 +341,12 @@ class Distiller(nn.Module):
 
     def teacher_shapes(self, index: int = 0) -> Dict[str, Tuple[int, ...]]:
         return self._shapes(self._teachers[index], self.t_taps[index])
+
+    def check_build(self) -> None:
+        """Called by the run once the plugin is built, before the first step: refuse a hyper-parameter that
+        cannot work with these models or this data (``self.ctx``), naming ``method.hparams.<name>``, the value
+        and what is allowed (:func:`kdsuite.methods.build_checks.require_at_most`). Default: ``below_num_train``."""
+        build_checks.check_below_num_train(self)
 
     # ---- what the trainer calls ----------------------------------------------------------
     def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -62,41 +62,59 @@ def count_params(model: nn.Module) -> int:
 
 
 def check_input(model: nn.Module, arch: str, input_shape, field: str = "student.arch") -> None:
-    """Whether ``model`` takes the data's images (``input_shape`` = (C, H, W)); a patch model built for
-    another image size or a patch size that does not divide the image is a ConfigError naming both, at
-    build time (not a crash at the first step)."""
+    """Whether ``model`` takes the data's images (``input_shape`` = (C, H, W)), at build time (not a crash at
+    the first step): a patch model built for another image size or a patch size that does not divide the
+    image is named with the kwargs that fit; then every model makes one forward of a zero batch
+    (:func:`_forward_check`), and whatever it raises becomes a ConfigError naming the model, the size and
+    what the model said."""
     from kdsuite.core.errors import ConfigError
     from kdsuite.zoo.taps import family
 
     h, w = int(input_shape[-2]), int(input_shape[-1])
+    fam = family(model)
     pe = getattr(model, "patch_embed", None)
-    if pe is None:
-        return
     img = tuple(getattr(pe, "img_size", None) or ()) or None
     patch = tuple(getattr(pe, "patch_size", None) or ()) or None
-    strict = bool(getattr(pe, "strict_img_size", True)) and not getattr(pe, "dynamic_img_size", False)
-    pad = bool(getattr(pe, "dynamic_img_pad", False))
-    fam = family(model)
-    hint = (f"build it for these images, e.g. {field.rsplit('.', 1)[0]}.kwargs: {{img_size: {h}, patch_size: "
-            f"{_divisor(h)}}} (timm's img_size / patch_size)")
-    if img and strict and img != (h, w):
-        grid = f", a {img[0] // patch[0]}×{img[1] // patch[1]} patch grid" if patch else ""
-        raise ConfigError(f"{field} = {arch!r}: this {fam} is built for {img[0]}×{img[1]} images (patch "
-                          f"{patch[0] if patch else '?'}{grid}) but the data's images are {h}×{w}; {hint}")
-    if patch and not pad and (h % patch[0] or w % patch[1]):
-        raise ConfigError(f"{field} = {arch!r}: its patch size {patch[0]}×{patch[1]} does not divide the data's "
-                          f"{h}×{w} images; {hint}")
-    if fam == "Swin" and patch:  # each stage's grid must hold whole windows
-        import torch
+    sizes = f"{{img_size: {h}, patch_size: {_divisor(h)}}} (timm's img_size / patch_size)"
+    hint = (f"build it for these images, e.g. {field[:-len('.arch')]}.kwargs: {sizes}" if field.endswith(".arch")
+            else f"choose a model built for these images, e.g. {sizes}") if patch else \
+        "choose a model for images this small, or larger images (dataset.image_size, for digits and imagefolder)"
+    if pe is not None:
+        strict = bool(getattr(pe, "strict_img_size", True)) and not getattr(pe, "dynamic_img_size", False)
+        if img and strict and img != (h, w):
+            grid = f", a {img[0] // patch[0]}×{img[1] // patch[1]} patch grid" if patch else ""
+            raise ConfigError(f"{field} = {arch!r}: this {fam} is built for {img[0]}×{img[1]} images (patch "
+                              f"{patch[0] if patch else '?'}{grid}) but the data's images are {h}×{w}; {hint}")
+        if patch and not getattr(pe, "dynamic_img_pad", False) and (h % patch[0] or w % patch[1]):
+            raise ConfigError(f"{field} = {arch!r}: its patch size {patch[0]}×{patch[1]} does not divide the data's "
+                              f"{h}×{w} images; {hint}")
+    problem = _forward_check(model, input_shape)
+    if problem:
+        why = f" (patch {patch[0]}; every stage's grid must hold whole windows)" if fam == "Swin" and patch else ""
+        raise ConfigError(f"{field} = {arch!r}: this {fam} ({type(model).__name__}) does not take the data's "
+                          f"{'×'.join(str(int(d)) for d in input_shape)} (C×H×W) images{why}: {problem}; {hint}")
 
-        try:
-            with torch.no_grad():
-                was = model.training
-                model.eval()(torch.zeros(1, *input_shape))
-                model.train(was)
-        except (RuntimeError, AssertionError, ValueError) as e:
-            raise ConfigError(f"{field} = {arch!r}: this Swin does not take {h}×{w} images (patch "
-                              f"{patch[0]}; every stage's grid must hold whole windows): {e}; {hint}") from None
+
+def _forward_check(model: nn.Module, input_shape) -> str:
+    """What ``model`` raises on a batch of two zero images of ``input_shape`` ('' if nothing). Safe for the run
+    it precedes: in eval mode (BN running statistics are not updated, dropout and drop-path draw nothing),
+    under no_grad (parameters are only read, no graph is kept), inside ``fork_rng`` (any RNG state a model
+    draws from in eval is restored) and with every sub-module's train/eval mode restored as it was. Cost: one
+    forward of two images per model, once per run."""
+    import torch
+
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            model.eval()(torch.zeros(2, *input_shape, device=device))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+    finally:
+        for m, training in modes:
+            m.training = training
+    return ""
 
 
 def _divisor(n: int) -> int:

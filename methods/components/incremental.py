@@ -78,7 +78,7 @@ class ClassIncremental(Distiller):
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
         if hp.tasks > ctx.num_classes:
-            raise ConfigError(f"method '{self.name}': hparams.tasks = {hp.tasks} exceeds the data set's "
+            raise ConfigError(f"method '{self.name}': method.hparams.tasks = {hp.tasks} exceeds the data set's "
                               f"{ctx.num_classes} classes; allowed: 1 to {ctx.num_classes}")
         self.task_groups = task_classes(ctx.num_classes, hp.tasks)
         self.previous = copy.deepcopy(student).requires_grad_(False).eval()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from kdsuite import zoo
 from kdsuite.core.errors import ConfigError
 from kdsuite.methods.base import Distiller, OptimGroup
 
@@ -17,6 +18,12 @@ class PeerGroup(Distiller):
             raise ConfigError(f"method.hparams.peers = []: {self.name} needs at least one other peer "
                               f"(a list of architecture names)")
         self.others = nn.ModuleList([ctx.build_model(a) for a in hp.peers])
+
+    def check_build(self) -> None:
+        """Each peer takes the data's images (one safe forward, as the run does for student and teachers)."""
+        super().check_build()
+        for i, (arch, peer) in enumerate(zip(self.hp.peers, self.others)):
+            zoo.check_input(peer, arch, self.ctx.input_shape, field=f"method.hparams.peers[{i}]")
 
     @property
     def peers(self):

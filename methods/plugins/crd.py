@@ -88,6 +88,9 @@ class CRD(Distiller):
     teacher_taps = ("pool",)
     batch_fields = ("x", "y", "index")
     smoke_hparams = {"nce_k": 64}
+    below_num_train = {"nce_k": "its negatives are rows of memory banks with one row per training sample, so more "
+                                "would repeat rows, at a cost of batch × (1 + nce_k) × feat_dim values gathered per "
+                                "bank each step (RepDistiller's 16384 is for CIFAR-100's 50,000 images)"}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)

@@ -57,6 +57,7 @@ class FitNet(Distiller):
     # constant λ in smoke runs: the logged soft term then falls only if the student learns
     smoke_hparams = {"hint_epochs": 1, "lambda_start": 1.0, "lambda_end": 1.0}
     distill_terms = ("kd",)
+    stage_hparams = ("hint_layer",)
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.hint_layer}",)

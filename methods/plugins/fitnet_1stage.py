@@ -29,6 +29,7 @@ class FitNetOneStage(Distiller):
     hparams = {"beta": HParam(100.0, low=0.0, doc="weight of the hint term"),
                "ce_weight": HParam(1.0, low=0.0, doc="weight of the cross-entropy"),
                "hint_layer": HParam(2, low=1, doc="stage index of the guided (student) and hint (teacher) layers")}
+    stage_hparams = ("hint_layer",)
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.hint_layer}",)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdsuite.methods import losses
+from kdsuite.methods import build_checks, losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.components.memory_banks import add_memory_banks, update_memory_banks
 from kdsuite.methods.hparams import ConfigError, HParam
@@ -86,6 +86,7 @@ class HKD(Distiller):
     teacher_taps = ("pool",)
     batch_fields = ("x", "y", "index")
     smoke_hparams = {"nce_k": 64}
+    below_num_train = {"nce_k": "its negatives are rows of memory banks with one row per training sample"}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
@@ -94,6 +95,14 @@ class HKD(Distiller):
         self.gnn_s = GraphEncoder(hp.feat_dim)
         self.gnn_t = GraphEncoder(hp.feat_dim)
         self.num_data = add_memory_banks(self, "hkd", ctx.num_train, hp.feat_dim)
+
+    def check_build(self) -> None:
+        """nce_k below the training set's size (``below_num_train``); knn within a batch (the graph's vertices)."""
+        super().check_build()
+        b = self.ctx.batch_size
+        build_checks.require_at_most(self, "knn", b, f"dataset.batch_size = {b}",
+                                     "the neighbour graph is built within each batch, and a batch smaller than "
+                                     "knn skips the graph term")
 
     def holistic_loss(self, e_s, e_t, z_s, z_t, index, neg):
         """L_HKD for ℓ2-normalised embeddings ``e_s``/``e_t`` (B, d), logits ``z_s``/``z_t``, bank rows ``index``

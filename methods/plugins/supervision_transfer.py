@@ -52,6 +52,7 @@ class SupervisionTransfer(Distiller):
     }
     smoke_hparams = {"transfer_epochs": 1}
     batch_fields = ("x", "y", "teacher_x")
+    stage_hparams = ("layer",)
 
     def __init__(self, student, teachers, hp, ctx):
         self.student_taps = (f"feat{hp.layer}",)
