@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from kdsuite.core.errors import WriteError
 
@@ -156,7 +156,7 @@ def load_latest_checkpoint(path: os.PathLike, log: Callable[[str], None] = print
 
 
 # ---- files kdsuite reads, named by what is wrong with them -----------------------------------------
-def file_problem(path: os.PathLike) -> Optional[str]:
+def file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     """Why ``path`` cannot be read as a file (missing, a broken link, a folder, below a file, not readable),
     in the words of an error message; None when it can."""
     path = Path(path)
@@ -176,7 +176,7 @@ def file_problem(path: os.PathLike) -> Optional[str]:
     return None
 
 
-def check_readable_file(path: os.PathLike, what: str, hint: str = "") -> Path:
+def check_readable_file(path: Union[str, os.PathLike], what: str, hint: str = "") -> Path:
     """``path`` as a Path when it is a readable file; else a ConfigError naming ``what``, the path and why."""
     from kdsuite.core.errors import ConfigError
 

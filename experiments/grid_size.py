@@ -29,7 +29,8 @@ def stage_count(st: Mapping[str, Any]) -> int:
     others = math.prod(v for k, v in sizes.items() if k not in ("method", "pair"))
     pairs = sizes.get("pair", 1)
     method_pairs = st.get("method_pairs") or {}
-    methods = axes.get("method") if isinstance(axes.get("method"), list) else [None]
+    method_axis = axes.get("method")
+    methods: list = method_axis if isinstance(method_axis, list) else [None]
     for m in methods:
         own = method_pairs.get(m) if isinstance(method_pairs, Mapping) and isinstance(m, str) else None
         n += others * (len(own) if isinstance(own, list) and own else pairs)
