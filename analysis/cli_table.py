@@ -40,6 +40,21 @@ def _stale_notes(records: List[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def _complete(records: List[Dict[str, Any]]) -> tuple:
+    """The records that name what a table row needs (method, student), and a note for each that does not."""
+    keep, notes = [], []
+    for r in records:
+        missing = [k for k in ("method", "student") if not r.get(k)]
+        if missing:
+            where = r.get("record_path") or r.get("run_dir")
+            print(f"kdsuite: warning: {where}: not tabulated, the record names no {' and no '.join(missing)}",
+                  file=sys.stderr)
+            notes.append(f"Not tabulated: {where} names no {' and no '.join(missing)}.")
+        else:
+            keep.append(r)
+    return keep, notes
+
+
 def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
     """Finished and diverged records of ``args.source`` (a :class:`Records` list whose ``notes`` name
     every unreadable or stale record); ConfigError saying what was found when there are none."""
@@ -84,6 +99,11 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
                 raise ConfigError(f"--source '{src}' --group {group!r}: no finished record of that grid")
         if tags:
             raise ConfigError("--tag filters W&B runs; local records are filtered with --group (the grid name)")
+    records, incomplete = _complete(records)
+    notes += incomplete
+    if not records:
+        raise ConfigError(f"--source {source}: no record names the method and student it tabulates "
+                          f"({len(incomplete)} incomplete, listed above)")
     datasets = Counter(str(r.get("dataset")) for r in records)
     if len(datasets) > 1:
         raise ConfigError(f"--source {source} mixes records of datasets {dict(sorted(datasets.items()))}; a table "

@@ -40,6 +40,19 @@ ARCHIVE = ".superseded"
 _LIBS = ("kdsuite", "torch", "torchvision", "timm", "numpy", "wandb", "pandas", "submitit", "scikit-learn", "safetensors")
 
 
+# metrics tables and plots compute with: a record whose value is not a number is unreadable, not a crash
+NUMERIC_METRICS = ("last_top1", "last_top5", "best_top1", "best_top5", "best_test_top1", "best_val_top1",
+                   "teacher_top1", "teacher_record_top1", "student_params", "wall_time_s", "train_time_s",
+                   "images_per_s")
+LISTED_METRICS = ("teacher_top1", "teacher_record_top1")  # one per teacher
+
+
+def _number_or_numbers(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
 class RecordError(ConfigError):
     """A ``record.json`` that cannot be read as a run record; the message names the file."""
 
@@ -130,6 +143,15 @@ class RunRecord(BaseModel):
     # stage pairs and their rule (docs/heterogeneous.md)
     features: Dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("metrics")
+    @classmethod
+    def _numeric_metrics(cls, v: Dict[str, Any]) -> Dict[str, Any]:
+        for key, value in v.items():
+            if key in NUMERIC_METRICS and not _number_or_numbers(value):
+                raise ValueError(f"metrics.{key} = {value!r}: expected a number (or null)"
+                                 + (" or a list of numbers" if key in LISTED_METRICS else ""))
+        return v
+
     @field_validator("status", mode="before")
     @classmethod
     def _legacy_status(cls, v):
@@ -188,6 +210,8 @@ def load_record(path: os.PathLike) -> RunRecord:
         return RunRecord.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
+        if first["type"] == "value_error":  # our own validators say field and value themselves
+            raise RecordError(path, str(first["ctx"]["error"])) from None
         where = ".".join(str(x) for x in first["loc"]) or "record"
         raise RecordError(path, f"{where}: {first['msg']}") from None
 

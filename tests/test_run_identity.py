@@ -5,6 +5,7 @@ import copy
 import hashlib
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,27 @@ def test_the_record_schema_version_is_read_migrated_or_refused_by_name(tmp_path,
     assert str(newer) in err and "upgrade kdsuite" in err and "Traceback" not in err
     from kdsuite.core.records import provenance
     assert provenance()["versions"]["kdsuite"]  # what the remedy points at is in every new record
+
+
+def test_a_record_that_cannot_be_tabulated_is_named_not_a_crash(tmp_path, capsys):
+    """A metric that is not a number makes the record unreadable (by name); a record naming no student is
+    left out of tables by name; neither is a traceback."""
+    good = {"status": "finished", "method": "kd", "category": "response", "scheme": "offline", "dataset": "digits",
+            "student": "cifar_resnet8", "pair": "resnet8", "seed": 0, "metrics": {"last_top1": 50.0}}
+    cases = {"text": dict(good, metrics={"last_top1": "high"}), "flag": dict(good, metrics={"best_top1": True}),
+             "list": dict(good, metrics={"teacher_top1": [70.0, "x"]}), "nostudent": dict(good, student=None),
+             "ok": good, "ok2": dict(good, seed=1, metrics={"last_top1": 52.0, "teacher_top1": [70.0, None]})}
+    for name, rec in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "record.json").write_text(json.dumps(rec))
+    for name, words in (("text", "metrics.last_top1 = 'high': expected a number"),
+                        ("flag", "metrics.best_top1 = True: expected a number"),
+                        ("list", "metrics.teacher_top1 = [70.0, 'x']: expected a number (or null) or a list")):
+        with pytest.raises(RecordError, match=re.escape(words)):
+            read_record(tmp_path / name)
+    capsys.readouterr()
+    assert main(["table", "--source", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "(2)" in out  # the two good seeds, nothing else
+    assert f"{tmp_path / 'nostudent' / 'record.json'}: not tabulated, the record names no student" in err
+    assert all(str(tmp_path / n / "record.json") in err for n in ("text", "flag", "list"))
