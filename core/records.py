@@ -47,8 +47,8 @@ NUMERIC_METRICS = ("last_top1", "last_top5", "best_top1", "best_top5", "best_tes
 LISTED_METRICS = ("teacher_top1", "teacher_record_top1")  # one per teacher
 
 
-def _number_or_numbers(v: Any) -> bool:
-    if isinstance(v, list):
+def _number_or_numbers(v: Any, listed: bool) -> bool:
+    if isinstance(v, list) and listed:
         return all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
@@ -147,7 +147,7 @@ class RunRecord(BaseModel):
     @classmethod
     def _numeric_metrics(cls, v: Dict[str, Any]) -> Dict[str, Any]:
         for key, value in v.items():
-            if key in NUMERIC_METRICS and not _number_or_numbers(value):
+            if key in NUMERIC_METRICS and not _number_or_numbers(value, listed=key in LISTED_METRICS):
                 raise ValueError(f"metrics.{key} = {value!r}: expected a number (or null)"
                                  + (" or a list of numbers" if key in LISTED_METRICS else ""))
         return v

@@ -36,6 +36,10 @@ def teacher_record(ref: str, field: str) -> Dict[str, Any]:
     if missing:
         raise ConfigError(f"{field} = '{ref}': the teacher record {META} is incomplete (missing "
                           f"{', '.join(missing)}; a record holds {', '.join(TEACHER_META_KEYS)}, …)")
+    from kdsuite.core.schema import check_file
+    from kdsuite.core.teacher_record import TeacherRecord
+
+    check_file(TeacherRecord, meta, f"{field} = '{ref}': the teacher record {META}")
     return meta
 
 

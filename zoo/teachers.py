@@ -40,11 +40,12 @@ def save_teacher(model: nn.Module, folder: Path, meta: Dict[str, Any]) -> Dict[s
     folder = Path(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     data = st_save(state)
-    atomic_write_bytes(folder / WEIGHTS, data)
     meta = dict(meta, sha256=hashlib.sha256(data).hexdigest(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    for key in ("arch", "num_classes", "dataset"):
-        if key not in meta:
-            raise ValueError(f"teacher metadata needs '{key}'")
+    from kdsuite.core.schema import check_file
+    from kdsuite.core.teacher_record import TeacherRecord
+
+    check_file(TeacherRecord, meta, f"teacher record {folder / META}")  # nothing is written when it is wrong
+    atomic_write_bytes(folder / WEIGHTS, data)
     atomic_write_json(folder / META, meta)
     return meta
 
