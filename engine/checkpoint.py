@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from kdsuite.core.errors import KdsuiteError
 from kdsuite.core.fileio import load_latest_checkpoint, save_checkpoint
 from kdsuite.engine import distributed
 from kdsuite.methods.base import Distiller, Stage
@@ -84,9 +85,17 @@ class Checkpointing:
                                                                   flush=True))
         if ckpt is None:
             return None
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
-        self.method.load_state_dict(ckpt["method"])
+        aside = "move it aside (or delete it) and run again to train this run from the start"
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise KdsuiteError(f"{path}: not a kdsuite checkpoint of this version (format {fmt!r}, this kdsuite "
+                               f"writes {CHECKPOINT_FORMAT}); {aside}")
+        try:
+            self.method.load_state_dict(ckpt["method"])
+        except (RuntimeError, KeyError, TypeError) as e:  # torch names missing / unexpected keys and shapes
+            first = str(e).replace("\n", " ").strip()
+            raise KdsuiteError(f"{path}: this checkpoint is not this run's — its tensors do not fit the run's "
+                               f"models ({first[:300]}{'…' if len(first) > 300 else ''}); {aside}") from None
         return ckpt
 
     def _resume_state(self, ckpt: Optional[Dict[str, Any]], stages: List[Stage]) -> Dict[str, Any]:

@@ -223,3 +223,23 @@ def test_sigterm_in_a_step_writes_a_mid_epoch_checkpoint_and_the_resumed_run_is_
     w_a = torch.load(tmp_path / "a" / run_dir.name / "checkpoint.pt", weights_only=False)["method"]
     w_b = torch.load(run_dir / "checkpoint.pt", weights_only=False)["method"]
     assert w_a.keys() == w_b.keys() and all(torch.equal(w_a[k], w_b[k]) for k in w_a)
+
+
+def test_a_foreign_checkpoint_in_a_run_folder_is_named_and_kept(tmp_path, capsys):
+    """A checkpoint of another run (other models) copied into a run folder is refused by name, exit 2, the file
+    left as it was — never resumed from, never a torch traceback."""
+    from kdsuite.cli import main
+
+    other = run(_cfg(tmp_path / "o", student="cifar_wrn_16_1", epochs=1))
+    mine = run(_cfg(tmp_path / "m", epochs=1), stop_after_epochs=0)
+    mine_dir = tmp_path / "m" / mine["run_dir"].split("/")[-1]
+    foreign = (tmp_path / "o" / other["run_dir"].split("/")[-1] / "checkpoint.pt").read_bytes()
+    (mine_dir / "checkpoint.pt").write_bytes(foreign)
+    capsys.readouterr()
+    args = ["train", "--set", "epochs=1", "--set", "max_steps_per_epoch=4", "--set", "progress=none",
+            "--set", "dataset.batch_size=32", "--set", f"output.root={tmp_path / 'm'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert f"{mine_dir / 'checkpoint.pt'}: this checkpoint is not this run's" in err and "move it aside" in err
+    assert (mine_dir / "checkpoint.pt").read_bytes() == foreign
