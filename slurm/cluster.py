@@ -16,23 +16,45 @@ class SlurmUnavailable(ConfigError):
     """Slurm could not be asked (no controller, no client, a failing query): nothing is submitted."""
 
 
+ASK_TIMEOUT_S = 60   # a Slurm client that has not answered by then is not going to
+ASK_PROGRESS_S = 10  # a line on stderr every this many seconds while it is waited for
+
+
 def _ask(cmd: List[str], what: str) -> str:
-    """stdout of a Slurm client command; any failure is :class:`SlurmUnavailable` (never an empty answer)."""
+    """stdout of a Slurm client command; any failure is :class:`SlurmUnavailable` (never an empty answer).
+    While the command has not answered, a line on stderr says what is being waited for, every
+    :data:`ASK_PROGRESS_S` seconds, so a hanging controller is never silence."""
     import subprocess
+    import sys
 
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
         raise SlurmUnavailable(f"cannot {what}: `{cmd[0]}` is not installed here (run on a Slurm login node, or "
                                f"`bash slurm/local_cluster.sh install`)") from None
-    except (OSError, subprocess.SubprocessError) as e:
+    except OSError as e:
         raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` failed ({e})") from None
-    if out.returncode != 0:
-        msg = (out.stderr or out.stdout).strip().splitlines()
-        raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` exited {out.returncode}: "
+    waited = 0.0
+    while True:
+        step = min(ASK_PROGRESS_S, ASK_TIMEOUT_S - waited)
+        try:
+            stdout, stderr = proc.communicate(timeout=step)
+            break
+        except subprocess.TimeoutExpired:
+            waited += step
+            if waited >= ASK_TIMEOUT_S:
+                proc.kill()
+                proc.communicate()
+                raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` did not answer in {ASK_TIMEOUT_S:.0f} s "
+                                       f"— is the Slurm controller reachable (`sinfo`)? Nothing was submitted.") from None
+            print(f"kdsuite: still waiting for `{cmd[0]}` to {what} ({waited:.0f} s; giving up at "
+                  f"{ASK_TIMEOUT_S:.0f} s)", file=sys.stderr, flush=True)
+    if proc.returncode != 0:
+        msg = (stderr or stdout).strip().splitlines()
+        raise SlurmUnavailable(f"cannot {what}: `{' '.join(cmd)}` exited {proc.returncode}: "
                                f"{' / '.join(msg[-3:]) or 'no message'} — is the Slurm controller reachable "
                                f"(SLURM_CONF, `sinfo`)? Nothing was submitted.")
-    return out.stdout
+    return stdout
 
 
 def cluster_config() -> Dict[str, str]:

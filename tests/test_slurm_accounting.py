@@ -51,3 +51,22 @@ def test_a_failing_sacct_leaves_squeues_answer_and_a_failing_squeue_is_an_error(
     _tool(bin_dir, "squeue", "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n")
     with pytest.raises(SlurmUnavailable, match="Unable to contact slurm controller"):
         job_states(["101_0"])
+
+
+def test_a_hanging_squeue_says_so_while_it_is_waited_for_then_gives_up(fake_slurm, monkeypatch, capsys):
+    """A controller that does not answer is never silence: a line on stderr names what is waited for while it
+    hangs, then a kdsuite error names the command and that nothing was submitted; the hung client is killed
+    (the limits are shortened here; 10 s and 60 s in use)."""
+    from kdsuite.slurm import cluster
+
+    bin_dir, tmp = fake_slurm
+    _tool(bin_dir, "squeue", f"echo $$ > {tmp}/squeue.pid\nexec sleep 300\n")
+    monkeypatch.setattr(cluster, "ASK_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(cluster, "ASK_PROGRESS_S", 1.0)
+    with pytest.raises(SlurmUnavailable, match=r"`squeue -h -r .*` did not answer in 3 s .*Nothing was submitted"):
+        job_states(["101_0"])
+    assert capsys.readouterr().err.splitlines() == [
+        f"kdsuite: still waiting for `squeue` to ask Slurm for job states ({n} s; giving up at 3 s)" for n in (1, 2)]
+    pid = int((tmp / "squeue.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
