@@ -11,18 +11,11 @@ import uuid
 import pytest
 import torch
 
-from kdsuite import cli
 from kdsuite.core.records import write_record
+from tests.test_write_places import _main  # the CLI in-process: (exit code, stderr), never a traceback
 
 TRAIN = ["--set", "epochs=3", "--set", "max_steps_per_epoch=3", "--set", "progress=none",
          "--set", "dataset.batch_size=32"]
-
-
-def _main(args, capsys):
-    code = cli.main([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, err
 
 
 @pytest.fixture
