@@ -36,6 +36,7 @@ class ReviewKD(Distiller):
     name = "reviewkd"
     display_name = "ReviewKD"
     category = "feature"
+    check_discrepancy = "terms"  # a feature term: the kit measures it on fresh batches, not the logits' KL
     scheme = "offline"
     paper = "Chen et al. 2021, Distilling Knowledge via Knowledge Review (CVPR)"
     equation = "ce_weight·CE + weight·min(e/warmup,1)·Σ_i HCL(ABF_i(F_s^i, deeper), F_t^i)"
