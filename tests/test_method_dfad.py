@@ -39,4 +39,6 @@ def test_generator_step_never_moves_the_student_and_student_steps_never_move_the
 
 def test_dfad_student_learns_without_the_training_data(tmp_path, digits_teachers, monkeypatch):
     rec = run_data_free("dfad", {"batch": 64, "student_steps": 5}, digits_teachers[0], tmp_path, monkeypatch, epochs=8, steps=15)
-    assert rec["metrics"]["last_top1"] > 40.0  # chance is 10 %; measured 74 % (teacher 96 %)
+    # twice chance (10 %): measured 2026-12-04 over 2 digits teachers × seeds 0-2 on one host, 54.7-91.9 %
+    # (teachers 95-96 %), 74 % on another; DeepInversion's same-seed result fell 60 → 33.6 % across hosts
+    assert rec["metrics"]["last_top1"] > 20.0
