@@ -59,7 +59,9 @@ def warning(run: str, method: Distiller, entries: Dict[str, Dict[str, Any]]) -> 
         band = band_of(cls, key)
         ref = f", {band.reference:.3g} at its reference recipe" if band.reference is not None else ""
         if band.weight is not None:
-            hint = f"its weight is method.hparams.{band.weight} = {getattr(method.hp, band.weight, '?')!r}"
+            value = getattr(method.hp, band.weight, None)
+            hint = f"its weight is method.hparams.{band.weight}" + (
+                " (unset here: derived, see kdsuite methods -v)" if value is None else f" = {value!r}")
         else:
             hint = "check the hyper-parameter that weights it (kdsuite methods -v)"
         parts.append(f"{key}/CE = {e['ratio']:.3g} is outside {cls.name}'s calibrated band "

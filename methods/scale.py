@@ -35,7 +35,8 @@ class ScaleBand(NamedTuple):
     @classmethod
     def around(cls, reference: float, weight: Optional[str] = None) -> "ScaleBand":
         """One decade either side of the ratio ``reference`` measured at the method's reference recipe."""
-        return cls(reference / AROUND, reference * AROUND, weight, reference)
+        # 6 significant digits: 0.51 / 10 is recorded as 0.051, not 0.051000000000000004
+        return cls(float(f"{reference / AROUND:.6g}"), float(f"{reference * AROUND:.6g}"), weight, reference)
 
     def holds(self, ratio: float) -> bool:
         return self.lo < abs(ratio) < self.hi

@@ -327,7 +327,8 @@ def test_loss_terms_relative_to_ce_at_initialisation(name, setup):
                 if stated is not None and "ce" in out:
                     # the band the trainer's scale check holds a run to, against the CE term as weighted
                     r = v / out["ce"]
-                    print(f"PARITY-SCALE {name:14s} {key:22s} term/weighted CE = {r:10.3g}  band ({stated.lo:.3g}, {stated.hi:.3g})")
+                    print(f"PARITY-SCALE {name:14s} {key:22s} term/weighted CE = {r:10.3g}  "
+                          f"band ({stated.lo:.3g}, {stated.hi:.3g})")
                     if not stated.holds(r):
                         problems.append(f"{key}: term/weighted CE = {r:.3g} outside its stated scale_band "
                                         f"({stated.lo:.3g}, {stated.hi:.3g})")
