@@ -142,6 +142,9 @@ class RunRecord(BaseModel):
     # what the method reads of each model: family, taps (kind, grid, prefix tokens, depth, token → map step),
     # stage pairs and their rule (docs/heterogeneous.md)
     features: Dict[str, Any] = Field(default_factory=dict)
+    # each distillation term's ratio to CE at the run's first step: {term: {ratio, band: [lo, hi], inside}}
+    # (``stage/term`` for several stages; empty where nothing was compared, and in older records)
+    scale: Dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("metrics")
     @classmethod

@@ -103,11 +103,13 @@ class Checkpointing:
         stored in ``ckpt`` (then the main process says where the run resumes)."""
         if ckpt is None:
             state: Dict[str, Any] = {"stage_index": 0, "epoch": 0, "history": [], "stage_results": {},
-                                     "teacher_eval": None, "train_time": 0.0, "images": 0, "stage_started": False}
+                                     "teacher_eval": None, "train_time": 0.0, "images": 0, "stage_started": False,
+                                     "scale": {}}
         else:
             state = {k: ckpt[k] for k in ("stage_index", "epoch", "history", "stage_results", "teacher_eval",
                                           "train_time", "images", "stage_started")}
             state["mid"] = ckpt.get("mid")
+            state["scale"] = ckpt.get("scale", {})  # the step-0 scale check (absent from older checkpoints)
             if self.dist.main:
                 where = f" of stage '{stages[state['stage_index']].name}'" if len(stages) > 1 and \
                     state["stage_index"] < len(stages) else ""

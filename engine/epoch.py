@@ -5,12 +5,14 @@ Role in the flow: :meth:`kdsuite.engine.trainer.Trainer.fit` runs :meth:`EpochLo
 each epoch of each stage; each step sets the learning rates (:mod:`kdsuite.engine.optim`), moves the
 batch to the device and calls the plugin through :meth:`kdsuite.engine.trainer.Trainer.step`; each
 epoch ends with an evaluation (:mod:`kdsuite.engine.evaluation`) and a checkpoint
-(:mod:`kdsuite.engine.checkpoint`). No per-step host synchronisation: loss terms stay on the device
+(:mod:`kdsuite.engine.checkpoint`); the first step of each stage also goes through the scale check
+(:mod:`kdsuite.engine.scale_check`). No per-step host synchronisation: loss terms stay on the device
 and are read back only every ``log_every`` steps and at the epoch's end.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import torch
 
-from kdsuite.engine import distributed, stop
+from kdsuite.engine import distributed, scale_check, stop
 from kdsuite.engine.batches import BatchSource
 from kdsuite.engine.checkpoint import _rng_states, _set_rng_states, derive_seed, seed_everything
 from kdsuite.engine.progress import Reporter
@@ -111,12 +113,15 @@ class EpochLoop:
             for step, batch in enumerate(batches, start=acc.done):
                 if step >= steps:
                     break
-                self._train_step(step, steps, epoch, batch, acc, stage)
+                losses = self._train_step(step, steps, epoch, batch, acc, stage)
+                if step == 0 and epoch == 0 and self.dist.main:
+                    self._check_scale(stage, losses, state)
                 if can_defer and stop.pending() is not None:
                     self._stop_mid_epoch(si, stage, epoch, steps, acc, time.time() - t0, state)
         self._end_epoch(stage, epoch, acc, time.time() - t0, state)
 
-    def _train_step(self, step: int, steps: int, epoch: int, batch, acc: "_EpochSums", stage: Stage) -> None:
+    def _train_step(self, step: int, steps: int, epoch: int, batch, acc: "_EpochSums", stage: Stage
+                    ) -> Dict[str, torch.Tensor]:
         method, prog = self.method, self.method.progress
         prog.step = epoch * steps + step
         prog.epoch_float = epoch + step / steps
@@ -143,6 +148,18 @@ class EpochLoop:
         if (step + 1) % self.s.log_every == 0:
             self._check_finite(acc.first_bad, acc.sums, stage, epoch, weights=False)
             self.reporter.update(step + 1, {k: v.item() / (step + 1) for k, v in acc.sums.items()})
+        return losses
+
+    def _check_scale(self, stage: Stage, losses: Dict[str, torch.Tensor], state: Dict[str, Any]) -> None:
+        """The scale check of the stage's first step (:mod:`kdsuite.engine.scale_check`): each term's
+        ratio to CE into the run state (and so the checkpoint and the record), one line on stderr when
+        a term is outside its method's band."""
+        entries = scale_check.step0_scale(self.method, losses, stage.name, self._n_stages)
+        state.setdefault("scale", {}).update(entries)
+        run = self.run_dir.name if self.run_dir is not None else self.method.name
+        line = scale_check.warning(run, self.method, entries)
+        if line is not None:
+            print(line, file=sys.stderr, flush=True)
 
     def _stop_mid_epoch(self, si: int, stage: Stage, epoch: int, steps: int, acc: "_EpochSums",
                         elapsed: float, state: Dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ record's and do not change here).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
@@ -76,6 +76,8 @@ class FitResult:
     history: List[Dict[str, Any]]
     stage_results: Dict[str, Dict[str, Any]]
     divergence: Optional[Dict[str, Any]] = None  # {"stage", "epoch", "step", "what"} when diverged
+    # each distillation term's ratio to CE at step 0 and its band (kdsuite.engine.scale_check)
+    scale: Dict[str, Any] = field(default_factory=dict)
 
 
 class Evaluation:
@@ -146,4 +148,4 @@ class Evaluation:
         metrics["teacher_top1"] = [t["top1"] for t in state["teacher_eval"]]
         metrics["train_time_s"] = state["train_time"]
         metrics["images_per_s"] = state["images"] / state["train_time"] if state["train_time"] > 0 else None
-        return FitResult(status, metrics, state["history"], state["stage_results"])
+        return FitResult(status, metrics, state["history"], state["stage_results"], scale=state.get("scale", {}))

@@ -271,7 +271,7 @@ def _run_main(cfg: Dict[str, Any], h: str, run_dir: Path, stop_after_epochs: Opt
         metrics.update(method.record_metrics(parts))  # e.g. quantized methods: bit widths, the int8 model
     record.update(status={"stopped": "interrupted"}.get(res.status, res.status), metrics=metrics,
                   inference_parts=deployed_parts,
-                  history=res.history, stage_results=res.stage_results, divergence=res.divergence,
+                  history=res.history, stage_results=res.stage_results, divergence=res.divergence, scale=res.scale,
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if res.status == "finished" and cfg["export_teacher"]:
         record["teacher_export"] = _export_teacher(cfg, h, run_dir, parts, metrics, deployed_parts)

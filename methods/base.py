@@ -142,6 +142,11 @@ class Distiller(nn.Module):
     # hyper-parameters that count rows of the training set (CRD's negatives), each with why: they must stay
     # below num_train — checked when a config is validated (grid plan) and again at build (check_build)
     below_num_train: Mapping[str, str] = {}
+    # term → kdsuite.methods.scale.ScaleBand: term / CE at step 0 at the method's reference recipe, where
+    # the trainer's scale check expects a run to start (unstated terms: the suite-wide band)
+    scale_band: Mapping[str, Any] = {}
+    # loss keys of other players (a discriminator's own losses): not compared with the student's CE
+    scale_exempt: Sequence[str] = ()
 
     # set in __init__ (declared here for type checkers: nn.Module's __getattr__ would type them Tensor | Module)
     student: nn.Module

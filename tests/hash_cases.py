@@ -7,7 +7,9 @@ method / teacher forms). ``python -m tests.hash_cases`` writes ``tests/data/conf
 from the code at hand; it was run before the config became typed, and once more when the validation
 split came (``dataset.val_fraction``, default 0.1: the demo's and the defaults' hashes changed, as their data
 did; the reproduction grids, at ``val_fraction: 0``, kept theirs — docs/records.md, "Upgrading"). It must not be
-rerun to make the test pass without such a reason and a migration note.
+rerun to make the test pass without such a reason and a migration note. The demo's three ``at`` cells
+(``grid:demo:students:01[2-4]``) were then updated by hand when the demo set AT's β to 250 for its 16×16 maps
+(issue 26; their configs changed, so did their hashes; docs/records.md, "Upgrading").
 """
 from __future__ import annotations
 

@@ -23,6 +23,10 @@ discriminator losses, the CE variants of peers and exits) are printed but not ba
 with the student's CE; nor are the terms of a CE-free initialisation stage (FitNets' hint stage,
 AB/FSP init, FT's paraphraser), which has no CE to compete with (printed with their ratio all the same).
 
+The stated bands. Where a plugin states ``scale_band`` for a term (the band the trainer's step-0 scale check
+holds a run to, kdsuite.methods.scale), the term divided by the CE term as the method weights it (``term/weighted
+CE`` lines) must lie inside it: the band is derived from exactly this ratio, one decade either side.
+
 Reference values. For kd, at, sp, rkd, nst, dist, ctkd and wkd (parameter-free terms) the same term is recomputed
 here in float64 numpy from the models' own taps, chosen as RepDistiller's train_student.py chooses them
 (feat[1:-1] for AT/NST, feat[-2] for SP, feat[-1] = pooled for RKD), with the reference weights
@@ -268,6 +272,12 @@ def references(name, m, x, y=None):
     return ref_dist(s, t)
 
 
+def _stated_band(m, key):
+    """The plugin's own ``scale_band`` entry for loss ``key`` (``stage/term`` or ``term``), or None."""
+    own, term = type(m).scale_band, key.rsplit("/", 1)[-1]
+    return own.get(key, own.get(term))
+
+
 def _param(name):
     cls = get_method(name)
     marks = [pytest.mark.xfail(strict=False, reason=BEING_FIXED[name])] if name in BEING_FIXED else []
@@ -313,6 +323,15 @@ def test_loss_terms_relative_to_ce_at_initialisation(name, setup):
                 banded[key] = ratio
                 if not band[0] < abs(ratio) < band[1]:
                     problems.append(f"{key}: term/CE = {ratio:.3g} outside ({band[0]:g}, {band[1]:g})")
+                stated = _stated_band(m, key)
+                if stated is not None and "ce" in out:
+                    # the band the trainer's scale check holds a run to, against the CE term as weighted
+                    r = v / out["ce"]
+                    print(f"PARITY-SCALE {name:14s} {key:22s} term/weighted CE = {r:10.3g}  "
+                          f"band ({stated.lo:.3g}, {stated.hi:.3g})")
+                    if not stated.holds(r):
+                        problems.append(f"{key}: term/weighted CE = {r:.3g} outside its stated scale_band "
+                                        f"({stated.lo:.3g}, {stated.hi:.3g})")
             if si == len(stages) - 1 and k in refs:
                 print(f"PARITY-SCALE {name:14s} {key:22s} reference {refs[k]:12.5g}")
                 assert v == pytest.approx(refs[k], rel=1e-4), f"{name}: {key} = {v} but the reference gives {refs[k]}"

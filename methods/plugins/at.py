@@ -15,6 +15,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.components.features import match_resolution
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -31,6 +32,9 @@ class AT(Distiller):
     scheme = "offline"
     paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (ICLR)"
     equation = "CE + β·Σ_stages mean((Q_s/‖Q_s‖ − Q_t/‖Q_t‖)²), Q = mean_c |A|^p"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # at 0.51 (2.39 / 4.73 at β 1000; the term scales as 1/(H·W) of the maps)
+    scale_band = {"at": ScaleBand.around(0.51, "beta")}
     hparams = {"beta": HParam(1000.0, low=0.0, doc="weight of the attention term"),
                "p": HParam(2.0, low=0.0, low_open=True, doc="power of the attention map")}
     student_taps = ("stages",)

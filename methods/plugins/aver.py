@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -25,6 +26,9 @@ class Aver(Distiller):
     scheme = "offline"
     paper = "Averaged soft targets of N teachers (Hinton et al. 2015; survey §5.3)"
     equation = "α·CE + (1−α)·T²·KL(mean_i σ(z_t,i/T) ‖ σ(z_s/T))"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, + wrn_40_2, 2026-12-04):
+    # kd 36 (16.99 / 0.473: 0.9·T²·KL over 0.1·CE)
+    scale_band = {"kd": ScaleBand.around(36.0, "alpha")}
     num_teachers = (2, None)
     hparams = {"T": HParam(4.0, low=0.0, low_open=True), "alpha": HParam(0.1, low=0.0, high=1.0),
                "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}

@@ -21,6 +21,7 @@ from __future__ import annotations
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -33,6 +34,9 @@ class CrossModalKD(Distiller):
     scheme = "offline"
     paper = "Gupta et al. 2016 (CVPR), Cross Modal Distillation for Supervision Transfer; Thoker & Gall 2019 (ICIP)"
     equation = "α·CE(y, σ(z_s(x^B))) + (1−α)·T²·KL(σ(z_t(x^A)/T) ‖ σ(z_s(x^B)/T))"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, one view, 2026-12-04):
+    # kd 63 (29.95 / 0.473)
+    scale_band = {"kd": ScaleBand.around(63.0, "alpha")}
     hparams = {
         "T": HParam(4.0, low=0.0, low_open=True, doc="softmax temperature"),
         "alpha": HParam(0.1, low=0.0, high=1.0, doc="weight of the hard-label cross-entropy (0: label-free)"),

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -52,6 +53,9 @@ class DKD(Distiller):
     scheme = "offline"
     paper = "Zhao et al. 2022, Decoupled Knowledge Distillation (CVPR)"
     equation = "CE + min(e/warmup,1)·T²·(α·KL(b_t‖b_s) + β·KL(p̂_t‖p̂_s)), e the 1-based epoch"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # dkd 2.8 (13.35 / 4.73, warm-up weight 1/20 in epoch 1)
+    scale_band = {"dkd": ScaleBand.around(2.8, "beta")}
     hparams = {
         "alpha": HParam(1.0, low=0.0, doc="weight of TCKD"),
         "beta": HParam(8.0, low=0.0, doc="weight of NCKD"),

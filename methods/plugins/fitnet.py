@@ -29,6 +29,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.components.connectors import conv_regressor
 from kdsuite.methods.base import Distiller, OptimGroup, Stage
 from kdsuite.methods.hparams import ConfigError, HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -45,6 +46,9 @@ class FitNet(Distiller):
     scheme = "offline"
     paper = "Romero et al. 2015, FitNets: Hints for Thin Deep Nets (ICLR)"
     equation = "stage 1: ½‖u_h − r(v_g)‖² (Eq. 3); stage 2: H(y,P_S) + λ·H(P_T^τ,P_S^τ) (Eq. 2)"
+    # term / CE at step 0 of stage main, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # kd 3.9 (18.52 / 4.75 at λ 4); the hint stage has no CE
+    scale_band = {"kd": ScaleBand.around(3.9, "lambda_start")}
     hparams = {
         "hint_layer": HParam(2, low=1, doc="stage index of the guided (student) and hint (teacher) layers"),
         "hint_epochs": HParam(30, low=0, doc="epochs of the hint stage (RepDistiller's init_epochs)"),

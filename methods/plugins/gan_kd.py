@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller, OptimGroup
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -32,6 +33,10 @@ class GanKD(Distiller):
     scheme = "offline"
     paper = "Xu et al. 2018, KD with Conditional Adversarial Networks (ICLR-W)"
     equation = "D: BCE(D(t,y),1)+BCE(D(s,y),0); S: α·CE + (1−α)·T²·KL + λ·BCE(D(s,y),1)"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # kd 63 (29.95 / 0.473), adv 0.14 (0.067 / 0.473)
+    scale_band = {"kd": ScaleBand.around(63.0, "alpha"), "adv": ScaleBand.around(0.14, "lam")}
+    scale_exempt = ("d_real", "d_fake")  # the discriminator's own losses
     hparams = {"T": HParam(4.0, low=0.0, low_open=True), "alpha": HParam(0.1, low=0.0, high=1.0),
                "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1),
                "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}

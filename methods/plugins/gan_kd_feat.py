@@ -35,6 +35,7 @@ class GanKDFeat(Distiller):
     scheme = "offline"
     paper = "Chung et al. 2020, Feature-map-level Online Adversarial Knowledge Distillation (ICML); offline, pooled features"
     equation = "D: BCE(D(f_t),1)+BCE(D(c(f_s)),0); S: α·CE + (1−α)·T²·KL + λ·BCE(D(c(f_s)),1)"
+    scale_exempt = ("d_real", "d_fake")  # the discriminator's own losses
     hparams = {"T": HParam(4.0, low=0.0, low_open=True), "alpha": HParam(0.1, low=0.0, high=1.0),
                "lam": HParam(0.1, low=0.0, doc="weight of the adversarial term"), "hidden": HParam(256, low=1),
                "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)")}

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import ConfigError, HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -72,6 +73,10 @@ class IRG(Distiller):
     scheme = "offline"
     paper = "Liu et al. 2019, Knowledge Distillation via Instance Relationship Graph (CVPR)"
     equation = "CE + λ_V·‖z_S − z_T‖² + λ_E·mean_l ‖A^l_S − A^l_T‖² + λ_T·‖Λ_S − Λ_T‖² (A: batch distance graphs)"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # vertex 9.4 (44.2 / 4.73), edge 0.10 (0.489 / 4.73), transform 0.10 (0.478 / 4.73)
+    scale_band = {"irg_vertex": ScaleBand.around(9.4, "w_vertex"), "irg_edge": ScaleBand.around(0.10, "w_edge"),
+                  "irg_transform": ScaleBand.around(0.10, "w_transform")}
     hparams = {"w_vertex": HParam(0.1, low=0.0, doc="λ_V, vertex loss on the logits"),
                "w_edge": HParam(5.0, low=0.0, doc="λ_E, edge loss (batch distance matrices)"),
                "w_transform": HParam(5.0, low=0.0, doc="λ_T, IRG transformation between the last two stages")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
+from kdsuite.methods.scale import ScaleBand
 from kdsuite.methods.registry import register_method
 
 
@@ -25,6 +26,9 @@ class KD(Distiller):
     scheme = "offline"
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
     equation = "α·CE(y, σ(z_s)) + (1−α)·T²·KL(σ(z_t/T) ‖ σ(z_s/T)); ce_weight / kd_weight replace α / 1−α"
+    # term / CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
+    # kd 63 (29.95 / 0.473: 0.9·T²·KL over 0.1·CE)
+    scale_band = {"kd": ScaleBand.around(63.0, "kd_weight")}
     hparams = {
         "T": HParam(4.0, low=0.0, low_open=True, doc="softmax temperature"),
         "alpha": HParam(0.1, low=0.0, high=1.0, doc="weight of the hard-label cross-entropy"),
