@@ -171,15 +171,17 @@ def test_a_sign_flipped_dml_fails_toward(digits_teachers, tmp_path, monkeypatch)
     assert status == "FAIL" and "|kl0+kl1|" in detail and "wrong sign" in detail, (status, detail)
 
 
-def test_a_sign_flipped_data_free_student_fails_toward(digits_teachers, tmp_path, monkeypatch):
-    # DAFL's student maximising its KD: measured on held-out batches of its own synthetic images
+@pytest.mark.parametrize("name, where", [("dafl", "held-out synthetic batches"),  # check_synthetic "fresh"
+                                         ("deepinversion", "its last trained synthetic batches")])  # "trained"
+def test_a_sign_flipped_data_free_student_fails_toward(name, where, digits_teachers, tmp_path, monkeypatch):
+    # the student maximising its KD, measured on the method's own synthetic images
+    import importlib
     import types
 
-    import kdsuite.methods.plugins.dafl as dafl
-
-    monkeypatch.setattr(dafl, "losses", types.SimpleNamespace(kd_loss=lambda *a: -losses.kd_loss(*a)))
-    status, detail = _run("dafl", digits_teachers, tmp_path, TOWARD)[TOWARD]
-    assert status == "FAIL" and "held-out synthetic batches" in detail and "wrong sign" in detail, (status, detail)
+    plugin = importlib.import_module(f"kdsuite.methods.plugins.{name}")
+    monkeypatch.setattr(plugin, "losses", types.SimpleNamespace(kd_loss=lambda *a: -losses.kd_loss(*a)))
+    status, detail = _run(name, digits_teachers, tmp_path, TOWARD)[TOWARD]
+    assert status == "FAIL" and where in detail and "wrong sign" in detail, (status, detail)
 
 
 def test_ctkd_without_its_reversal_fails_adversary(digits_teachers, tmp_path, monkeypatch):
