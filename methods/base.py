@@ -122,6 +122,11 @@ class Distiller(nn.Module):
     # distillation terms, in absolute value, on fresh batches (feature/relation terms that need not move
     # the logits within a few steps, methods without a teacher, teachers on another view)
     check_discrepancy: str = "teacher_kl"
+    # data-free methods: the synthetic images "teacher_kl" is measured on — "fresh": what the synthesis gives
+    # in probe steps after training, none trained on (a generator's new samples); "trained": the last two
+    # batches the student trained on (images optimised batch by batch, as DeepInversion's: a student need not
+    # generalise from a few such batches to a new one within the check's 30 steps)
+    check_synthetic: str = "fresh"
     # optimizer groups that maximise what the student minimises (min-max methods: DFAD's generator). Such a
     # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
     # that the student's own objective falls against them.

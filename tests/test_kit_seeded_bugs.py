@@ -115,3 +115,77 @@ def test_an_exception_inside_a_check_is_that_check_failing(digits_teachers, tmp_
     assert [t for t, _, _ in res] == [GRADIENTS, ADVERSARY]  # the later check still ran and is listed
     assert res[0][1] == "FAIL" and res[0][2].startswith("RuntimeError: mat1 and mat2"), res
     assert res[1][1] == "skip"
+
+
+# ---- the checks' forms for other kinds of method (issue 26's gaps): each planted bug fails its check. The
+# unbroken plugins are the controls of the registry-wide contract (tests/test_method_contract.py).
+def _negated(cls, key, monkeypatch):
+    real = cls.forward_train
+    monkeypatch.setattr(cls, "forward_train", lambda self, x, y: {k: (-v if k == key else v)
+                                                                   for k, v in real(self, x, y).items()})
+
+
+def test_a_sign_flipped_dist_term_fails_toward(digits_teachers, tmp_path, monkeypatch):
+    # DIST declares its own discrepancy (check_discrepancy = "terms"): its correlation terms on fresh batches
+    _negated(get_method("dist"), "inter", monkeypatch)
+    _negated(get_method("dist"), "intra", monkeypatch)
+    status, detail = _run("dist", digits_teachers, tmp_path, TOWARD)[TOWARD]
+    assert status == "FAIL" and "|inter+intra| on fresh batches" in detail and "wrong sign" in detail, (status, detail)
+
+
+def test_a_sign_flipped_ps_kd_fails_toward(digits_teachers, tmp_path, monkeypatch):
+    # measured at the epoch it was trained to (its targets depend on the epoch)
+    _negated(get_method("ps_kd"), "ps", monkeypatch)
+    status, detail = _run("ps_kd", digits_teachers, tmp_path, TOWARD)[TOWARD]
+    assert status == "FAIL" and "|ps|" in detail and "wrong sign" in detail, (status, detail)
+
+
+def _dml_with(monkeypatch, bug):
+    cls = get_method("dml")
+    real = cls.peer_loss
+
+    def peer_loss(self, logits, y, k):
+        ce, kl = real(self, logits, y, k)
+        return ce, bug(self, logits, k, kl)
+
+    monkeypatch.setattr(cls, "peer_loss", peer_loss)
+
+
+def test_a_dml_peer_term_detached_fails_term(digits_teachers, tmp_path, monkeypatch):
+    # only peer 1's mutual term is cut from peer 1: the check follows each peer's term to that peer
+    def detached_peer1(self, logits, k, kl):
+        if k != 1:
+            return kl
+        K = len(logits)
+        return sum(losses.kl_div(logits[i].detach(), logits[k].detach(), self.hp.T) for i in range(K) if i != k)
+
+    _dml_with(monkeypatch, detached_peer1)
+    status, detail = _run("dml", digits_teachers, tmp_path, TERMS)[TERMS]
+    assert status == "FAIL" and "['kl1'] send no gradient" in detail, (status, detail)
+
+
+def test_a_sign_flipped_dml_fails_toward(digits_teachers, tmp_path, monkeypatch):
+    # no fixed teacher: the discrepancy between the peers (their mutual terms) must fall
+    _dml_with(monkeypatch, lambda self, logits, k, kl: -kl)
+    status, detail = _run("dml", digits_teachers, tmp_path, TOWARD)[TOWARD]
+    assert status == "FAIL" and "|kl0+kl1|" in detail and "wrong sign" in detail, (status, detail)
+
+
+@pytest.mark.parametrize("name, where", [("dafl", "held-out synthetic batches"),  # check_synthetic "fresh"
+                                         ("deepinversion", "its last trained synthetic batches")])  # "trained"
+def test_a_sign_flipped_data_free_student_fails_toward(name, where, digits_teachers, tmp_path, monkeypatch):
+    # the student maximising its KD, measured on the method's own synthetic images
+    import importlib
+    import types
+
+    plugin = importlib.import_module(f"kdsuite.methods.plugins.{name}")
+    monkeypatch.setattr(plugin, "losses", types.SimpleNamespace(kd_loss=lambda *a: -losses.kd_loss(*a)))
+    status, detail = _run(name, digits_teachers, tmp_path, TOWARD)[TOWARD]
+    assert status == "FAIL" and where in detail and "wrong sign" in detail, (status, detail)
+
+
+def test_ctkd_without_its_reversal_fails_adversary(digits_teachers, tmp_path, monkeypatch):
+    # a negative strength undoes the gradient reversal: τ then lowers kd with the student
+    monkeypatch.setattr(get_method("ctkd"), "reversal_strength", lambda self: -1.0)
+    status, detail = _run("ctkd", digits_teachers, tmp_path, ADVERSARY)[ADVERSARY]
+    assert status == "FAIL" and "maximisation lost" in detail, (status, detail)

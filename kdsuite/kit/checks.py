@@ -18,7 +18,8 @@ import torch
 
 from kdsuite.kit.fixtures import _state, batches, build_parts, step
 from kdsuite.kit.probes import (CheckSkipped, _enter_distilling_stage, _groups, _held_out, _no_terms, _nonzero,
-                                _patched_optimize, _teacher_kl, _terms_value, distillation_terms)
+                                _patched_optimize, _student_inputs, _synthetic_held_out, _teacher_kl, _terms_value,
+                                distillation_terms)
 from kdsuite.methods.registry import get_method
 
 
@@ -154,31 +155,63 @@ def check_term_gradients(name: str, teacher_dirs: Sequence[str], root: os.PathLi
 def check_toward_teacher(name: str, teacher_dirs: Sequence[str], root: os.PathLike, steps: int = 30) -> str:
     """With the label terms off, a few dozen steps of the method's distillation terms move the student
     toward its teacher: the method's ``check_discrepancy`` (default: KL between the teachers' and the
-    deployed student's predictions on held-out batches; ``"terms"``: its own terms, in absolute value, on
-    fresh batches) falls against the untouched student. A sign-flipped term makes it rise."""
+    deployed student's predictions on held-out batches — for a data-free method, held-out batches of its
+    own synthetic images; ``"terms"``: its own terms, in absolute value, on fresh batches) falls against
+    the untouched student. A sign-flipped term makes it rise."""
     parts = build_parts(name, teacher_dirs, root)
-    tr, m = parts.trainer, parts.method
-    cls = type(m)
+    m, cls = parts.method, type(parts.method)
     _enter_distilling_stage(parts)
-    adversary = set(cls.adversary_groups)
     mode = cls.check_discrepancy if m.teachers else "terms"
     if mode not in ("teacher_kl", "terms"):
         raise ValueError(f"{name}: check_discrepancy must be 'teacher_kl' or 'terms', not {mode!r}")
     fresh = batches(parts, 3)
+    untouched = _state(m)
+    held = _held_out(parts, 4) if mode == "teacher_kl" and cls.needs_train_data else None
+    before = _teacher_kl(m, held) if held is not None else None
+    on_trained = held is None and mode == "teacher_kl" and cls.check_synthetic == "trained"
+    if held is None and mode == "teacher_kl" and cls.check_synthetic not in ("fresh", "trained"):
+        raise ValueError(f"{name}: check_synthetic must be 'fresh' or 'trained', not {cls.check_synthetic!r}")
+    with _student_inputs(m, on_trained) as given:
+        seen = _train_label_free(name, parts, steps)
+    if on_trained:
+        held = [(x, None) for x in given[-2:]]
+    terms = distillation_terms(cls, seen)
+    if not terms:
+        _no_terms(name, cls, m, seen)
+    if mode == "teacher_kl":
+        return _teacher_kl_fell(name, parts, (held, before, untouched), terms, steps)
+    # "terms": the untouched student measured on a second build (same seeds, same fresh batches), both at
+    # the step where training stopped (a term that depends on the epoch is measured at the one trained)
+    other = build_parts(name, teacher_dirs, Path(root) / "untouched")
+    _enter_distilling_stage(other)
+    before = _terms_value(other, fresh, terms, at=steps)
+    after = _terms_value(parts, fresh, terms, at=steps)
+    assert after < before, (f"{name}: with the label terms off, |{'+'.join(terms)}| on fresh batches went from "
+                            f"{before:.4f} (untouched student) to {after:.4f} (a term with the wrong sign?)")
+    return f"|{'+'.join(terms)}| on fresh batches {before:.4f} → {after:.4f} (label terms off)"
+
+
+def _train_label_free(name: str, parts, steps: int) -> List[str]:
+    """``steps`` training steps with only the distillation terms reaching ``trainer.optimize`` and the
+    adversary (``adversary_groups``) held fixed: it keeps moving to where the student is worst, so what it
+    leads to measures the adversary, not the distillation (a call that steps the student and an adversary
+    at once, as CTKD's, steps the student only). Returns the loss keys seen (else the first step's)."""
+    tr, cls = parts.trainer, type(parts.method)
+    adversary = set(cls.adversary_groups)
     seen: List[str] = []
 
     def label_free(real, groups, losses, retain_graph):
-        if not isinstance(losses, dict) or adversary & set(_groups(groups)):
-            return real(groups, losses, retain_graph)
+        learners = [g for g in _groups(groups) if g not in adversary]
+        if not learners:
+            return None  # the adversary held fixed
+        if not isinstance(losses, dict):
+            return real(learners, losses, retain_graph)
         seen.extend(k for k in losses if k not in seen)
         kept = {k: v for k, v in losses.items() if k in distillation_terms(cls, list(losses))}
         if kept:
-            real(groups, kept, retain_graph)
+            real(learners, kept, retain_graph)
 
-    probe = None
-    if mode == "teacher_kl":
-        held = _held_out(parts, 4)
-        before, agree_before = _teacher_kl(m, held)
+    probe: List[str] = []
     with _patched_optimize(tr, label_free):
         for i in range(steps):
             (batch,) = batches(parts, 1)
@@ -186,26 +219,34 @@ def check_toward_teacher(name: str, teacher_dirs: Sequence[str], root: os.PathLi
             for k, v in out.items():
                 if not torch.isfinite(torch.as_tensor(v)).all():
                     raise AssertionError(f"{name}: loss {k} is not finite at step {i}: {v}")
-            if probe is None:
-                probe = out
-    terms = distillation_terms(cls, seen or list(probe or {}))
-    if not terms:
-        _no_terms(name, cls, m, seen or list(probe or {}))
-    if mode == "teacher_kl":
-        after, agree_after = _teacher_kl(m, held)
-        assert after < before, (f"{name}: with the label terms off, {'+'.join(terms)} moved the student away from "
-                                f"the teacher: KL(teacher ‖ student) on held-out batches {before:.4f} → {after:.4f} "
-                                f"(a term with the wrong sign?)")
-        return (f"KL(teacher ‖ student) {before:.3f} → {after:.3f}, agreement {agree_before:.0f}% → "
-                f"{agree_after:.0f}% from {'+'.join(terms)} alone")
-    # "terms": the untouched student measured on a second build (same seeds, same fresh batches)
-    untouched = build_parts(name, teacher_dirs, Path(root) / "untouched")
-    _enter_distilling_stage(untouched)
-    before = _terms_value(untouched, fresh, terms)
-    after = _terms_value(parts, fresh, terms)
-    assert after < before, (f"{name}: with the label terms off, |{'+'.join(terms)}| on fresh batches went from "
-                            f"{before:.4f} (untouched student) to {after:.4f} (a term with the wrong sign?)")
-    return f"|{'+'.join(terms)}| on fresh batches {before:.4f} → {after:.4f} (label terms off)"
+            probe = probe or list(out)
+    return seen or probe
+
+
+def _teacher_kl_fell(name: str, parts, measured, terms, steps: int) -> str:
+    """KL(teacher ‖ student) on held-out batches is lower for the trained student than for the untouched
+    one. ``measured``: (held-out batches, the untouched student's KL and agreement there or None, its state);
+    for a data-free method the batches are its own synthetic images (none given: drawn after training) and
+    the untouched student (its state restored for the measurement) is measured on them too."""
+    m = parts.method
+    held, before, untouched = measured
+    where = "held-out batches"
+    if not parts.method.needs_train_data:
+        where = "its last trained synthetic batches" if held else "held-out synthetic batches"
+    if held is None:
+        held = _synthetic_held_out(parts, at=steps)
+    after, agree_after = _teacher_kl(m, held)
+    if before is None:
+        trained = _state(m)
+        m.load_state_dict(untouched)
+        before = _teacher_kl(m, held)
+        m.load_state_dict(trained)
+    before, agree_before = before
+    assert after < before, (f"{name}: with the label terms off, {'+'.join(terms)} moved the student away from "
+                            f"the teacher: KL(teacher ‖ student) on {where} {before:.4f} → {after:.4f} "
+                            f"(a term with the wrong sign?)")
+    return (f"KL(teacher ‖ student) on {where} {before:.3f} → {after:.3f}, agreement {agree_before:.0f}% → "
+            f"{agree_after:.0f}% from {'+'.join(terms)} alone")
 
 
 def check_deployed(name: str, teacher_dirs: Sequence[str], root: os.PathLike) -> str:

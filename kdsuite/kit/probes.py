@@ -1,6 +1,7 @@
 """What the kit's checks measure with: which of a method's loss terms are label terms and which distil,
 ``trainer.optimize`` spied on or idled for a block, the last stage whose step distils, held-out test
-batches, and the two discrepancies to the teacher (KL of predictions, or the method's own terms).
+batches (a data-free method's: its own synthetic images), and the two discrepancies to the teacher (KL of
+predictions, or the method's own terms).
 
 Role in the flow: :mod:`kdsuite.kit.checks` composes these; a check that does not apply raises
 :class:`CheckSkipped`, which the runner (:mod:`kdsuite.kit.runner`) reports as ``skip``.
@@ -123,14 +124,56 @@ def _teacher_kl(m, held) -> Tuple[float, float]:
     return kl / n, 100.0 * agree / n
 
 
-def _terms_value(parts, fresh, terms) -> float:
-    """Sum of |term| over ``fresh`` batches, measured with the optimizers idle and every state restored."""
+def _terms_value(parts, fresh, terms, at: int) -> float:
+    """Sum of |term| over ``fresh`` batches, each measured as the step at index ``at`` (the epoch, and what
+    depends on it, as there), with the optimizers idle and every state restored."""
     tr, m = parts.trainer, parts.method
     saved = _state(m)
     total = 0.0
     with _patched_optimize(tr, lambda real, g, losses, rg: None):
         for i, b in enumerate(fresh):
-            out = step(parts, b, 10_000 + i)
+            torch.manual_seed(20_000 + i)  # seeds no training step uses
+            out = tr.step_at(b, at)
             total += sum(abs(float(torch.as_tensor(out[t]).detach())) for t in terms if t in out)
     m.load_state_dict(saved)
     return total / max(len(fresh), 1)
+
+
+@contextlib.contextmanager
+def _student_inputs(m, on: bool = True):
+    """Inside the block, the list of the inputs given to ``m.student`` (detached copies; empty when not ``on``)."""
+    images: List[torch.Tensor] = []
+    if not on:
+        yield images
+        return
+    hook = m.student.register_forward_pre_hook(lambda mod, args: images.append(args[0].detach().clone()) and None)
+    try:
+        yield images
+    finally:
+        hook.remove()
+
+
+def _synthetic_held_out(parts, at: int, n: int = 2) -> list:
+    """Held-out batches of a data-free method: the images its student is given in ``n`` probe steps from
+    step index ``at`` — the synthesis (generator, images) stepping as in training, the groups that hold
+    the student and the adversary idle, so it learns from none of them — as ``(x, None)`` pairs; every state restored after."""
+    tr, m = parts.trainer, parts.method
+    own = {id(p) for p in m.deployed_student().parameters()}
+    learners = {g for g in tr.optimizers if any(id(p) in own for p in tr.groups[g].params)}
+    learners |= set(type(m).adversary_groups)  # held fixed, as in the check's training
+    saved = _state(m)
+
+    def synthesis_only(real, groups, losses, retain_graph):
+        if not learners & set(_groups(groups)):
+            real(groups, losses, retain_graph)
+
+    try:
+        with _patched_optimize(tr, synthesis_only), _student_inputs(m) as images:
+            for i in range(n):
+                torch.manual_seed(30_000 + i)  # seeds no training step uses
+                tr.step_at(None, at + i)
+    finally:
+        m.load_state_dict(saved)
+    if not images:
+        raise AssertionError("the data-free student was given no image in a training step")
+    return [(x, None) for x in images]

@@ -12,6 +12,10 @@ class PeerGroup(Distiller):
     """Shared machinery of online methods with peer networks: peer 0 is the run's student, the
     others are built from ``hp.peers``; one optimizer group and one evaluated model per peer."""
 
+    # no fixed teacher: the kit's "toward" check measures the discrepancy between the peers, their own
+    # mutual terms (every peer's), on fresh batches
+    check_discrepancy = "terms"
+
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)
         if not hp.peers:

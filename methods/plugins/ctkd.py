@@ -50,6 +50,9 @@ class CTKD(Distiller):
         "standardize": HParam(False, doc="z-score logits before the softmax (Sun et al. 2024)"),
     }
     adversary_groups = ("temperature",)
+    # the curriculum would keep λ near 0 (0.02–0.2) through the kit's three tiny epochs, too weak a reversal
+    # for its adversary check to see τ raise kd: the contract runs CTKD at full strength from the start
+    smoke_hparams = {"lambda_epochs": 0.0}
     distill_terms = ("kd",)
 
     def __init__(self, student, teachers, hp, ctx):

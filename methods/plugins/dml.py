@@ -41,7 +41,8 @@ class DML(PeerGroup):
                "update": HParam("simultaneous", choices=("simultaneous", "sequential"),
                                 doc="simultaneous: one forward of all peers; sequential: the paper's "
                                     "Algorithm 1, predictions recomputed after each peer's update")}
-    distill_terms = ("kl0",)
+    # distill_terms unset: every peer's kl<k> distils (ce<k> fits the labels); each reaches trainer.optimize
+    # under its own key, so the kit checks each peer's term reaches that peer
 
     def peer_loss(self, logits, y, k):
         """CE and mean KL of peer ``k`` against the (constant) predictions of the other peers."""
@@ -60,7 +61,7 @@ class DML(PeerGroup):
         if self.hp.update == "simultaneous":
             out = self.peer_losses([p(x) for p in self.peers], y)
             for k in range(len(self.peers)):
-                trainer.optimize(f"peer{k}", {"ce": out[f"ce{k}"], "kl": out[f"kl{k}"]})
+                trainer.optimize(f"peer{k}", {f"ce{k}": out[f"ce{k}"], f"kl{k}": out[f"kl{k}"]})
             return out
         out = {}
         for k, peer in enumerate(self.peers):
@@ -72,6 +73,6 @@ class DML(PeerGroup):
                     with torch.no_grad():
                         logits.append(other(x))
             ce, kl = self.peer_loss(logits, y, k)
-            trainer.optimize(f"peer{k}", {"ce": ce, "kl": kl})
+            trainer.optimize(f"peer{k}", {f"ce{k}": ce, f"kl{k}": kl})
             out[f"ce{k}"], out[f"kl{k}"] = ce.detach(), kl.detach()
         return out

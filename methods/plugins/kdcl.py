@@ -45,8 +45,8 @@ class KDCL(PeerGroup):
     hparams = {"peers": HParam(["cifar_resnet8"], kind=list, doc="architectures of the other peers"),
                "T": HParam(2.0, low=0.0, low_open=True, doc="temperature of the distillation term"),
                "lam": HParam(1.0, low=0.0, doc="weight of the distillation term")}
-    # the peers start near-uniform (KL ≈ 0) and first diverge: the student's whole objective is what falls
-    distill_terms = ("ce0", "kd0")
+    # distill_terms unset: every peer's kd<k> distils (ce<k> fits the labels); each reaches trainer.optimize
+    # under its own key, so the kit checks each peer's term reaches that peer
 
     def peer_losses(self, logits, y):
         teacher = min_logit_teacher([z.detach() for z in logits], y)
@@ -60,5 +60,5 @@ class KDCL(PeerGroup):
         x, y = batch[0], batch[1]
         out = self.peer_losses([p(x) for p in self.peers], y)
         for k in range(len(self.peers)):
-            trainer.optimize(f"peer{k}", {"ce": out[f"ce{k}"], "kd": out[f"kd{k}"]})
+            trainer.optimize(f"peer{k}", {f"ce{k}": out[f"ce{k}"], f"kd{k}": out[f"kd{k}"]})
         return out
