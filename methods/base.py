@@ -122,18 +122,15 @@ class Distiller(nn.Module):
     # distillation terms, in absolute value, on fresh batches (feature/relation terms that need not move
     # the logits within a few steps, methods without a teacher, teachers on another view)
     check_discrepancy: str = "teacher_kl"
-    # data-free methods: the synthetic images "teacher_kl" is measured on — "fresh": what the synthesis gives
-    # in probe steps after training, none trained on (a generator's new samples); "trained": the last two
-    # batches the student trained on (images optimised batch by batch, as DeepInversion's: a student need not
-    # generalise from a few such batches to a new one within the check's 30 steps)
+    # data-free methods: the synthetic images "teacher_kl" is measured on: "fresh" (new samples after training)
+    # or "trained" (the last two batches trained on: DeepInversion's per-batch images; docs/add-a-method.md)
     check_synthetic: str = "fresh"
     # optimizer groups that maximise what the student minimises (min-max methods: DFAD's generator). Such a
     # term need not fall while both sides learn, so the contract test holds these groups fixed and checks
     # that the student's own objective falls against them.
     adversary_groups: Sequence[str] = ()
-    # how token taps (ViT / MLP-Mixer blocks) reach the plugin: "map" = laid out on their patch grid by
-    # connectors.tokens_to_map, prefix tokens dropped (methods that compare feature maps; recorded in the
-    # run record's "features"); "native" = as the model gives them (token sequences with prefix tokens)
+    # how token taps (ViT / MLP-Mixer blocks) reach the plugin: "map" = on their patch grid, prefix tokens
+    # dropped (connectors.tokens_to_map; recorded in "features"); "native" = token sequences as given
     feature_format: str = "map"
     # non-empty: why this method's knowledge does not transfer between two architecture families
     # (kdsuite.zoo.taps.family); a teacher of another family than the student's is refused with it
