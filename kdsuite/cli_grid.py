@@ -178,8 +178,9 @@ def cmd_plan(args) -> int:
                                                              if _rerun(args) else "") + " would"))
     for line in _unavailable_data(grid):
         print(f"data not readable here, run identities provisional: {line}")
-    if _output_problem(grid):
-        print(f"a launch would refuse: {_output_problem(grid)}")
+    problem = _output_problem(grid)
+    if problem:
+        print(f"a launch would refuse: {problem}")
     return 0
 
 
@@ -188,8 +189,9 @@ def cmd_launch(args) -> int:
     from kdsuite.slurm.executors import run_in_process, submit_slurm
 
     grid = load_grid(args.grid, output=args.output, overrides=args.set, max_runs=args.max_runs)
-    if _output_problem(grid):
-        raise ConfigError(_output_problem(grid) + "; nothing was launched")
+    problem = _output_problem(grid)
+    if problem:
+        raise ConfigError(problem + "; nothing was launched")
     states = _states(grid)
     bad = [states[r.hash].detail for r in grid.all_runs() if states[r.hash].state == "unreadable"]
     if bad:
