@@ -98,6 +98,39 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 up() { SLURM_CONF="$CONF" sinfo -h -o "%T" 2>/dev/null | grep -qE "idle|mixed|allocated"; }
 
+# slurmctld/slurmd processes of another state folder ("DAEMON PID CONF" lines): the ports are fixed, so one
+# of them would answer this cluster's commands (sbatch then writes into its folder, which may be gone)
+others() {
+  local d pid conf
+  for d in slurmctld slurmd; do
+    for pid in $(pgrep -x "$d" 2>/dev/null); do
+      conf=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | sed -n '/^-f$/{n;p;}' | head -n 1 || true)
+      # a zombie (a daemon's exited parent) has an empty command line and holds no port
+      [ -n "$(tr -d '\0' < "/proc/$pid/cmdline" 2>/dev/null || true)" ] || continue
+      [ "$conf" = "$CONF" ] || echo "$d $pid ${conf:-?}"
+    done
+  done
+}
+
+# a daemon whose slurm.conf is gone was left by a cluster whose state folder was deleted: it is stopped;
+# one whose folder is still there belongs to another live cluster, and start refuses rather than share its ports
+clear_others() {
+  local d pid conf
+  while read -r d pid conf; do
+    [ -n "$d" ] || continue
+    if [ "$conf" != "?" ] && [ ! -e "$conf" ]; then
+      echo "slurm: stopping $d (pid $pid), left by a cluster whose folder is gone ($conf)" >&2
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+    else
+      echo "slurm: $d (pid $pid) of another cluster ($conf) holds the ports this one needs; stop it first:" \
+           "$0 stop $(dirname "$conf")" >&2
+      exit 1
+    fi
+  done < <(others)
+}
+
 start() {
   have_all || { echo "slurm: not installed; run: $0 install" >&2; exit 1; }
   mkdir -p "$STATE"
@@ -105,12 +138,13 @@ start() {
     echo "export SLURM_CONF=$CONF"; return 0
   fi
   stop >/dev/null 2>&1 || true
+  clear_others
   start_munge
   write_conf
   slurmctld -f "$CONF"
   slurmd -f "$CONF"
   for _ in $(seq 1 120); do
-    if up; then echo "export SLURM_CONF=$CONF"; return 0; fi
+    if up && alive "$STATE/slurmctld.pid"; then echo "export SLURM_CONF=$CONF"; return 0; fi
     SLURM_CONF="$CONF" scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
     sleep 0.5
   done

@@ -60,3 +60,19 @@ def test_the_cluster_gets_every_cpu_whatever_omp_num_threads_says(tmp_path):
     conf = (tmp_path / "state" / "slurm.conf").read_text()
     assert out.stdout.strip() == str(tmp_path / "state" / "slurm.conf")
     assert int(re.search(r"CPUs=(\d+)", conf).group(1)) == len(os.sched_getaffinity(0))
+
+
+def test_a_second_cluster_refuses_the_ports_of_a_live_one(slurm_cluster, tmp_path):
+    """The ports are fixed: a controller of another state folder would answer this cluster's sbatch (and
+    write into its own folder). Starting a cluster beside a live one names that one and starts nothing; the
+    live one keeps working. (One whose folder was deleted is stopped instead: it can serve no job.)"""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    out = subprocess.run(["bash", str(SCRIPT), "start", str(tmp_path / "other")], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "of another cluster" in out.stderr and str(slurm_cluster / "slurm.conf") in out.stderr, out.stderr
+    assert not (tmp_path / "other" / "slurmctld.pid").exists()
+    status = subprocess.run(["bash", str(SCRIPT), "status", str(slurm_cluster)], capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout
