@@ -73,13 +73,12 @@ def load_source(args, history: bool = False) -> List[Dict[str, Any]]:
     else:
         from kdsuite.core.records import scan_records
 
-        src = Path(source)
-        if not src.is_dir():
-            import os
+        from kdsuite.core.fileio import folder_problem
 
-            what = (f"is a broken link (to '{os.readlink(src)}')" if src.is_symlink() and not src.exists()
-                    else "is a file" if src.is_file() else "is not a folder" if src.exists() else "does not exist")
-            raise ConfigError(f"--source '{src}' {what}; expected a folder of run records (e.g. runs/demo) or "
+        src = Path(source)
+        problem = folder_problem(src)
+        if problem:
+            raise ConfigError(f"--source '{src}' {problem}; expected a folder of run records (e.g. runs/demo) or "
                               f"wandb:ENTITY/PROJECT")
         every, unreadable = scan_records(src, status=None)
         for e in unreadable:

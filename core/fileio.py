@@ -176,6 +176,24 @@ def file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     return None
 
 
+def folder_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """Why ``path`` cannot be read as a folder (missing, a broken link, a file, something else, not
+    readable), in the words of an error message; None when it can."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"is a broken link (to '{os.readlink(path)}')"
+    if not path.exists():
+        anc = _nearest_existing(path.parent)
+        if os.path.lexists(anc) and not anc.is_dir():
+            return f"does not exist ('{anc}' is a file, not a folder)"
+        return "does not exist"
+    if not path.is_dir():
+        return "is a file, not a folder" if path.is_file() else "is not a folder"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
 def check_readable_file(path: Union[str, os.PathLike], what: str, hint: str = "") -> Path:
     """``path`` as a Path when it is a readable file; else a ConfigError naming ``what``, the path and why."""
     from kdsuite.core.errors import ConfigError
