@@ -50,6 +50,7 @@ from kdsuite.methods.base import Distiller
 from kdsuite.methods.components.memory_banks import add_memory_banks, update_memory_banks
 from kdsuite.methods.hparams import ConfigError, HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 SAMPLING = ("exact", "relax", "uniform")
 # rows of the (rows × training set) sampling weights handled at once in the without-replacement draw
@@ -74,6 +75,8 @@ class CRD(Distiller):
     scheme = "offline"
     paper = "Tian et al. 2020, Contrastive Representation Distillation (ICLR)"
     equation = "CE + β·(NCE(g_S(s) vs teacher bank) + NCE(g_T(t) vs student bank)), h = P/(P + N/M)"
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): crd 3.79 (17.9 / 4.73)
+    scale_band = {"crd": ScaleBand.around(3.79, "beta")}
     hparams = {"beta": HParam(0.8, low=0.0, doc="weight of the contrastive term"),
                "feat_dim": HParam(128, low=1, doc="embedding dimension"),
                "nce_k": HParam(16384, low=1, doc="negatives per sample"),

@@ -27,6 +27,7 @@ from kdsuite.methods.base import Distiller, OptimGroup
 from kdsuite.methods.components.reversal import SigmoidTemperature, cosine_curriculum
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 
 @register_method
@@ -54,6 +55,8 @@ class CTKD(Distiller):
     # for its adversary check to see τ raise kd: the contract runs CTKD at full strength from the start
     smoke_hparams = {"lambda_epochs": 0.0}
     distill_terms = ("kd",)
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): kd 270 (128 / weighted CE 0.473)
+    scale_band = {"kd": ScaleBand.around(270.0, "kd_weight")}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)

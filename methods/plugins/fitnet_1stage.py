@@ -15,6 +15,7 @@ from kdsuite.methods.base import Distiller
 from kdsuite.methods.components.connectors import conv_regressor
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 
 @register_method
@@ -26,6 +27,8 @@ class FitNetOneStage(Distiller):
     scheme = "offline"
     paper = "Romero et al. 2015, FitNets (ICLR); one-stage variant of RepDistiller (Tian et al. 2020)"
     equation = "CE + β·MSE(r(v_g), u_h)"
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): hint 74.2 (351 / 4.73)
+    scale_band = {"hint": ScaleBand.around(74.2, "beta")}
     hparams = {"beta": HParam(100.0, low=0.0, doc="weight of the hint term"),
                "ce_weight": HParam(1.0, low=0.0, doc="weight of the cross-entropy"),
                "hint_layer": HParam(2, low=1, doc="stage index of the guided (student) and hint (teacher) layers")}

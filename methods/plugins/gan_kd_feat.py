@@ -25,6 +25,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller, OptimGroup
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 
 @register_method
@@ -42,6 +43,8 @@ class GanKDFeat(Distiller):
     student_taps = ("pool",)
     teacher_taps = ("pool",)
     distill_terms = ("kd",)
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): kd 63.3 (30.0 / weighted CE 0.473), adv 0.143 (0.0676 / 0.473)
+    scale_band = {"kd": ScaleBand.around(63.3, "alpha"), "adv": ScaleBand.around(0.143, "lam")}
 
     def __init__(self, student, teachers, hp, ctx):
         super().__init__(student, teachers, hp, ctx)

@@ -29,6 +29,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 VARIANTS = ("repdistiller", "paper")
 
@@ -59,6 +60,8 @@ class PKT(Distiller):
     scheme = "offline"
     paper = "Passalis & Tefas 2018, Learning Deep Representations with Probabilistic Knowledge Transfer (ECCV)"
     equation = "CE + β·(1/b²)·Σ_j Σ_i p_{i|j} log(p_{i|j}/q_{i|j}), p from the cosine kernel ½(cos+1) (i = j kept)"
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): pkt 0.00692 (0.0327 / 4.73)
+    scale_band = {"pkt": ScaleBand.around(0.00692, "beta")}
     hparams = {"beta": HParam(30000.0, low=0.0, doc="weight of the PKT term"),
                "variant": HParam("repdistiller", choices=VARIANTS,
                                  doc="repdistiller: i = j terms kept (RepDistiller / authors' code); "

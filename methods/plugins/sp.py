@@ -17,6 +17,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
+from kdsuite.methods.scale import ScaleBand
 
 
 def similarity_matrix(f: torch.Tensor) -> torch.Tensor:
@@ -39,6 +40,8 @@ class SP(Distiller):
     scheme = "offline"
     paper = "Tung & Mori 2019, Similarity-Preserving Knowledge Distillation (ICCV)"
     equation = "CE + γ·(1/b²)·‖G_T − G_S‖_F², G = row-normalise(Q·Qᵀ) on the last stage"
+    # term / CE at step 0 in test_parity_scale (resnet32x4→8x4): sp 2.06 (9.76 / 4.73)
+    scale_band = {"sp": ScaleBand.around(2.06, "beta")}
     hparams = {"beta": HParam(3000.0, low=0.0, doc="weight γ of the similarity-preserving term")}
     student_taps = ("feat-1",)
     teacher_taps = ("feat-1",)
