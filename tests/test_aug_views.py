@@ -102,3 +102,47 @@ def test_loader_pipeline_two_views_replay_from_the_epoch_seed(tmp_path):
     c = _epoch(data.train, 2, torch_seed=10)
     assert not torch.equal(a[0][3], c[0][3])
     assert all(not torch.equal(u[0], u[3]) for u in a)
+
+
+def test_a_two_view_run_stopped_mid_epoch_resumes_to_the_same_batches_and_weights(tmp_path, monkeypatch):
+    import signal
+
+    from kdsuite.engine.stop import RunInterrupted
+    from kdsuite.engine.trainer import Trainer
+    from kdsuite.kit.fixtures import digits_teachers
+
+    teacher = digits_teachers(archs=("cifar_resnet8",))[0]
+    cfg = {"student": "cifar_resnet8", "epochs": 2, "max_steps_per_epoch": 4, "progress": "none",
+           "teachers": [{"checkpoint": teacher}], "method": "mlkd",
+           "dataset": {"name": "digits", "batch_size": 16, "augment": True, "aug_views": ["weak", "strong"]}}
+    seen, stop_at = {}, []
+    real_step = Trainer.step
+
+    def step(self, batch):
+        g = self.method.progress.step
+        seen[g] = [t.clone() for t in batch]
+        if g in stop_at:
+            stop_at.remove(g)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    from kdsuite.experiments.run import run
+
+    straight = run(dict(cfg, output={"root": str(tmp_path / "a")}))
+    want = dict(seen)
+    seen.clear()
+    stop_at.append(5)
+    cfg_b = dict(cfg, output={"root": str(tmp_path / "b")})
+    with pytest.raises(RunInterrupted):
+        run(cfg_b)
+    run_dir = tmp_path / "b" / straight["run_dir"].split("/")[-1]
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "interrupted"
+    seen.clear()
+    run(cfg_b)
+    assert sorted(seen) == [6, 7]
+    for g in seen:
+        assert all(torch.equal(p, q) for p, q in zip(seen[g], want[g], strict=True)), g
+    w_a = torch.load(tmp_path / "a" / run_dir.name / "checkpoint.pt", weights_only=False)["method"]
+    w_b = torch.load(run_dir / "checkpoint.pt", weights_only=False)["method"]
+    assert all(torch.equal(w_a[k], w_b[k]) for k in w_a)
