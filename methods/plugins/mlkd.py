@@ -73,10 +73,11 @@ class MLKD(Distiller):
     equation = ("w_ce·(CE_weak + CE_strong) + w·Σ_τ[m̄·KD_τ + c̄·class_τ + m̄·batch_τ](weak) + w·Σ_τ KD_τ(strong), "
                 "τ ∈ {T,3,5,2,6}")
     batch_fields = ("x", "y", "aug_x")
-    # term / weighted CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, 2026-12-04):
-    # kd 252 (238.5 / 0.947: 0.9·ten T²-scaled KLs over 0.1·(CE_weak + CE_strong)), cc 0.033, bc 0.16
-    scale_band = {"kd": ScaleBand.around(252.0, "kd_weight"), "cc": ScaleBand.around(0.033, "kd_weight"),
-                  "bc": ScaleBand.around(0.16, "kd_weight")}
+    # term / weighted CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, batch 16, 2026-12-04):
+    # kd 252 (238.5 / 0.947: 0.9·ten T²-scaled KLs over 0.1·(CE_weak + CE_strong)); cc 0.033 and bc 0.16 there,
+    # but the class-level term grows as B²/C³ and the batch-level as B/C² (a 10-class digits run at batch 32:
+    # cc 17, bc 5), so they keep the suite-wide band rather than one calibrated at a single B and C
+    scale_band = {"kd": ScaleBand.around(252.0, "kd_weight")}
     hparams = {
         "T": HParam(4.0, low=0.0, low_open=True, doc="base temperature (the others: 3, 5, 2, 6)"),
         "ce_weight": HParam(0.1, low=0.0, doc="weight of each view's cross-entropy (mdistiller's CE_WEIGHT)"),
