@@ -173,7 +173,10 @@ class StudentSettings(Section):
         if not isinstance(self.arch, str):
             raise ConfigError(f"student.arch must be a model name, got {self.arch!r}")
         if not zoo.known_arch(self.arch):
-            zoo.create_model(self.arch, num_classes=10)  # raises the listing error
+            try:
+                zoo.create_model(self.arch, num_classes=10)  # raises the listing error
+            except ConfigError as e:
+                raise ConfigError(f"student.arch: {e}") from None
         _check_model_kwargs(self.arch, self.kwargs)
         return self
 
