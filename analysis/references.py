@@ -80,7 +80,8 @@ def match(table: Dict[str, Any], ref: pd.DataFrame, dataset: str, name: str) -> 
     ref = ref[ref["dataset"] == dataset]
     out: Dict[Tuple[str, str], Dict[str, Any]] = {}
     for label, _cat, _cells in table["rows"]:
-        method = (table.get("row_methods") or {}).get(label) or row_method(label)
+        method = (table.get("ref_methods") or {}).get(label) or (table.get("row_methods") or {}).get(label) \
+            or row_method(label)
         for c in table["columns"]:
             t_arch, s_arch = table["column_archs"][c]
             hit = ref[(ref["method"] == method) & (ref["teacher_arch"] == t_arch) & (ref["student_arch"] == s_arch)]

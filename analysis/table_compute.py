@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
+from kdsuite.analysis.table_protocol import add_marks, facts_of
 from kdsuite.methods.registry import CATEGORIES
 
 METRICS = ("last_top1", "best_top1", "best_test_top1")
@@ -74,13 +75,14 @@ def runs_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "diverged_at": (r.get("divergence") or {}).get("step"),
             # lifelong methods (§5.8): average accuracy and forgetting over the task sequence
             "avg_acc": m.get("avg_acc"), "forgetting": m.get("forgetting"),
+            "epochs": facts_of(r).get("epochs"), "protocol": json.dumps(facts_of(r), sort_keys=True, default=str),
         })
     cols = ["run_id", "grid", "method", "category", "scheme", "dataset", "student", "student_name", "teachers",
             "teacher_archs", "pair", "seed", "best_top1", "best_test_top1", "last_top1", "best_top5", "last_top5",
             "val_fraction", "teacher_top1",
             "student_params", "wall_time_s", "images_per_s", "export_teacher", "config_hash", "git_commit", "run_dir", "status", "variant",
-            "variant_label", "hparams", "diverged_at", "avg_acc", "forgetting"]
-    return pd.DataFrame(rows, columns=cols)
+            "variant_label", "hparams", "diverged_at", "avg_acc", "forgetting", "epochs", "protocol"]
+    return add_marks(pd.DataFrame(rows, columns=cols))
 
 
 def other_protocols(records: List[Dict[str, Any]], where: str = "this table") -> Tuple[List[Dict[str, Any]], List[str]]:
@@ -204,6 +206,8 @@ def comparison(df: pd.DataFrame, metric: str = "last_top1") -> Dict[str, Any]:
         teacher_cells[c] = stats(tvals[:1])
     rows: List[Tuple[str, str, Dict[str, Any]]] = [(TEACHER, "teacher", teacher_cells)]
     row_methods = {TEACHER: "teacher", VANILLA: "vanilla"}
+    ref_methods: Dict[str, str] = {}  # a row's name in the references: kd+ls for KD with logit standardisation
+    cell_marks: Dict[Tuple[str, str], str] = {}
     van = students[students["method"] == "vanilla"]
     rows.append((VANILLA, "baseline", {c: cell_stats(van[van["student"] == col_student[c]], metric) for c in columns}))
     for cat in [c for c in CATEGORIES if c != "baseline"] + sorted(set(students["category"].dropna()) - set(CATEGORIES)):
@@ -215,9 +219,14 @@ def comparison(df: pd.DataFrame, metric: str = "last_top1") -> Dict[str, Any]:
                     # methods without a teacher (online / self) are matched to a column by its student
                     hit = ms[ms["pair"] == c] if (ms["teachers"] != "").any() else ms[ms["student"] == col_student[c]]
                     cells[c] = cell_stats(hit, metric)
+                    if len(hit) and (mk := "; ".join(sorted(set(hit["marks"]) - {""}))):
+                        cell_marks[(label, c)] = mk
                 rows.append((label, cat, cells))
                 row_methods[label] = method
-    return {"columns": columns, "rows": rows, "metric": metric, "column_archs": archs, "row_methods": row_methods}
+                if all(_hp_value(h, "standardize") is True for h in ms["hparams"]):
+                    ref_methods[label] = f"{method}+ls"
+    return {"columns": columns, "rows": rows, "metric": metric, "column_archs": archs, "row_methods": row_methods,
+            "ref_methods": ref_methods, "marks": cell_marks}
 
 
 def best_per_column(table: Dict[str, Any]) -> Dict[str, set]:
@@ -239,23 +248,26 @@ def gains(df: pd.DataFrame, metric: str = "last_top1") -> pd.DataFrame:
     vans = students[students["method"] == "vanilla"]
     van = {st: cell_stats(g, metric) for st, g in vans.groupby("student")}
     out = []
-    for (method, variant, cat, scheme, student, pair), g in students[students["method"] != "vanilla"].groupby(
-            ["method", "variant", "category", "scheme", "student", "pair"], dropna=False):
+    for (method, variant, cat, scheme, student, pair, mk), g in students[students["method"] != "vanilla"].groupby(
+            ["method", "variant", "category", "scheme", "student", "pair", "marks"], dropna=False):
         s, v = cell_stats(g, metric), van.get(student)
         # a diverged cell (or baseline) has no mean: no gain, rather than the survivors' mean
         if s is None or v is None or "mean" not in s or "mean" not in v:
             continue
         out.append({"method": method, "variant": variant, "category": cat, "scheme": scheme, "student": student,
                     "pair": pair, "mean": s["mean"], "vanilla": v["mean"], "gain": s["mean"] - v["mean"],
-                    "n": s["n"]})
+                    "n": s["n"], "marks": mk})
     return pd.DataFrame(out, columns=["method", "variant", "category", "scheme", "student", "pair", "mean", "vanilla",
-                                      "gain", "n"])
+                                      "gain", "n", "marks"])
 
 
 def category_summary(df: pd.DataFrame, metric: str = "last_top1") -> List[Dict[str, Any]]:
     """One row per survey category present: taxonomy axis and section, schemes, methods, runs, the mean
-    (± sample std) of the method×pair gains over vanilla, and the method with the largest mean gain."""
+    (± sample std) of the method×pair gains over vanilla, and the method with the largest mean gain. Cells whose
+    protocol differs from their column's standard recipe (``marks``) are neither in the gain nor ranked: their
+    methods are listed with the marks (``mlkd [2 views, strong aug]``) and their gains under ``other_protocol``."""
     g = gains(df, metric)
+    other, g = g[g["marks"] != ""], g[g["marks"] == ""]
     students = df[~df["export_teacher"] & (df["method"] != "vanilla")]
     rows = []
     for cat in [c for c in CATEGORIES if c != "baseline"] + sorted(set(students["category"].dropna()) - set(CATEGORIES)):
@@ -267,7 +279,12 @@ def category_summary(df: pd.DataFrame, metric: str = "last_top1") -> List[Dict[s
         gs = stats(cg["gain"])
         per_method = cg.groupby("method")["gain"].mean()
         best = (per_method.idxmax(), float(per_method.max())) if len(per_method) else None
+        oc = other[other["category"] == cat]
+        named = {m: m for m in set(runs[runs["marks"] == ""]["method"])}
+        for (m, mk), og in oc.groupby(["method", "marks"]):
+            named[f"{m} [{mk}]"] = f"{m} [{mk}]"
         rows.append({"category": cat, "title": info.title if info else cat, "axis": info.knowledge if info else "",
                      "section": info.survey_section if info else "", "schemes": sorted(set(runs["scheme"].dropna())),
-                     "methods": sorted(set(runs["method"])), "runs": len(runs), "gain": gs, "best": best})
+                     "methods": sorted(named), "runs": len(runs), "gain": gs, "best": best,
+                     "other_protocol": [(m, mk, float(og["gain"].mean())) for (m, mk), og in oc.groupby(["method", "marks"])]})
     return rows

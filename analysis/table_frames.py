@@ -9,6 +9,8 @@ from typing import Any, Dict, List
 
 import pandas as pd
 
+from kdsuite.analysis.table_text import unranked_text
+
 
 def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
     """The comparison table in long form (one row per method × pair, missing cells kept as empty)."""
@@ -23,6 +25,7 @@ def comparison_frame(table: Dict[str, Any]) -> pd.DataFrame:
                          "mean": s["mean"] if ok else None, "std": s["std"] if ok else None,
                          "n": None if s is None else s["n"], "diverged": (s or {}).get("diverged", 0),
                          "duplicate_seeds": "+".join((s or {}).get("dup", [])),
+                         "protocol": (table.get("marks") or {}).get((label, c), ""),
                          "published": r["value"] if r else None,
                          "delta": (s["mean"] - r["value"]) if (r and ok and r.get("comparable") is not False) else None,
                          "published_epoch": (r.get("epoch_policy") or None) if r else None,
@@ -38,4 +41,5 @@ def summary_frame(rows: List[Dict[str, Any]]) -> pd.DataFrame:
                           "gain_std": r["gain"]["std"] if r["gain"] else None,
                           "gain_cells": r["gain"]["n"] if r["gain"] else None,
                           "best_method": r["best"][0] if r["best"] else None,
-                          "best_gain": r["best"][1] if r["best"] else None} for r in rows])
+                          "best_gain": r["best"][1] if r["best"] else None,
+                          "not_ranked": unranked_text(r)} for r in rows])

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from kdsuite.analysis.table_compute import best_per_column, metric_text
-from kdsuite.analysis.table_text import _caption, _category_title, column_title, row_title
+from kdsuite.analysis.table_text import _caption, _category_title, column_title, mark_text, row_title, unranked_text
 from kdsuite.methods.registry import method_display_name
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "→": r"$\rightarrow$", "±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "−": r"$-$", "†": r"$^\dagger$", "§": r"\S{}",
-              "×": r"$\times$", "λ": r"$\lambda$",
+              "×": r"$\times$", "λ": r"$\lambda$", "⟨": r"$\langle$", "⟩": r"$\rangle$", "…": r"\dots{}",
               "`": ""}  # Markdown's code quotes (in notes) have no place in a caption
 
 
@@ -101,7 +101,8 @@ def to_latex(table: Dict[str, Any], tex_label: str = "tab:kdsuite-methods") -> s
                     unstated = " (epoch unstated)" if r.get("comparable") is None and "comparable" in r else ""
                     unstated += " (sel.\\ on test)" if r.get("selected_on_test") else ""
                     note = rf"{{\scriptsize [pub.~{pub}{unstated}, $\Delta$\,{tex_signed(s['mean'] - r['value'])}]}}"
-            out.append(_stack(txt, note))
+            mk = mark_text(table, label, c).strip()
+            out.append(_stack(txt, rf"{{\scriptsize {latex_escape(mk)}}}" if mk else "", note))
         lines.append(f"{latex_escape(row_title(table, label))} & " + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(_fit([r"\begin{table}[t]", r"\centering", r"\small"], lines)
@@ -121,6 +122,8 @@ def summary_latex(rows: List[Dict[str, Any]], metric: str, label: str = "tab:kds
                                        else f"{tex_signed(g['mean'])} (1)")
         best = "--" if not r["best"] else _stack(latex_escape(method_display_name(r["best"][0])),
                                                  f"({tex_signed(r['best'][1])})", align="l")
+        if unranked_text(r):
+            best = _stack(best, rf"{{\scriptsize not ranked: {latex_escape(unranked_text(r))}}}", align="l")
         category = _stack(latex_escape(r["title"]),
                           rf"{{\scriptsize {latex_escape(r['axis'])} ({latex_escape(r['section'])})}}", align="l")
         # \raggedright: method names break between names, not inside them (the p column would justify)

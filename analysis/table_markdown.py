@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from kdsuite.analysis.table_compute import best_per_column, metric_text
-from kdsuite.analysis.table_text import _caption, _category_title, _fmt, _ref_text, column_title
+from kdsuite.analysis.table_text import _caption, _category_title, _fmt, _ref_text, column_title, mark_text, unranked_text
 
 
 def to_markdown(table: Dict[str, Any]) -> str:
@@ -22,7 +22,7 @@ def to_markdown(table: Dict[str, Any]) -> str:
         for c in cols:
             txt = _fmt(cells.get(c))
             txt = "–" if txt is None else (f"**{txt}**" if label in best[c] else txt)
-            out.append(txt + _ref_text(refs.get((label, c)), cells.get(c)))
+            out.append(txt + mark_text(table, label, c) + _ref_text(refs.get((label, c)), cells.get(c)))
         lines.append(f"| {label} | {_category_title(cat)} | " + " | ".join(out) + " |")
     lines.append("\n" + _caption(table))
     return "\n".join(lines)
@@ -34,11 +34,15 @@ def summary_markdown(rows: List[Dict[str, Any]], metric: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         best = f"{r['best'][0]} ({r['best'][1]:+.2f})" if r["best"] else "–"
+        if unranked_text(r):
+            best += f"; not ranked, other protocol: {unranked_text(r)}"
         g = r["gain"]
         gain = "–" if g is None else (f"{g['mean']:+.2f} ± {g['std']:.2f} ({g['n']})" if g["n"] > 1
                                       else f"{g['mean']:+.2f} ({g['n']})")
         lines.append(f"| {r['title']} | {r['axis']} ({r['section']}) | {', '.join(r['schemes'])} | "
                      f"{', '.join(r['methods'])} | {r['runs']} | {gain} | {best} |")
     lines.append(f"\nGain: mean over the category's method × pair cells of (seed mean − vanilla seed mean of the same "
-                 f"student), {metric_text(metric)}, ± sample std (number of cells).")
+                 f"student), {metric_text(metric)}, ± sample std (number of cells); cells whose protocol differs "
+                 f"from their column's standard recipe (views, augmentation, teacher parts, epochs) are not in the "
+                 f"gain nor ranked, and are named with how they differ.")
     return "\n".join(lines)

@@ -65,9 +65,25 @@ def _caption(table: Dict[str, Any]) -> str:
     if any(s.get("dup") for s in cells):
         txt += (f" {DUP_MARK}: a seed was run more than once with different configs; its runs are averaged and "
                 f"the seed counted once.")
+    if table.get("marks"):
+        txt += (" ⟨…⟩: the cell's protocol differs from its column's standard recipe (one weak view per step, the "
+                "student alone at inference, the epochs of the column's vanilla runs) as named: views and "
+                "augmentation per step, teacher parts at inference, epochs.")
     for note in table.get("notes") or []:
         txt += f" {note}"
     return txt
+
+
+def mark_text(table: Dict[str, Any], label: str, column: str) -> str:
+    """`` ⟨2 views, strong aug⟩`` where the cell's protocol differs from its column's standard recipe."""
+    mk = (table.get("marks") or {}).get((label, column))
+    return f" ⟨{mk}⟩" if mk else ""
+
+
+def unranked_text(row: Dict[str, Any]) -> str:
+    """The category's cells of another protocol, named and left out of the ranking (categories summary)."""
+    other = row.get("other_protocol") or []
+    return "; ".join(f"{m} [{mk}] ({g:+.2f})" for m, mk, g in other)
 
 
 def column_title(table: Dict[str, Any], column: str) -> str:

@@ -180,6 +180,7 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     ident["method"] = dict(ident["method"], hparams=_identity_hparams(ident["method"]))
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
                         if k not in ("root", "download") and not (k == "views" and v is None)
+                        and not (k == "aug_views" and v in (None, ["weak"]))
                         and not (k == "val_fraction" and _is_zero(v))}
     from kdsuite.experiments.identity import hash_fingerprint
 

@@ -20,6 +20,7 @@ from kdsuite.core.errors import ConfigError
 from kdsuite.experiments.data_bundle import DataBundle
 from kdsuite.experiments.data_loaders import _eval_loader, _loaders
 from kdsuite.experiments.data_splits import _take, holdout_split, split_record, val_fraction
+from kdsuite.experiments.data_strong import WEAK, aug_views, loader_transform
 from kdsuite.experiments.data_tensor import TensorLoader
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
@@ -124,7 +125,7 @@ def _tensor_sources(cfg: Dict[str, Any], train, test, tr, va, views, device, fie
         xtr, ytr = xtr[tr], ytr[tr]
     tl = TensorLoader(xtr, ytr, bs, shuffle=True, crop_pad=4 if augment else 0, flip=augment,
                       fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)], teacher_x=txtr,
-                      teacher_pad_fill=tfill).to(device)
+                      teacher_pad_fill=tfill, aug_views=aug_views(cfg), norm=(mean, std)).to(device)
     vl = TensorLoader(xte, yte, ebs, shuffle=False).to(device)
     return tl, vl, hl, teacher_val, mean, std
 
@@ -135,13 +136,17 @@ def _loader_sources(cfg: Dict[str, Any], train, test, tr, va, device, fields, di
 
     norm = T.Normalize(CIFAR_MEAN[cfg["name"]], CIFAR_STD[cfg["name"]])
     ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
-    train.transform = T.Compose(ttf + [T.ToTensor(), norm])
+    views = aug_views(cfg)
+    train.transform = loader_transform(views[0], ttf, [T.ToTensor(), norm])
     test.transform = T.Compose([T.ToTensor(), norm])
     hl = None
     if len(va):
         hl = _eval_loader(_take(train, va, test.transform), cfg, device, dist_info)
         train = _take(train, tr)
-    tl, vl = _loaders(train, test, cfg, device, fields, dist_info)
+    # the second view: the same images through their own transform (FieldsDataset's ``aug_x``)
+    second = _take(train, torch.arange(len(train)), loader_transform(views[1], ttf, [T.ToTensor(), norm])) \
+        if len(views) > 1 else None
+    tl, vl = _loaders(train, test, cfg, device, fields, dist_info, second=second)
     return tl, vl, hl, train
 
 
@@ -166,6 +171,7 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
             train = _take(train, tr)
     else:
         tl, vl, hl, train = _loader_sources(cfg, train, test, tr, va, device, fields, dist_info, augment)
+    augment = augment or aug_views(cfg) != (WEAK,)
     return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
                       torch.as_tensor(train.targets, dtype=torch.long), validation=hl, teacher_test=teacher_val,
                       split=split_record(cfg, len(train), len(va), len(test)))

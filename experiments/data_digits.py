@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from kdsuite.experiments.data_bundle import DataBundle
 from kdsuite.experiments.data_splits import _stratified_subset, holdout_split, split_record, val_fraction
+from kdsuite.experiments.data_strong import WEAK, aug_views
 from kdsuite.experiments.data_tensor import TensorLoader
 
 
@@ -67,9 +68,11 @@ def build_digits(cfg: Dict[str, Any], device: torch.device, fields=("x", "y")) -
         tfill = [-m / s for m, s in zip(tmean, tstd)]
         teacher_val = TensorLoader(txte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
     augment = bool(cfg["augment"])  # off by default: the digits are centred and tiny
+    views_aug = aug_views(cfg)
     tl = TensorLoader(xtr[tr], ytr[tr], cfg["batch_size"], shuffle=True, crop_pad=1 if augment else 0,
                       fields=fields, pad_fill=[-m / s for m, s in zip(mean, std)], teacher_x=txtr,
-                      teacher_pad_fill=tfill).to(device)
+                      teacher_pad_fill=tfill, aug_views=views_aug, norm=(mean, std)).to(device)
+    augment = augment or views_aug != (WEAK,)
     vl = TensorLoader(xte, yte, cfg["eval_batch_size"], shuffle=False).to(device)
     hl = TensorLoader(xtr[va], ytr[va], cfg["eval_batch_size"], shuffle=False).to(device) if len(va) else None
     return DataBundle(tl, vl, 10, (3, size, size), len(tr), mean, std, "digits", augment, ytr[tr].clone(),

@@ -20,8 +20,9 @@ class FieldsDataset(torch.utils.data.Dataset):
     same-class partner is drawn from torch's RNG, which the trainer re-seeds every epoch (in worker
     processes it is seeded from the loader's per-epoch generator), so epochs replay exactly."""
 
-    def __init__(self, base, targets, fields):
-        self.base, self.fields = base, check_fields(fields)
+    def __init__(self, base, targets, fields, second=None):
+        # second: the same samples through another transform (the batch field aug_x, dataset.aug_views)
+        self.base, self.fields, self.second = base, check_fields(fields), second
         self.targets = torch.as_tensor(targets)
         self.by_class = {int(c): torch.nonzero(self.targets == c).flatten() for c in torch.unique(self.targets)}
 
@@ -35,6 +36,8 @@ class FieldsDataset(torch.utils.data.Dataset):
             x, y = self.base[i]
             tx = x
         out = {"x": x, "y": y, "index": i, "teacher_x": tx}
+        if "aug_x" in self.fields:
+            out["aug_x"] = self.second[i][0]
         if "pair_x" in self.fields:
             members = self.by_class[int(y)]
             out["pair_x"] = self.base[int(members[torch.randint(len(members), (1,))])][0]
@@ -59,11 +62,11 @@ def cache_loader(train, batch_size: int):
                                                     num_workers=train.num_workers))
 
 
-def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None):
+def _loaders(train, test, cfg, device, fields=("x", "y"), dist_info=None, second=None):
     g = torch.Generator()
     g.manual_seed(0)
     if tuple(fields) != ("x", "y"):
-        train = FieldsDataset(train, train.targets, fields)
+        train = FieldsDataset(train, train.targets, fields, second)
     common = dict(num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
                   persistent_workers=cfg["num_workers"] > 0)
     if dist_info is not None and dist_info.active:

@@ -8,13 +8,14 @@ per-image Python. :data:`BATCH_FIELDS` names what a batch may hold (a method ask
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
 from kdsuite.experiments.data_augment import random_crop_flip
+from kdsuite.experiments.data_strong import WEAK, strong_batch
 
-BATCH_FIELDS = ("x", "y", "index", "pair_x", "teacher_x")
+BATCH_FIELDS = ("x", "y", "index", "pair_x", "teacher_x", "aug_x")
 
 
 def check_fields(fields) -> tuple:
@@ -30,17 +31,27 @@ class TensorLoader:
     ``set_epoch_seed`` fixes the order and augmentation of the coming epoch (exact resume).
     ``fields`` adds each sample's index (``index``), another random image of its class
     (``pair_x``, augmented independently) and the same samples in the teachers' view (``teacher_x``:
-    ``teacher_x`` given here, cropped and flipped exactly as ``x``; ``x`` itself without one) to every batch."""
+    ``teacher_x`` given here, cropped and flipped exactly as ``x``; ``x`` itself without one) to every batch.
+    ``aug_views`` (``dataset.aug_views``, :mod:`kdsuite.experiments.data_strong`) names the view served as ``x``
+    and, with ``aug_x`` in ``fields``, a second view of the same samples drawn independently; ``norm``
+    (mean, std per channel) is the normalisation a strong view undoes and redoes."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
                  crop_pad: int = 0, flip: bool = False, drop_last: bool = False, fields=("x", "y"),
                  pad_fill: Optional[Sequence[float]] = None, teacher_x: Optional[torch.Tensor] = None,
-                 teacher_pad_fill: Optional[Sequence[float]] = None):
+                 teacher_pad_fill: Optional[Sequence[float]] = None, aug_views: Sequence[str] = ("weak",),
+                 norm: Optional[Tuple[Sequence[float], Sequence[float]]] = None):
         if len(x) != len(y) or (teacher_x is not None and len(teacher_x) != len(x)):
             raise ValueError("x, y (and teacher_x) differ in length")
         self.x, self.y, self.teacher_x = x, y, teacher_x
         self.batch_size, self.shuffle, self.crop_pad, self.flip, self.drop_last = batch_size, shuffle, crop_pad, flip, drop_last
         self.fields = check_fields(fields)
+        self.aug_views = tuple(aug_views)
+        if "aug_x" in self.fields and len(self.aug_views) < 2:
+            raise ValueError(f"batch field aug_x needs two aug_views, got {self.aug_views}")
+        if any(v != WEAK for v in self.aug_views) and norm is None:
+            raise ValueError("a strong view needs the normalisation (norm=(mean, std))")
+        self.norm = None if norm is None else tuple(torch.tensor(list(v), dtype=torch.float32) for v in norm)
         self.pad_fill = None if pad_fill is None else torch.tensor(list(pad_fill), dtype=torch.float32)
         self.sharded = False  # a batch source (kdsuite.engine.batches): the trainer shards data-parallel batches
         self.pair_fill = None  # padding of both views stacked along channels (one crop for both)
@@ -68,6 +79,8 @@ class TensorLoader:
             self.pad_fill = self.pad_fill.to(device)
         if self.pair_fill is not None:
             self.pair_fill = self.pair_fill.to(device)
+        if self.norm is not None:
+            self.norm = tuple(v.to(device) for v in self.norm)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator).item())
         self.generator = torch.Generator(device=self.x.device)
         self.generator.manual_seed(seed)
@@ -95,6 +108,13 @@ class TensorLoader:
             return random_crop_flip(xb, self.crop_pad, self.flip, self.generator, self.pad_fill)
         return xb
 
+    def _view(self, xb: torch.Tensor, view: str) -> torch.Tensor:
+        xb = self._augment(xb)
+        if view == WEAK:
+            return xb
+        assert self.norm is not None
+        return strong_batch(xb, view, self.generator, self.norm[0], self.norm[1])
+
     def _augment_pair(self, xb: torch.Tensor, tb: torch.Tensor):
         """The same crop and flip for both views of a batch: they are stacked along channels and split."""
         if not (self.crop_pad or self.flip):
@@ -112,8 +132,10 @@ class TensorLoader:
                 xb, tb = self._augment_pair(self.x[idx], self.teacher_x[idx])
                 out = {"x": xb, "y": self.y[idx], "index": idx, "teacher_x": tb}
             else:
-                out = {"x": self._augment(self.x[idx]), "y": self.y[idx], "index": idx}
+                out = {"x": self._view(self.x[idx], self.aug_views[0]), "y": self.y[idx], "index": idx}
                 out["teacher_x"] = out["x"]  # one view: the teachers see what the student sees
+                if "aug_x" in self.fields:
+                    out["aug_x"] = self._view(self.x[idx], self.aug_views[1])
             if "pair_x" in self.fields:
                 yb = self.y[idx]
                 u = torch.rand(len(idx), device=self.x.device, generator=self.generator)

@@ -300,7 +300,19 @@ def _started_record(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts)
         "code": code_identity(cls), "search": parts.search,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
         "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
+        "protocol": protocol_facts(cfg, method),
     }
+
+
+def protocol_facts(cfg: Dict[str, Any], method: Any) -> Dict[str, Any]:
+    """What a table must know to compare the run fairly: epochs, augmented views per step (each a student and a
+    forward of every teacher), the teacher parts the deployed student runs (SimKD's borrowed head)."""
+    views = list(cfg["dataset"].get("aug_views") or ["weak"])
+    parts = deployment.inference_parts(method)
+    n_teachers = len(cfg["teachers"])
+    return {"epochs": cfg["epochs"], "aug_views": views, "views_per_step": len(views),
+            "forwards_per_step": {"student": len(views), "teachers": len(views) * n_teachers},
+            "teacher_parts": sorted(p for p, e in parts.items() if str(e["source"]).startswith("teacher"))}
 
 
 def _export_teacher(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts, metrics: Mapping[str, Any],

@@ -56,6 +56,19 @@ def _augment(value: Any) -> Any:
     raise FieldProblem(f"{FIELD} = {value!r} is not allowed; expected true, false or null (the data set's default)")
 
 
+AUG_VIEW_NAMES = ("weak", "strong", "autoaugment")  # kdsuite.experiments.data_strong.AUG_VIEWS (torch-free here)
+
+
+def _aug_views(value: Any) -> Any:
+    # None: one weak view (the data set's own augmentation), what every run before this field had
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= 2 or any(v not in AUG_VIEW_NAMES for v in value):
+        raise FieldProblem(f"{FIELD} = {value!r} is not allowed; expected a list of one or two views from "
+                           f"{list(AUG_VIEW_NAMES)} (the first is the batch's x, a second its aug_x), e.g. [weak, strong]")
+    return value
+
+
 def _str_list(value: Any) -> Any:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise FieldProblem(f"{FIELD} = {value!r}: expected a list of strings")
@@ -99,12 +112,21 @@ class DatasetSettings(Section):
     val_fraction: Annotated[float, number(HParam(0.1, low=0, high=0.5, high_open=True))] = 0.1
     # paired multi-view data (cross-modal KD): {student: VIEW[, teacher: VIEW]}, normalised by config.validate
     views: Annotated[Optional[Dict[str, Any]], AsWritten] = None  # checked by views.check_views
+    # augmented views of each training sample per batch (kdsuite.experiments.data_strong); None = [weak]
+    aug_views: Annotated[Optional[List[str]], PlainValidator(_aug_views)] = None
 
     @model_validator(mode="after")
     def _views_exist(self) -> "DatasetSettings":
         from kdsuite.experiments.view_rules import check_views
 
         check_views(self.name, self.views)
+        if self.aug_views not in (None, ["weak"]):
+            if self.name == "imagefolder":
+                raise ConfigError(f"dataset.aug_views = {self.aug_views!r}: image folders serve one weak view; "
+                                  f"strong views are built for digits, cifar10 and cifar100")
+            if self.views:
+                raise ConfigError(f"dataset.aug_views = {self.aug_views!r} with dataset.views = {self.views!r}: "
+                                  f"augmented views and paired sensor views do not combine; drop one")
         return self
 
 
@@ -151,7 +173,10 @@ class StudentSettings(Section):
         if not isinstance(self.arch, str):
             raise ConfigError(f"student.arch must be a model name, got {self.arch!r}")
         if not zoo.known_arch(self.arch):
-            zoo.create_model(self.arch, num_classes=10)  # raises the listing error
+            try:
+                zoo.create_model(self.arch, num_classes=10)  # raises the listing error
+            except ConfigError as e:
+                raise ConfigError(f"student.arch: {e}") from None
         _check_model_kwargs(self.arch, self.kwargs)
         return self
 
@@ -245,6 +270,7 @@ class RunConfig(TrainSettings):
             from kdsuite.methods.build_checks import plan_below_num_train
 
             plan_below_num_train(cls, self.method._hp, self.dataset.name, TRAIN_SPLIT_IMAGES.get(self.dataset.name))
+        _check_aug_views(cls, self.dataset.aug_views)
         if not cls.teacher_count_ok(len(self.teachers)):
             raise ConfigError(f"teachers: method '{cls.name}' takes {cls.teacher_count_text()} teacher(s), "
                               f"the config gives {len(self.teachers)}")
@@ -254,6 +280,19 @@ class RunConfig(TrainSettings):
         """The trainer's settings as validated here, with the fast path's ``precision`` and ``channels_last``."""
         fields = {k: getattr(self, k) for k in TrainSettings.model_fields}
         return TrainSettings.model_validate(dict(fields, precision=precision, channels_last=channels_last))
+
+
+def _check_aug_views(cls: Any, views: Optional[List[str]]) -> None:
+    """A method that trains on two views of each sample (batch field ``aug_x``) needs two ``aug_views``, and
+    a second view is drawn only for a method that uses it."""
+    two = "aug_x" in tuple(cls.batch_fields)
+    n = len(views or ["weak"])
+    if two and n != 2:
+        raise ConfigError(f"dataset.aug_views = {views!r}: method '{cls.name}' trains on two views of each sample; "
+                          f"set dataset.aug_views to two views, e.g. [weak, strong]")
+    if not two and n == 2:
+        raise ConfigError(f"dataset.aug_views = {views!r}: method '{cls.name}' trains on one view (x); give one "
+                          f"view, e.g. [strong]")
 
 
 def check(cfg: Dict[str, Any]) -> RunConfig:

@@ -52,3 +52,22 @@ def test_the_recipe_is_the_references_fp32_and_shufflenet_lr(grid):
             assert r.cfg["precision"] == "fp32"
             assert r.cfg["optim"]["lr"] == (0.01 if r.cfg["student"]["arch"] == "cifar_shufflenetv2" else 0.05)
             assert (r.cfg["epochs"], r.cfg["dataset"]["batch_size"]) == (240, 64)
+
+
+def test_mlkd_runs_at_its_authors_recipes_on_two_views(grid):
+    """MLKD: the authors' current configs (240 epochs, lr 0.025; ShuffleV2 960 at 0.01); MLKD+LS: the LS fork's
+    (480 epochs; ShuffleV2 960; vgg8 and ShuffleV2 lr 0.01 and kd weight 6), both on a weak and a strong view."""
+    plain, ls = _runs(grid, "multi_level", "mlkd"), _runs(grid, "multi_level_ls", "mlkd")
+    assert set(plain) == set(ls) == PAIRS
+    assert len([r for r in grid.stages["multi_level"]]) == len([r for r in grid.stages["multi_level_ls"]]) == 15
+    shuffle, vgg = ("resnet32x4", "cifar_shufflenetv2"), ("vgg13", "cifar_vgg8")
+    for p, c in plain.items():
+        assert c["dataset"]["aug_views"] == ["weak", "strong"] and c["precision"] == "fp32"
+        assert (c["epochs"], c["optim"]["lr"]) == ((960, 0.01) if p == shuffle else (240, 0.025)), p
+        assert not c["method"]["hparams"].get("standardize")
+    for p, c in ls.items():
+        hp = c["method"]["hparams"]
+        assert c["dataset"]["aug_views"] == ["weak", "strong"]
+        assert c["epochs"] == (960 if p == shuffle else 480), p
+        assert c["optim"]["lr"] == (0.01 if p in (shuffle, vgg) else 0.025), p
+        assert (hp["standardize"], hp["T"], hp["kd_weight"]) == (True, 2.0, 6.0 if p in (shuffle, vgg) else 9.0), p

@@ -43,6 +43,8 @@ def config(name, teacher, student, teacher_dir, root):
     dataset = {"name": "digits", "batch_size": 16}
     if "teacher_x" in cls.batch_fields:
         dataset["views"] = {"teacher": "image", "student": "edges"}
+    if "aug_x" in cls.batch_fields:  # two augmented views per sample (MLKD)
+        dataset["aug_views"] = ["weak", "strong"]
     return {"student": student, "teachers": [{"checkpoint": teacher_dir}] * n,
             "method": {"name": name, "hparams": dict(cls.smoke_hparams)}, "epochs": 1, "max_steps_per_epoch": 2,
             "dataset": dataset, "optim": {"lr": 0.01}, "output": {"root": str(root)}, "progress": "none",

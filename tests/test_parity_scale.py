@@ -60,7 +60,7 @@ pytestmark = pytest.mark.slow
 GRID_DIR = Path(__file__).resolve().parents[1] / "experiments" / "grids"
 GRIDS = ("cifar100_repdistiller", "cifar100_taxonomy", "imagenet_r34_r18")
 # methods checked here before a grid names them (the current leaders of issue 27)
-EXTRA_METHODS = ("ctkd", "simkd", "reviewkd", "wkd")
+EXTRA_METHODS = ("ctkd", "simkd", "reviewkd", "wkd", "mlkd")
 B = 16
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 BAND = (1e-3, 1e3)
@@ -295,7 +295,9 @@ def test_loss_terms_relative_to_ce_at_initialisation(name, setup):
     idx = torch.arange(B)
     # cross-modal methods get the teachers' view of the same samples: here the images themselves (the scale
     # of a loss at initialisation, not what the student's sensor shows)
-    batch = tuple([x, y] + [{"index": idx, "pair_x": x.roll(1, 0), "teacher_x": x}[f] for f in m.batch_fields[2:]])
+    # a second augmented view (MLKD's strong one): the images mirrored
+    batch = tuple([x, y] + [{"index": idx, "pair_x": x.roll(1, 0), "teacher_x": x, "aug_x": x.flip(3)}[f]
+                            for f in m.batch_fields[2:]])
     tr = Trainer(m, [batch] if m.needs_train_data else None, None,
                  TrainSettings(epochs=240, max_steps_per_epoch=1, progress="none"))
     band = BAND_UNTRAINED_PARTNER if m.scheme in ("online", "self") else BAND

@@ -145,6 +145,14 @@ def not_views():
                      st.fixed_dictionaries({"teacher": WORDS}))
 
 
+def not_aug_views():
+    names = st.sampled_from(["weak", "strong", "autoaugment"])
+    return st.one_of(st.integers(-5, 5), WORDS, DICTS, st.booleans(), st.just([]),
+                     st.lists(names, min_size=3, max_size=4),
+                     st.lists(WORDS.filter(lambda s: s not in ("weak", "strong", "autoaugment")), min_size=1, max_size=2),
+                     st.lists(st.integers(), min_size=1, max_size=2))
+
+
 def not_search():
     return st.one_of(st.integers(-5, 5), WORDS, LISTS, st.booleans(), st.just({"candidates": []}),
                      st.fixed_dictionaries({"candidates": st.lists(st.integers(), min_size=1, max_size=2)}))
@@ -172,6 +180,7 @@ RUN_FIELDS = {
     "dataset.augment": not_augment(), "dataset.pipeline": not_choice(("auto", "loader", "tensor")),
     "dataset.train_fraction": not_number(low=0, low_open=True, high=1.0),
     "dataset.val_fraction": not_number(low=0, high=0.5, high_open=True), "dataset.views": not_views(),
+    "dataset.aug_views": not_aug_views(),
     "student.arch": not_choice(()), "student.kwargs": not_mapping(), "student.search": not_search(),
     "teachers": not_teachers(),
     "method.name": not_choice(()), "method.hparams": not_mapping(),

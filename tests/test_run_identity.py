@@ -25,9 +25,9 @@ TINY = {"epochs": 1, "max_steps_per_epoch": 2, "progress": "none", "dataset": {"
 def _old_hash(cfg):
     """The config hash as kdsuite computed it before data fingerprints (written out again here)."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in NON_IDENTITY and not (k == "sync_bn" and v is False)}
-    # dataset.views did not exist then: a config at its default (null) is a config of that time
+    # dataset.views and dataset.aug_views did not exist then: a config at their default (null) is a config of that time
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
-                        if k not in ("root", "download") and not (k == "views" and v is None)}
+                        if k not in ("root", "download") and not (k in ("views", "aug_views") and v is None)}
     ident["teachers"] = [{"arch": t.get("arch"), "id": t.get("config_hash") or t.get("sha256")} for t in ident["teachers"]]
     return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 

@@ -115,6 +115,8 @@ def contract_config(name: str, teacher_dirs: Sequence[str], root: os.PathLike, e
     dataset = {"name": "digits", "batch_size": 32}
     if "teacher_x" in cls.batch_fields:  # cross-modal: the (image-trained) teachers on their view, the student on another
         dataset["views"] = dict(CROSS_MODAL_VIEWS)
+    if "aug_x" in cls.batch_fields:  # two augmented views of each sample (MLKD): the weak and a strong one
+        dataset["aug_views"] = ["weak", "strong"]
     return {"student": "cifar_resnet8", "teachers": [{"checkpoint": d} for d in teacher_dirs[:n]],
             "method": {"name": name, "hparams": dict(cls.smoke_hparams)}, "epochs": epochs,
             "max_steps_per_epoch": steps, "dataset": dataset,
