@@ -12,7 +12,7 @@ source reports the last or the best epoch. The numbers were transcribed from the
 row (see also ``../shared/reference-numbers.md`` in the development checkout).
 
 A reference NAME is a file stem (``repdistiller_cifar100``) or its first word (``repdistiller``,
-``dkd``, ``dist``, ``imagenet``, ``survey``, ``other``, ``logit``); ``all`` reads every file.
+``dkd``, ``dist``, ``imagenet``, ``survey``, ``other``, ``logit``, ``ofa``); ``all`` reads every file.
 """
 from __future__ import annotations
 
