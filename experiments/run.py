@@ -124,7 +124,8 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
                        steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
-                       build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
+                       build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels,
+                       stage_pairs=tuple((p["student"], p["teacher"]) for p in typed.method.pairs or ()) or None)
     method = _method(cls, student, teachers, typed.method.hp, ctx)
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
@@ -187,6 +188,10 @@ def _method(cls, student, teachers, hp, ctx: BuildContext):
     try:
         method = cls(student, teachers, hp, ctx)
         method.check_build()  # hyper-parameters against these models and this data, before the first step
+        if ctx.stage_pairs and not method.stage_pairs:
+            raise ConfigError(f"method.pairs = {[dict(student=s, teacher=t) for s, t in ctx.stage_pairs]}: method "
+                              f"'{cls.name}' compares no teacher and student stages; allowed only for methods "
+                              f"that pair stages (at, vid, nst, reviewkd, fitnet, fitnet_1stage, ...); drop it")
         return method
     except ConfigError as e:
         fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
