@@ -36,7 +36,7 @@ from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
 from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
-from kdsuite.zoo import taps as ztaps
+from kdsuite.zoo import taps as ztaps, teacher_input
 from kdsuite.zoo.teachers import load_teacher, save_teacher
 
 
@@ -177,7 +177,12 @@ def _models(typed, data, build_model, sync_bn: bool) -> Tuple[torch.nn.Module, L
     for i, t in enumerate(typed.teachers):
         model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=data.input_shape[0])
-        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
+        step = teacher_input.for_record(meta, data.mean, data.std, data.input_shape, f"teachers[{i}].checkpoint")
+        if step is not None:  # an imported teacher sees its own normalisation and size; the student keeps the data's
+            teacher_input.attach(model, step)
+            meta = dict(meta, input=step.describe())
+        zoo.check_input(model, meta.get("arch", t.arch), teacher_input.input_shape(model, data.input_shape),
+                        field=f"teachers[{i}].arch")
         teachers.append(model)
         teacher_meta.append(meta)
     return student, teachers, teacher_meta
@@ -305,6 +310,8 @@ def _started_record(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts)
         "code": code_identity(cls), "search": parts.search,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
         "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
+        # per teacher: the step to its own input (an imported teacher's data_config), or None (the data's input)
+        "teacher_inputs": [m.get("input") for m in parts.teacher_meta],
     }
 
 
