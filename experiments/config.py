@@ -177,7 +177,8 @@ def identity(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """The part of a resolved config that decides the result."""
     ident = {k: copy.deepcopy(v) for k, v in cfg.items()
              if k not in NON_IDENTITY and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
-    ident["method"] = dict(ident["method"], hparams=_identity_hparams(ident["method"]))
+    ident["method"] = {k: v for k, v in dict(ident["method"], hparams=_identity_hparams(ident["method"])).items()
+                       if not (k == "pairs" and v is None)}  # method.pairs came later: out of the hash while null
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
                         if k not in ("root", "download") and not (k == "views" and v is None)
                         and not (k == "aug_views" and v in (None, ["weak"]))

@@ -136,15 +136,19 @@ def _loader_sources(cfg: Dict[str, Any], train, test, tr, va, device, fields, di
 
     norm = T.Normalize(CIFAR_MEAN[cfg["name"]], CIFAR_STD[cfg["name"]])
     ttf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
+    size = cfg.get("image_size") or 32
+    # dataset.image_size: the 32-px images upsampled (bilinear, after crop and flip), as cross-family
+    # recipes feed CIFAR to ImageNet-shaped models (OFA-KD: 224 px)
+    resize = [T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR, antialias=True)] if size != 32 else []
     views = aug_views(cfg)
-    train.transform = loader_transform(views[0], ttf, [T.ToTensor(), norm])
-    test.transform = T.Compose([T.ToTensor(), norm])
+    train.transform = loader_transform(views[0], ttf + resize, [T.ToTensor(), norm])
+    test.transform = T.Compose(resize + [T.ToTensor(), norm])
     hl = None
     if len(va):
         hl = _eval_loader(_take(train, va, test.transform), cfg, device, dist_info)
         train = _take(train, tr)
     # the second view: the same images through their own transform (FieldsDataset's ``aug_x``)
-    second = _take(train, torch.arange(len(train)), loader_transform(views[1], ttf, [T.ToTensor(), norm])) \
+    second = _take(train, torch.arange(len(train)), loader_transform(views[1], ttf + resize, [T.ToTensor(), norm])) \
         if len(views) > 1 else None
     tl, vl = _loaders(train, test, cfg, device, fields, dist_info, second=second)
     return tl, vl, hl, train
@@ -162,6 +166,10 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
     if (s_view, t_view) != ("image", "image") and cfg["pipeline"] != "tensor":
         raise ConfigError(f"dataset.views = {views!r}: {name}'s derived views are rendered in the tensor pipeline; "
                           f"set dataset.pipeline: tensor (or auto)")
+    size = cfg.get("image_size") or 32
+    if size != 32 and cfg["pipeline"] == "tensor":
+        raise ConfigError(f"dataset.image_size = {size}: {name} is resized in the loader pipeline only (the tensor "
+                          f"pipeline keeps 32 px); set dataset.pipeline: loader, or image_size: 32 / null")
     tr, va = holdout_split(train.targets, val_fraction(cfg), name)  # the validation split, from the 50k
     teacher_val = None
     if cfg["pipeline"] == "tensor":
@@ -172,6 +180,6 @@ def build_cifar(cfg: Dict[str, Any], device: torch.device, fields=("x", "y"), di
     else:
         tl, vl, hl, train = _loader_sources(cfg, train, test, tr, va, device, fields, dist_info, augment)
     augment = augment or aug_views(cfg) != (WEAK,)
-    return DataBundle(tl, vl, classes, (3, 32, 32), len(train), mean, std, name, augment,
+    return DataBundle(tl, vl, classes, (3, size, size), len(train), mean, std, name, augment,
                       torch.as_tensor(train.targets, dtype=torch.long), validation=hl, teacher_test=teacher_val,
                       split=split_record(cfg, len(train), len(va), len(test)))

@@ -36,7 +36,7 @@ from kdsuite.methods.base import BuildContext
 from kdsuite.engine.progress import Reporter
 from kdsuite.methods.registry import CATEGORIES, get_method
 from kdsuite.engine.trainer import Trainer, derive_seed, seed_everything
-from kdsuite.zoo import taps as ztaps
+from kdsuite.zoo import taps as ztaps, teacher_input
 from kdsuite.zoo.teachers import load_teacher, save_teacher
 
 
@@ -124,7 +124,8 @@ def build(cfg: Dict[str, Any], h: str, run_dir: Path, reporter: Optional[Reporte
     steps = typed.max_steps_per_epoch or (len(data.train) if data.train is not None else 1)
     ctx = BuildContext(num_classes=data.num_classes, input_shape=data.input_shape, epochs=typed.epochs,
                        steps_per_epoch=steps, batch_size=typed.dataset.batch_size, num_train=data.num_train,
-                       build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels)
+                       build_model=build_model, data_mean=data.mean, data_std=data.std, train_labels=data.train_labels,
+                       stage_pairs=tuple((p["student"], p["teacher"]) for p in typed.method.pairs or ()) or None)
     method = _method(cls, student, teachers, typed.method.hp, ctx)
     settings = typed.train_settings(precision=eff["precision"], channels_last=eff["channels_last"])
     cache_ok = method.teacher_cacheable and not data.augmented and data.train is not None
@@ -176,7 +177,12 @@ def _models(typed, data, build_model, sync_bn: bool) -> Tuple[torch.nn.Module, L
     for i, t in enumerate(typed.teachers):
         model, meta = load_teacher(t.checkpoint, build_model, field=f"teachers[{i}].checkpoint", arch=t.arch,
                                    num_classes=data.num_classes, dataset=data.name, in_chans=data.input_shape[0])
-        zoo.check_input(model, meta.get("arch", t.arch), data.input_shape, field=f"teachers[{i}].arch")
+        step = teacher_input.for_record(meta, data.mean, data.std, data.input_shape, f"teachers[{i}].checkpoint")
+        if step is not None:  # an imported teacher sees its own normalisation and size; the student keeps the data's
+            teacher_input.attach(model, step)
+            meta = dict(meta, input=step.describe())
+        zoo.check_input(model, meta.get("arch", t.arch), teacher_input.input_shape(model, data.input_shape),
+                        field=f"teachers[{i}].arch")
         teachers.append(model)
         teacher_meta.append(meta)
     return student, teachers, teacher_meta
@@ -187,6 +193,10 @@ def _method(cls, student, teachers, hp, ctx: BuildContext):
     try:
         method = cls(student, teachers, hp, ctx)
         method.check_build()  # hyper-parameters against these models and this data, before the first step
+        if ctx.stage_pairs and not method.stage_pairs:
+            raise ConfigError(f"method.pairs = {[dict(student=s, teacher=t) for s, t in ctx.stage_pairs]}: method "
+                              f"'{cls.name}' compares no teacher and student stages; allowed only for methods "
+                              f"that pair stages (at, vid, nst, reviewkd, fitnet, fitnet_1stage, ...); drop it")
         return method
     except ConfigError as e:
         fams = [ztaps.family(student)] + [ztaps.family(t) for t in teachers]
@@ -301,6 +311,8 @@ def _started_record(cfg: Dict[str, Any], h: str, run_dir: Path, parts: RunParts)
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance(), "effective": parts.effective,
         "features": method.feature_plan(),  # each side's family and taps, token → map steps, stage pairs and rule
         "protocol": protocol_facts(cfg, method),
+        # per teacher: the step to its own input (an imported teacher's data_config), or None (the data's input)
+        "teacher_inputs": [m.get("input") for m in parts.teacher_meta],
     }
 
 

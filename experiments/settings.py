@@ -14,6 +14,8 @@ run records existed also goes into ``HASH_NEUTRAL`` (config.py) at its default, 
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any, Dict, List, Optional, Type, Union
 
 from pydantic import BaseModel, PlainValidator, PrivateAttr, ValidationError, model_validator
@@ -197,9 +199,35 @@ class TeacherEntry(Section):
         return data
 
 
+_TAP = re.compile(r"^feat\d+(_pre)?$")
+
+
+def _check_pairs(value: Any) -> Any:
+    """``method.pairs``: the teacher↔student stage pairs named explicitly, ``[{student: feat<i>, teacher:
+    feat<j>}, ...]`` (null: the stated rule, kdsuite.methods.pairing); each tap is checked against its model
+    when the method is built."""
+    if value is None:
+        return None
+    allowed = "a non-empty list of {student: feat<i>, teacher: feat<j>} (feature taps, feat<i>_pre for pre-activations)"
+    if not isinstance(value, list) or not value:
+        raise FieldProblem(f"{FIELD} = {value!r}: expected {allowed}, or null for the relative-depth rule")
+    for k, p in enumerate(value):
+        if not isinstance(p, dict) or set(p) != {"student", "teacher"}:
+            raise FieldProblem(f"{FIELD}[{k}] = {p!r}: expected {{student: feat<i>, teacher: feat<j>}}")
+        for side in ("student", "teacher"):
+            if not isinstance(p[side], str) or not _TAP.match(p[side]):
+                raise FieldProblem(f"{FIELD}[{k}].{side} = {p[side]!r}: expected a feature tap feat<i> or feat<i>_pre")
+    keys = [(p["student"], p["teacher"]) for p in value]
+    if len(set(keys)) != len(keys):
+        raise FieldProblem(f"{FIELD} = {value!r}: a pair is named twice; allowed: {allowed}, each pair once")
+    return [dict(p) for p in value]
+
+
 class MethodSettings(Section):
     name: Annotated[str, rule(HParam("vanilla", kind=str))] = "vanilla"
     hparams: Annotated[Dict[str, Any], Mapping_] = {}  # overrides as written; resolved into .hp
+    # explicit stage pairs instead of the relative-depth rule; left out of the config hash while null
+    pairs: Annotated[Optional[List[Dict[str, str]]], PlainValidator(_check_pairs)] = None
     _hp: Optional[HParams] = PrivateAttr(default=None)
 
     @model_validator(mode="before")

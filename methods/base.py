@@ -32,13 +32,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from kdsuite.methods import build_checks
+from kdsuite.methods import build_checks, pairing
 from kdsuite.methods.components.connectors import TOKENS_TO_MAP, tokens_to_map
 from kdsuite.methods.hparams import ConfigError
+from kdsuite.methods.pairing import PAIRING_RULE  # noqa: F401 (re-exported)
 from kdsuite.zoo import taps as ztaps
-
-PAIRING_RULE = ("relative depth: each stage of the model with fewer stages is paired with the other model's stage "
-                "nearest in relative depth (kdsuite.zoo.taps.relative_depth; ties go to the deeper stage)")
 
 
 @dataclass
@@ -79,6 +77,8 @@ class BuildContext:
     # (num_train,) class of every training sample, by dataset index; None where the data pipeline
     # cannot tell (CRD's class-aware negative sampling needs it)
     train_labels: Optional[torch.Tensor] = None
+    # the run's method.pairs as (student tap, teacher tap): used instead of the stated pairing rule
+    stage_pairs: Optional[Tuple[Tuple[str, str], ...]] = None
 
 
 @dataclass
@@ -255,7 +255,8 @@ class Distiller(nn.Module):
                                 "feature_format": self.feature_format}
         if self.stage_pairs:
             plan["pairs"] = self.stage_pairs
-            plan["pairing_rule"] = PAIRING_RULE
+            explicit = any(p["rule"] == pairing.EXPLICIT_RULE for p in self.stage_pairs)
+            plan["pairing_rule"] = pairing.EXPLICIT_RULE if explicit else PAIRING_RULE
         return plan
 
     def student_forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -282,57 +283,36 @@ class Distiller(nn.Module):
         object.__setattr__(self, "_logit_cache", logits)
 
     def require_paired_stages(self, index: int = 0) -> None:
-        """For methods that compare the student's stages with the teacher's pair by pair (AT, VID, NST …).
-        Equal stage counts of one family pair one to one; otherwise (another family, or other counts) the
-        stages are paired by relative depth (:data:`PAIRING_RULE`) and ``s_taps`` / ``t_taps[index]`` are cut
-        to the pairs, in order. The pairs are kept in ``stage_pairs`` (the record's ``features.pairs``)."""
+        """For methods that compare the student's stages with the teacher's pair by pair (AT, VID, NST …):
+        the run's ``method.pairs`` when given, else the stated rule (:func:`kdsuite.methods.pairing.by_rule`:
+        one to one within a family of equal stage counts, otherwise by relative depth). ``s_taps`` /
+        ``t_taps[index]`` are cut to the pairs, in order; the pairs are kept in ``stage_pairs`` (the
+        record's ``features.pairs``)."""
         s_model, t_model = self.student, self._teachers[index]
         # only stage taps (feat<i>, feat<i>_pre) are paired; pool / logits taps (ReviewKD's pooled vector) stay
-        s_rest = [t for t in self.s_taps if not t.startswith("feat")]
-        t_rest = [t for t in self.t_taps[index] if not t.startswith("feat")]
-        s_taps = [t for t in self.s_taps if t.startswith("feat")]
-        t_taps = [t for t in self.t_taps[index] if t.startswith("feat")]
-        same = ztaps.family(s_model) == ztaps.family(t_model)
-        if not s_taps or not t_taps:
+        s_taps, s_rest = pairing.split_stage_taps(self.s_taps)
+        t_taps, t_rest = pairing.split_stage_taps(self.t_taps[index])
+        if self.ctx.stage_pairs:
+            pairs, rule = pairing.check_explicit(self.ctx.stage_pairs, s_model, t_model), pairing.EXPLICIT_RULE
+        elif not s_taps or not t_taps:
             raise ConfigError(f"method '{self.name}': no stages to pair (student {s_taps}, teacher {t_taps})")
-        depth = lambda m, t: ztaps.relative_depth(m, int(t[len("feat"):].split("_")[0]))  # noqa: E731
-        if same and len(s_taps) == len(t_taps):
-            pairs = list(zip(s_taps, t_taps))
-            rule = "one to one (one family, equal stage counts)"
-        elif len(s_taps) <= len(t_taps):
-            pairs = [(s, min(t_taps, key=lambda t: (abs(depth(t_model, t) - depth(s_model, s)), -depth(t_model, t))))
-                     for s in s_taps]
-            rule = PAIRING_RULE
         else:
-            pairs = [(min(s_taps, key=lambda s: (abs(depth(s_model, s) - depth(t_model, t)), -depth(s_model, s))), t)
-                     for t in t_taps]
-            rule = PAIRING_RULE
+            pairs, rule = pairing.by_rule(s_model, t_model, s_taps, t_taps)
         self.s_taps = [p[0] for p in pairs] + s_rest
         self.t_taps[index] = [p[1] for p in pairs] + t_rest
-        self.stage_pairs = [{"student": s, "teacher": t, "student_depth": round(depth(s_model, s), 4),
-                             "teacher_depth": round(depth(t_model, t), 4), "rule": rule} for s, t in pairs]
+        self.stage_pairs = pairing.records(s_model, t_model, pairs, rule)
 
     def paired_teacher_tap(self, s_tap: str, index: int = 0) -> str:
         """The teacher stage a single-stage method (FitNet's hint, …) pairs with student tap ``s_tap``:
-        within one family the same stage number (RepDistiller's convention), across families the
-        teacher stage nearest in relative depth; recorded in ``stage_pairs``."""
+        the one ``method.pairs`` names, else within one family the same stage number (RepDistiller's
+        convention), across families the teacher stage nearest in relative depth; recorded in ``stage_pairs``."""
         s_model, t_model = self.student, self._teachers[index]
-        si = int(s_tap[len("feat"):])
-        if ztaps.family(s_model) == ztaps.family(t_model):
-            rule = "same stage number (one family)"
-            try:
-                t_tap = ztaps.resolve(t_model, [f"feat{si}"])[0]
-            except ValueError as e:
-                raise ConfigError(f"method '{self.name}': {e}") from None
+        if self.ctx.stage_pairs:
+            t_tap = pairing.explicit_hint(self.ctx.stage_pairs, s_tap, self.name, s_model, t_model)
+            rule = pairing.EXPLICIT_RULE
         else:
-            cands = ztaps.resolve(t_model, ["stages"])
-            sd = ztaps.relative_depth(s_model, si)
-            t_tap = min(cands, key=lambda t: (abs(ztaps.relative_depth(t_model, int(t[4:])) - sd),
-                                              -ztaps.relative_depth(t_model, int(t[4:]))))
-            rule = PAIRING_RULE
-        self.stage_pairs = [{"student": s_tap, "teacher": t_tap,
-                             "student_depth": round(ztaps.relative_depth(s_model, si), 4),
-                             "teacher_depth": round(ztaps.relative_depth(t_model, int(t_tap[4:])), 4), "rule": rule}]
+            t_tap, rule = pairing.hint_by_rule(s_model, t_model, s_tap, self.name)
+        self.stage_pairs = pairing.records(s_model, t_model, [(s_tap, t_tap)], rule)
         return t_tap
 
     def _shapes(self, model: nn.Module, taps: Sequence[str]) -> Dict[str, Tuple[int, ...]]:

@@ -123,6 +123,24 @@ def test_cifar_tensor_pipeline_matches_loader_pipeline(tmp_path):
     assert torch.allclose(xa, xb, atol=1e-6) and torch.equal(ya, yb)
 
 
+def test_cifar_image_size_resizes_in_the_loader_and_is_refused_by_the_tensor_pipeline(tmp_path):
+    written = _write_cifar(tmp_path, "cifar100")
+    kw = dict(name="cifar100", root=str(tmp_path), download=False, verify_checksums=False, augment=False,
+              eval_batch_size=10, val_fraction=0, image_size=64)
+    data = build_data(_ds(pipeline="loader", **kw), "cpu")
+    assert data.input_shape == (3, 64, 64)
+    x, _ = next(iter(data.val))
+    from kdsuite.experiments.data import CIFAR_MEAN, CIFAR_STD
+    img = torch.tensor(written["test"][0][0].reshape(3, 32, 32), dtype=torch.float64)[None] / 255
+    up = torch.nn.functional.interpolate(img, size=(64, 64), mode="bilinear", align_corners=False)[0]
+    want = (up - torch.tensor(CIFAR_MEAN["cifar100"], dtype=torch.float64)[:, None, None]) / \
+        torch.tensor(CIFAR_STD["cifar100"], dtype=torch.float64)[:, None, None]
+    assert x.shape[1:] == (3, 64, 64)
+    assert (x[0].double() - want).abs().max() < 0.05  # PIL's bilinear on uint8 vs float64 interpolation
+    with pytest.raises(ConfigError, match=r"dataset.image_size = 64.*pipeline: loader"):
+        build_data(_ds(pipeline="tensor", **kw), "cpu")
+
+
 def test_imagefolder(tmp_path):
     from PIL import Image
 

@@ -73,8 +73,8 @@ def test_vit_student_gets_token_projectors_and_every_one_reaches_the_student():
     torch.manual_seed(0)
     s = tiny_vit(depth=8)
     m = make(s, zoo.create_model("cifar_resnet8", num_classes=10))
-    # 8 blocks, depths k/8: the blocks nearest 1/4, 2/4, 3/4, 1 are blocks 2, 4, 6, 8
-    assert m.stage_taps == ["feat1", "feat3", "feat5", "feat7"]
+    # 8 blocks at depths k/8: those nearest the authors' 2/12, 4/12, 10/12, 12/12 are blocks 1, 3, 7, 8
+    assert m.stage_taps == ["feat0", "feat2", "feat6", "feat7"]
     assert all(isinstance(p, TokenProjector) for p in m.projectors.values())
     assert [len(m.projectors[t].blocks) for t in m.stage_taps] == [3, 2, 1, 1]  # max(n − k, 1)
     x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])

@@ -29,6 +29,8 @@ def _old_hash(cfg):
     ident["dataset"] = {k: v for k, v in ident["dataset"].items()
                         if k not in ("root", "download") and not (k in ("views", "aug_views") and v is None)}
     ident["teachers"] = [{"arch": t.get("arch"), "id": t.get("config_hash") or t.get("sha256")} for t in ident["teachers"]]
+    # nor did method.pairs
+    ident["method"] = {k: v for k, v in ident["method"].items() if not (k == "pairs" and v is None)}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 

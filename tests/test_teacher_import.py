@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from kdsuite.cli import main as cli_main
 from kdsuite.experiments.run import build, prepare
 from kdsuite.core.errors import ConfigError
+from kdsuite.zoo import teacher_input
 from kdsuite.zoo.teacher_import import import_teacher
 
 from tests.test_zoo_reference import VGG_CFG, _vgg8_reference_forward, ref_resnet, ref_vgg
@@ -137,10 +138,12 @@ def test_timm_safetensors_imports_and_gives_the_source_logits(tmp_path):
     folder, meta = import_teacher(f, "timm", "resnet18", num_classes=10, dataset="digits", accuracy=95.0,
                                   out=tmp_path / "t")
     assert meta["source"]["key_mapping"] == "identity" and meta["top1"] == 95.0
-    teacher, _, _ = _teacher_via_run_path(folder, tmp_path)
+    teacher, tmeta, _ = _teacher_via_run_path(folder, tmp_path)
     x = torch.randn(2, 3, 32, 32)
+    # the run feeds the teacher its own input (timm's data_config: ImageNet mean / std, 224 px; tests/test_teacher_input.py)
+    assert tmeta["input"]["size"] == [224, 224]
     with torch.no_grad():
-        assert torch.allclose(teacher(x), src.eval()(x), atol=1e-5)
+        assert torch.allclose(teacher(x), src.eval()(teacher_input.adapt(teacher, x)), atol=1e-5)
 
 
 def test_torchvision_state_dict_imports_and_gives_the_source_logits(tmp_path):
@@ -156,10 +159,12 @@ def test_torchvision_state_dict_imports_and_gives_the_source_logits(tmp_path):
     torch.save(state, f)
     folder, meta = import_teacher(f, "torchvision", "resnet18", num_classes=10, dataset="digits", out=tmp_path / "t")
     assert len(meta["source"]["filled_with_zero"]) == 20 and meta["top1"] is None
-    teacher, _, _ = _teacher_via_run_path(folder, tmp_path)
+    teacher, tmeta, _ = _teacher_via_run_path(folder, tmp_path)
     x = torch.randn(2, 3, 32, 32)
+    # the run feeds the teacher its own input (timm's data_config: ImageNet mean / std, 224 px; tests/test_teacher_input.py)
+    assert tmeta["input"]["size"] == [224, 224]
     with torch.no_grad():
-        assert torch.allclose(teacher(x), src.eval()(x), atol=1e-5)
+        assert torch.allclose(teacher(x), src.eval()(teacher_input.adapt(teacher, x)), atol=1e-5)
 
 
 @pytest.fixture

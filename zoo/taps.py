@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from kdsuite.zoo import teacher_input
 from kdsuite.zoo.cifar.common import CifarNet
 
 _FEAT = re.compile(r"^feat(-?\d+)(_pre)?$")
@@ -114,7 +115,8 @@ def extract(model: nn.Module, x: torch.Tensor, taps: Sequence[str]) -> Tuple[tor
     """Run ``model`` on ``x``; return ``(logits, {tap: tensor})`` for the concrete ``taps``."""
     feats_needed = [t for t in taps if t.startswith("feat")]
     if not feats_needed and "pool" not in taps:
-        return model(x), {}
+        return model(x), {}  # an imported teacher's own input: its forward pre-hook (zoo.teacher_input)
+    x = teacher_input.adapt(model, x)
     if isinstance(model, CifarNet):
         with_pre = any(t.endswith("_pre") for t in feats_needed)
         logits, post, pre, pooled = model.traverse(x, with_pre=with_pre)
@@ -210,6 +212,7 @@ def tap_info(model: nn.Module, taps: Sequence[str], input_shape: Sequence[int],
     """:class:`TapInfo` of each concrete tap of ``model`` on inputs of ``input_shape`` (one probe forward
     unless ``shapes`` from :func:`probe_shapes` are given)."""
     shapes = shapes or probe_shapes(model, taps, input_shape)
+    input_shape = teacher_input.input_shape(model, input_shape)  # an imported teacher's own size
     fam = family(model)
     out: Dict[str, TapInfo] = {}
     for t in taps:

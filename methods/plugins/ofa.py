@@ -12,8 +12,9 @@ reference code github:Hao840/OFAKD (``distillers/ofa.py``, ``distillers/utils.py
   conv to max(d_s, d_t); then global average pooling and a linear layer to the classes. A ViT / MLP
   stage (tokens, taken as the model gives them, prefix tokens included: ``feature_format = "native"``)
   goes through patch merging (Swin-style 2×2, LayerNorm, linear; down to a ``final_grid`` × ``final_grid``
-  grid, 7 in the authors' code: max(⌊log2(grid / 7)⌋, 0) merges), then max(n − k, 1) ViT blocks (4 heads)
-  for the k-th of n projected stages, then the class token (or the token mean without prefix tokens) and
+  grid, 7 in the authors' code: max(⌊log2(grid / 7)⌋, 0) merges, GELU after the first merge and after every
+  one but the last), then max(n − k, 1) ViT blocks (4 heads, torch LayerNorm as timm 0.6.5's) for the k-th
+  of n projected stages, then the class token (or the token mean without prefix tokens) and
   a linear layer. Weights initialised as the authors' (kaiming fan-out convs, truncated-normal 0.02 linears).
 - The OFA loss (Eq. 7) with the modulating exponent ε on the target class: with p_t, p_s the softmaxes at
   temperature T and 1_y the one-hot label,
@@ -23,9 +24,11 @@ reference code github:Hao840/OFAKD (``distillers/ofa.py``, ``distillers/utils.py
   enhancement), and shrinks the other classes' p_t,c^ε.
 - Total: ce_weight·CE(y, z_s) + kd_weight·L_OFA(z_s, z_t; ε) + ofa_weight·Σ_k L_OFA(h_k(F_k), z_t; ε).
 Defaults are the authors' (train.py): ε = 1 (their CIFAR-100 runs; 1.5 on ImageNet), T = 1, every weight
-1, four stages. Stages: the student's stages nearest relative depths 1/4, 2/4, 3/4, 1
-(``kdsuite.zoo.taps.relative_depth``; all of them when it has at most ``num_stages``) — the authors hand-pick
-per architecture (ResNet stages 1–4; ViT-S/12 blocks 2, 4, 10, 12). Deviations: one ε for every stage (the
+1, four stages. Stages, as the authors' ``stage_info``: an isotropic ViT / MLP student's blocks nearest
+relative depths 2/12, 4/12, 10/12, 1 (blocks 2, 4, 10, 12 of 12, the authors' choice for ViT-S, DeiT-T,
+Mixer-B and ResMLP-S12); a hierarchical student's stages nearest k/4 (``kdsuite.zoo.taps.relative_depth``;
+all of them when it has at most ``num_stages``: ResNet layers 1–4, ConvNeXt / Swin stages 1–4); another
+``num_stages`` n: depths k/n. Deviations: one ε for every stage (the
 authors allow one per stage); a Swin student's stages reach the plugin as timm's NCHW maps and get the CNN
 projector (the authors use token blocks for Swin).
 """
@@ -91,14 +94,16 @@ class TokenProjector(nn.Module):
         self.prefix = prefix
         merges = max(int(math.log2(grid[0] / final_grid)), 0) if grid[0] >= final_grid else 0
         mods, g, c = [], tuple(grid), dim
-        for i in range(merges):
-            mods.append(PatchMerge(g, c, width, act=i != merges - 1))
+        for i in range(merges):  # the authors' GELU: after the first merge always, after the last never (unless first)
+            mods.append(PatchMerge(g, c, width, act=i == 0 or i != merges - 1))
             g, c = (g[0] // 2, g[1] // 2), width
         if c != width:  # no merge and another width than the pre-logits: a linear map (the authors' widths agree)
             mods.append(nn.Linear(c, width))
         self.merge = nn.Sequential(*mods)
         heads = 4 if width % 4 == 0 else 1
-        self.blocks = nn.Sequential(*[Block(dim=width, num_heads=heads) for _ in range(blocks)])
+        # torch's LayerNorm (eps 1e-5) as in timm 0.6.5's Block, the authors' version (today's timm: 1e-6)
+        self.blocks = nn.Sequential(*[Block(dim=width, num_heads=heads, norm_layer=nn.LayerNorm)
+                                      for _ in range(blocks)])
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x):
@@ -136,15 +141,36 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def _first_reduction(model: nn.Module) -> int:
+    info = model.feature_info
+    return int(info.reduction()[0]) if hasattr(info, "reduction") else int(info[0].get("reduction", 1))
+
+
+# the authors' blocks for their 12-block ViT / DeiT / Mixer / ResMLP students: 2, 4, 10 and 12 (stage_info)
+TOKEN_DEPTHS = (2 / 12, 4 / 12, 10 / 12, 1.0)
+
+
+def target_depths(model: nn.Module, n: int):
+    """Relative depths the projected stages sit nearest: k/n, or the authors' 2/12, 4/12, 10/12, 1 for an
+    isotropic token model (ViT, MLP) with the default four stages."""
+    if n == len(TOKEN_DEPTHS) and ztaps.is_token_model(model):
+        return TOKEN_DEPTHS
+    return tuple(k / n for k in range(1, n + 1))
+
+
 def pick_stages(model: nn.Module, n: int):
-    """The model's stages nearest relative depths k/n (all of them when it has at most n), in order."""
+    """The model's stages nearest the :func:`target_depths` (all of them when it has at most n), in order.
+    A hierarchical model whose first feature is already at stride 4 (ConvNeXt, Swin: a patchify stem) has
+    it as its first stage, as the authors count them, where ``stages`` leaves feature 0 out as a stem."""
     stages = ztaps.resolve(model, ["stages"])
+    if not ztaps.is_token_model(model) and ztaps.feature_count(model) > 1 and _first_reduction(model) >= 4:
+        stages = ["feat0"] + stages
     if len(stages) <= n:
         return stages
     depth = {t: ztaps.relative_depth(model, int(t[4:])) for t in stages}
     picked = []
-    for k in range(1, n + 1):
-        t = min(stages, key=lambda s: (abs(depth[s] - k / n), -depth[s]))
+    for d in target_depths(model, n):
+        t = min(stages, key=lambda s: (abs(depth[s] - d), -depth[s]))
         if t not in picked:
             picked.append(t)
     return picked
