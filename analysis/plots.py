@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import pandas as pd
 
-from kdsuite.analysis.tables import METRIC_SHORT, gains, method_label, pair_title, stats, student_key
+from kdsuite.analysis.tables import METRIC_SHORT, gains, method_label, pair_title, stats, student_key, variant_rows
 from kdsuite.core.fileio import atomic_write_bytes
 from kdsuite.methods.registry import CATEGORIES, method_display_name
 
@@ -86,20 +86,34 @@ def _category_legend(ax, plt, colours: Dict[str, Any], **kw) -> None:
     ax.legend(handles, [CATEGORIES[c].title if c in CATEGORIES else c for c in colours], frameon=False, **kw)
 
 
+def _bar_labels(runs: pd.DataFrame, method: str, category: str) -> Dict[str, str]:
+    """``{variant: label}`` of one method's runs: the table's row labels (``DKD (T=2, …)`` where a method
+    ran in several variants), so a figure never merges two rows of its table into one bar."""
+    name = method_label(method, category)  # names a searched student's KD already
+    if runs["variant"].nunique() <= 1:
+        return {v: name for v in runs["variant"].unique()}
+    return {g["variant"].iloc[0]: label for label, g in variant_rows(runs, name)}
+
+
 def gain_data(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per method: category, mean gain over pairs, and the mean over pairs of the seed std."""
+    """Per table row (method variant, protocol marks): category, mean gain over pairs, the mean over pairs
+    of the seed std, and the marks (a cell trained under another protocol than its column's)."""
     g = gains(df, metric)
     students = df[~df["export_teacher"] & (df["method"] != "vanilla")]
     rows = []
     # by (category, method): a searched student's KD (the NAS-based cell) is not the response-based KD
     for (category, method), mg in g.groupby(["category", "method"]):
         mine = students[(students["method"] == method) & (students["category"] == category)]
-        seed_std = [stats(mine[mine["pair"] == p][metric])["std"] for p in mg["pair"]]
-        rows.append({"method": method, "category": category, "label": method_label(method, category),
-                     "gain": mg["gain"].mean(), "err": sum(seed_std) / len(seed_std)})
+        labels = _bar_labels(mine, method, category)
+        for (variant, mk), vg in mg.groupby(["variant", "marks"], dropna=False):
+            runs = mine[mine["variant"] == variant]
+            seed_std = [stats(runs[runs["pair"] == p][metric])["std"] for p in vg["pair"]]
+            label = labels.get(variant, method_label(method, category)) + (f" [{mk}]" if mk else "")
+            rows.append({"method": method, "category": category, "label": label, "gain": vg["gain"].mean(),
+                         "err": sum(seed_std) / len(seed_std), "marks": mk or ""})
     order = {c: i for i, c in enumerate(CATEGORIES)}
-    out = pd.DataFrame(rows, columns=["method", "category", "label", "gain", "err"])
-    return out.assign(_o=out["category"].map(lambda c: order.get(c, 99))).sort_values(["_o", "method"]).drop(columns="_o")
+    out = pd.DataFrame(rows, columns=["method", "category", "label", "gain", "err", "marks"])
+    return out.assign(_o=out["category"].map(lambda c: order.get(c, 99))).sort_values(["_o", "label"]).drop(columns="_o")
 
 
 def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FORMATS) -> List[Path]:
@@ -110,11 +124,14 @@ def plot_gain(df: pd.DataFrame, out: Path, metric: str = "last_top1", formats=FO
     colours = _colours(data["category"])
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(data) + 1.5) + 2.8, 3.6))  # + the legend beside
     x = range(len(data))
-    ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]])
+    ax.bar(x, data["gain"], yerr=data["err"], capsize=3, color=[colours[c] for c in data["category"]],
+           hatch=["//" if mk else "" for mk in data["marks"]], edgecolor="white")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(list(x), list(data["label"]), rotation=45, ha="right")
     ax.set_ylabel(f"gain over vanilla (pp)\n{METRIC_SHORT.get(metric, metric)}")
-    ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included)", fontsize=8)
+    other = "; hatched [...]: another protocol than the column's (not ranked)" if data["marks"].astype(bool).any() else ""
+    ax.set_title("error bars: the method's seed std\n(mean over pairs; vanilla's spread not included" + other + ")",
+                 fontsize=8)
     _category_legend(ax, plt, colours, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     fig.tight_layout()
     try:
@@ -144,14 +161,20 @@ def pairs_figure(df: pd.DataFrame, metric: str = "last_top1"):
         student = students[students["pair"] == pair]["student"].iloc[0]
         rows = []
         for (category, method), g in students.groupby(["category", "method"]):
+            if method == "vanilla":
+                continue
             sub = g[g["pair"] == pair] if (g["teachers"] != "").any() else g[g["student"] == student]
-            s = stats(sub[metric])
-            if s and method != "vanilla":
-                rows.append((method_label(method, category), category, s))
+            labels = _bar_labels(g, method, category)
+            for (variant, mk), vg in sub.groupby(["variant", "marks"], dropna=False):
+                s = stats(vg[metric])
+                if s:
+                    rows.append((labels.get(variant, method_label(method, category)) + (f" [{mk}]" if mk else ""),
+                                 category, s, mk))
         rows.sort(key=lambda r: (order.get(r[1], 99), r[0]))  # grouped by category, in taxonomy order
         van = stats(students[(students["method"] == "vanilla") & (students["student"] == student)][metric])
         ax.bar(range(len(rows)), [r[2]["mean"] for r in rows], yerr=[r[2]["std"] for r in rows], capsize=3,
-               color=[colours.get(r[1], "grey") for r in rows])
+               color=[colours.get(r[1], "grey") for r in rows], hatch=["//" if r[3] else "" for r in rows],
+               edgecolor="white")
         lines = []  # legend labels say what a line is; its value (per panel) is written at its end
         if van:
             lines.append(ax.axhline(van["mean"], ls="--", color="black", lw=1, label="vanilla student"))

@@ -104,3 +104,19 @@ def test_the_marked_latex_table_compiles(tmp_path):
     out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:]
+
+
+def test_the_gain_figure_keeps_the_tables_rows_and_marks_other_protocols():
+    """The figure shows what the table shows: one bar per table row (kd and KD+LS apart, not merged into one
+    'KD' bar), and a cell trained under another protocol is labelled with its marks and hatched."""
+    from kdsuite.analysis.plots import gain_data
+    from kdsuite.analysis.tables import runs_frame
+
+    data = gain_data(runs_frame(_records()), "last_top1")
+    kd = data[data["method"] == "kd"]
+    assert sorted(kd["label"]) == ["KD (T=2, standardize=true)", "KD (T=default, standardize=default)"], kd
+    assert sorted(kd["gain"].round(2)) == [2.0, 3.75]  # 74.5 and 76.25 against vanilla's 72.5
+    mlkd = dict(zip(data[data["method"] == "mlkd"]["label"], data[data["method"] == "mlkd"]["marks"]))
+    assert set(mlkd.values()) == {"2 views, strong aug", "2 views, strong aug, 480 ep"}, mlkd
+    assert all(label.endswith(f"[{mk}]") for label, mk in mlkd.items()), mlkd
+    assert data[data["method"] == "kd"]["marks"].tolist() == ["", ""]
