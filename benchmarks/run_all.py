@@ -11,6 +11,7 @@ jobs = [
     ["kd_overhead.py"] + ([] if cuda else ["--teacher", "cifar_resnet20", "--student", "cifar_resnet8"]),
     ["plain_loop.py"],
     ["fast_path.py"] + ([] if cuda else ["--n", "2000", "--epochs", "2", "--modes", "off"]),
+    ["check_method.py"],
     ["grid_packing.py"] + ([] if cuda else ["--runs", "2", "--n", "2000", "--student", "cifar_resnet8"]),
 ]
 for job in jobs:
