@@ -4,6 +4,10 @@ import os
 
 import pytest
 
+# defined here, not imported into each test module: a session fixture imported into N modules is N fixtures,
+# and the second would start a second cluster on the ports of the first
+from tests.slurm_fixture import slurm_cluster  # noqa: F401 E402
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 

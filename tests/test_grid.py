@@ -10,7 +10,6 @@ from kdsuite.cli import main
 from kdsuite.experiments.config import ConfigError
 from kdsuite.experiments.grid import GRID_DIR, expand, load_grid
 from kdsuite.slurm.executors import load_profile, read_manifest, run_in_process, submit_slurm
-from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
 def _spec(root, methods=("vanilla", "kd"), seeds=(0, 1)):

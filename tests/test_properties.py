@@ -153,6 +153,18 @@ def not_aug_views():
                      st.lists(st.integers(), min_size=1, max_size=2))
 
 
+def not_pairs():
+    taps = st.sampled_from(["feat0", "feat2_pre", "feat11"])
+    bad_tap = st.one_of(st.sampled_from(["logits", "feat", "feat-1", "2", "feat1_post", ""]), st.integers(0, 3), st.none())
+    pair = st.fixed_dictionaries({"student": taps, "teacher": taps})
+    return st.one_of(st.integers(-5, 5), WORDS, DICTS, st.booleans(), st.just([]),
+                     st.lists(st.one_of(st.integers(), WORDS, LISTS), min_size=1, max_size=2),
+                     st.fixed_dictionaries({"student": bad_tap, "teacher": taps}).map(lambda p: [p]),
+                     st.fixed_dictionaries({"student": taps, "teacher": bad_tap}).map(lambda p: [p]),
+                     pair.map(lambda p: [{**p, "weight": 1}]),
+                     pair.map(lambda p: [p, dict(p)]))  # the same pair twice
+
+
 def not_search():
     return st.one_of(st.integers(-5, 5), WORDS, LISTS, st.booleans(), st.just({"candidates": []}),
                      st.fixed_dictionaries({"candidates": st.lists(st.integers(), min_size=1, max_size=2)}))
@@ -183,7 +195,7 @@ RUN_FIELDS = {
     "dataset.aug_views": not_aug_views(),
     "student.arch": not_choice(()), "student.kwargs": not_mapping(), "student.search": not_search(),
     "teachers": not_teachers(),
-    "method.name": not_choice(()), "method.hparams": not_mapping(),
+    "method.name": not_choice(()), "method.hparams": not_mapping(), "method.pairs": not_pairs(),
     "fast_path": not_auto_bool(), "compile": not_bool(), "teacher_cache": not_auto_bool(), "sync_bn": not_bool(),
     "device": not_str(), "deterministic": not_bool(), "export_teacher": not_bool(),
     "output.root": not_path(),

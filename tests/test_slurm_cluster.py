@@ -6,7 +6,7 @@ import time
 import pytest
 import submitit
 
-from tests.slurm_fixture import SCRIPT, slurm_cluster  # noqa: F401
+from tests.slurm_fixture import SCRIPT
 
 pytestmark = pytest.mark.slurm
 

@@ -13,7 +13,6 @@ from kdsuite.core.records import read_record
 from kdsuite.cli import main
 from kdsuite.experiments.grid import expand
 from kdsuite.slurm.executors import IN_FLIGHT, SlurmUnavailable, read_manifest, submit_slurm
-from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 PROFILE = "slurm/profiles/local_test.yaml"

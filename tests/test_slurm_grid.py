@@ -12,7 +12,7 @@ from kdsuite.core.records import read_record
 from kdsuite.experiments.grid import expand
 from kdsuite.experiments.run import run
 from kdsuite.slurm.executors import MANIFEST, read_manifest, submit_slurm
-from tests.slurm_fixture import MAX_ARRAY, slurm_cluster  # noqa: F401
+from tests.slurm_fixture import MAX_ARRAY
 
 pytestmark = pytest.mark.slurm
 PROFILE = "slurm/profiles/local_test.yaml"

@@ -25,7 +25,6 @@ import yaml
 
 from kdsuite.core.records import read_record
 from kdsuite.experiments.grid import load_grid
-from tests.slurm_fixture import slurm_cluster  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slurm
 PROFILE = str(Path(__file__).resolve().parents[1] / "slurm" / "profiles" / "local_test.yaml")

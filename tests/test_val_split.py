@@ -203,7 +203,7 @@ def test_reproduction_grids_train_on_the_whole_training_split():
         spec = yaml.safe_load(open(path))
         seen[spec["name"]] = spec["defaults"]["dataset"].get("val_fraction")
     assert {k: v for k, v in seen.items() if k != "demo"} == {
-        "cifar100_leaders": 0, "cifar100_lifelong": 0, "cifar100_repdistiller": 0, "cifar100_taxonomy": 0,
+        "cifar100_hetero": 0, "cifar100_leaders": 0, "cifar100_lifelong": 0, "cifar100_repdistiller": 0, "cifar100_taxonomy": 0,
         "imagenet_r34_r18": 0}
     assert seen["demo"] is None  # the default, 0.1
 

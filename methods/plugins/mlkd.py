@@ -35,7 +35,7 @@ from kdsuite.methods import losses
 from kdsuite.methods.base import Distiller
 from kdsuite.methods.hparams import HParam
 from kdsuite.methods.registry import register_method
-from kdsuite.methods.scale import ScaleBand
+from kdsuite.methods.scale import DEFAULT_BAND, ScaleBand
 
 EXTRA_TEMPERATURES = (3.0, 5.0, 2.0, 6.0)  # after the base T, in the code's order
 
@@ -76,8 +76,9 @@ class MLKD(Distiller):
     # term / weighted CE at step 0, test_parity_scale (resnet32x4→8x4, 32×32, batch 16, 2026-12-04):
     # kd 252 (238.5 / 0.947: 0.9·ten T²-scaled KLs over 0.1·(CE_weak + CE_strong)); cc 0.033 and bc 0.16 there,
     # but the class-level term grows as B²/C³ and the batch-level as B/C² (a 10-class digits run at batch 32:
-    # cc 17, bc 5), so they keep the suite-wide band rather than one calibrated at a single B and C
-    scale_band = {"kd": ScaleBand.around(252.0, "kd_weight")}
+    # cc 17, bc 5), so they state the suite-wide band rather than one calibrated at a single B and C
+    scale_band = {"kd": ScaleBand.around(252.0, "kd_weight"),
+                  "cc": ScaleBand(*DEFAULT_BAND, "kd_weight"), "bc": ScaleBand(*DEFAULT_BAND, "kd_weight")}
     hparams = {
         "T": HParam(4.0, low=0.0, low_open=True, doc="base temperature (the others: 3, 5, 2, 6)"),
         "ce_weight": HParam(0.1, low=0.0, doc="weight of each view's cross-entropy (mdistiller's CE_WEIGHT)"),
